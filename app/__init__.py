@@ -1,0 +1,1 @@
+"""Modex Seatmap: a real-time seat map and ticket-booking server."""

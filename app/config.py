@@ -1,0 +1,69 @@
+"""Settings from the environment, read once into one frozen object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    # ordered shard databases; shard 0 may be the metadata database itself
+    shard_urls: tuple[str, ...]
+    redis_url: str
+    jwt_secret: str
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".modex")
+    demo: bool = True
+    guest_tokens: bool = True
+    default_hold_seconds: int = 30
+    max_hold_extensions: int = 2
+    sweep_interval: float = 1.0
+    # per user and per client IP, for the write endpoints ("limits" notation)
+    rate_limit_user: str = "20/second;300/minute"
+    rate_limit_ip: str = "100/second"
+    allowed_origins: tuple[str, ...] = ()
+    db_pool_size: int = 10
+    # fault injection for tests: die between commit and publish
+    crash_before_publish: bool = False
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        database_url = os.environ.get("DATABASE_URL", "")
+        if not database_url:
+            raise RuntimeError("DATABASE_URL is not set (modex serve starts embedded servers)")
+        shard_urls = _list("SHARD_URLS") or (database_url,)
+        return cls(
+            database_url=database_url,
+            shard_urls=shard_urls,
+            redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            jwt_secret=os.environ.get("MODEX_JWT_SECRET", "dev-secret-change-me"),
+            data_dir=Path(os.environ.get("MODEX_DATA_DIR", str(Path.home() / ".modex"))),
+            demo=_flag("MODEX_DEMO", True),
+            guest_tokens=_flag("MODEX_GUEST_TOKENS", True),
+            default_hold_seconds=_int("MODEX_HOLD_SECONDS", 30),
+            max_hold_extensions=_int("MODEX_MAX_EXTENSIONS", 2),
+            sweep_interval=float(os.environ.get("MODEX_SWEEP_INTERVAL", "1.0")),
+            rate_limit_user=os.environ.get("MODEX_RATE_LIMIT_USER", "20/second;300/minute"),
+            rate_limit_ip=os.environ.get("MODEX_RATE_LIMIT_IP", "100/second"),
+            allowed_origins=_list("MODEX_ALLOWED_ORIGINS"),
+            db_pool_size=_int("MODEX_DB_POOL_SIZE", 10),
+            crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),
+        )
