@@ -32,7 +32,7 @@ class HoldRequest(Struct, forbid_unknown_fields=True):
 class BookRequest(Struct, forbid_unknown_fields=True):
     """The seed's one-step booking body."""
 
-    seatNumbers: SeatList  # noqa: N815 - the seed's field name
+    seatNumbers: SeatList
 
     def __post_init__(self) -> None:
         _no_duplicates(self.seatNumbers)
@@ -138,9 +138,9 @@ class SeatMap(Struct):
 
 class Availability(Struct):
     show_id: int
-    AVAILABLE: int  # noqa: N815 - keyed by status
-    HELD: int  # noqa: N815
-    BOOKED: int  # noqa: N815
+    AVAILABLE: int
+    HELD: int
+    BOOKED: int
     total: int
     stale: bool = False
 

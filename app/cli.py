@@ -1,0 +1,141 @@
+"""modex serve | migrate | token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from app.auth import Role, mint_token
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MODEX_DATA_DIR", str(Path.home() / ".modex"))).expanduser()
+
+
+def jwt_secret() -> str:
+    """MODEX_JWT_SECRET, or a random secret kept in the data folder (so restarts keep tokens)."""
+    secret = os.environ.get("MODEX_JWT_SECRET")
+    if secret:
+        return secret
+    path = data_dir() / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start_embedded_servers() -> list[object]:
+    """Fill in DATABASE_URL / REDIS_URL with embedded servers under the data folder."""
+    from app.ops import embedded
+
+    keep: list[object] = []
+    folder = data_dir()
+    if not os.environ.get("DATABASE_URL"):
+        pg = embedded.start_postgres(folder / "pg")
+        asyncio.run(embedded.ensure_database(embedded.postgres_url(pg, "postgres"), "modex"))
+        os.environ["DATABASE_URL"] = embedded.postgres_url(pg, "modex")
+        keep.append(pg)
+    if not os.environ.get("REDIS_URL"):
+        valkey = embedded.start_valkey(folder / "valkey")
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{valkey.port}/0"
+        keep.append(valkey)
+    return keep
+
+
+async def prepare(load_demo: bool) -> None:
+    from app.config import Settings
+    from app.migrate import migrate_all
+    from app.shards import ShardRouter
+    from app.shows import ShowCatalog, has_shows, seed_demo_shows
+
+    settings = Settings.from_env()
+    await migrate_all(settings)
+    if not load_demo:
+        return
+    router = await ShardRouter.connect(settings)
+    try:
+        if not await has_shows(router.meta):
+            import redis.asyncio as aioredis
+
+            redis = aioredis.from_url(settings.redis_url)
+            try:
+                shows = await seed_demo_shows(
+                    ShowCatalog(router, redis, settings.default_hold_seconds)
+                )
+            finally:
+                await redis.aclose()
+            print(f"demo shows loaded: {', '.join(s.title for s in shows)}", flush=True)
+    finally:
+        await router.close()
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    keep = start_embedded_servers()
+    os.environ["MODEX_JWT_SECRET"] = jwt_secret()
+    from app.config import Settings
+
+    asyncio.run(prepare(Settings.from_env().demo))
+    host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
+    print(f"Modex Seatmap on http://{host}:{args.port}/", flush=True)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("MODEX_TRUSTED_PROXIES", "127.0.0.1"),
+        timeout_graceful_shutdown=10,
+        backlog=4096,
+    )
+    del keep
+
+
+def migrate(args: argparse.Namespace) -> None:
+    from app.config import Settings
+    from app.migrate import migrate_all
+
+    keep = start_embedded_servers() if not os.environ.get("DATABASE_URL") else []
+    asyncio.run(migrate_all(Settings.from_env()))
+    print("migrations applied", flush=True)
+    del keep
+
+
+def token(args: argparse.Namespace) -> None:
+    value, _ = mint_token(jwt_secret(), args.user, Role(args.role), timedelta(seconds=args.ttl))
+    print(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="modex", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("serve", help="run the server (embedded databases if none given)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(run=serve)
+    p = commands.add_parser("migrate", help="apply migrations to every database and exit")
+    p.set_defaults(run=migrate)
+    p = commands.add_parser("token", help="print a JWT")
+    p.add_argument("user")
+    p.add_argument("--role", choices=[r.value for r in Role], default=Role.CUSTOMER.value)
+    p.add_argument("--ttl", type=int, default=3600 * 24, help="seconds")
+    p.set_defaults(run=token)
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

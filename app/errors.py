@@ -1,0 +1,94 @@
+"""One exception per client-facing failure; app/http/errors.py maps each to a status code."""
+
+from __future__ import annotations
+
+
+class ModexError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(ModexError):
+    status = 404
+    code = "not_found"
+
+
+class ShowNotFound(NotFound):
+    code = "show_not_found"
+
+
+class UnknownSeats(ModexError):
+    status = 422
+    code = "unknown_seats"
+
+
+class SeatsUnavailable(ModexError):
+    status = 409
+    code = "seats_unavailable"
+
+
+class ShowNotOnSale(ModexError):
+    status = 409
+    code = "show_not_on_sale"
+
+
+class HoldExpired(ModexError):
+    status = 409
+    code = "hold_expired"
+
+
+class ExtendLimit(ModexError):
+    status = 409
+    code = "extend_limit_reached"
+
+
+class BookingNotCancellable(ModexError):
+    status = 409
+    code = "booking_not_cancellable"
+
+
+class Contention(ModexError):
+    """A lock timeout, deadlock or serialization failure that survived its retry."""
+
+    status = 409
+    code = "contention"
+
+
+class ShardUnavailable(ModexError):
+    status = 503
+    code = "shard_unavailable"
+
+
+class Unauthorized(ModexError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ModexError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(ModexError):
+    status = 429
+    code = "rate_limited"
+
+
+class InvalidBody(ModexError):
+    status = 422
+    code = "invalid_body"
+
+
+class MalformedJson(ModexError):
+    status = 400
+    code = "malformed_json"
+
+
+class BodyTooLarge(ModexError):
+    status = 413
+    code = "body_too_large"

@@ -1,0 +1,47 @@
+"""Admins create and change shows and talk to everyone watching one."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import wire
+from app.auth import Principal, Role, principal_from_header, require_role
+from app.http.io import JSONResponse, decode_body, path_show_id
+from app.services import services
+from app.shows import show_frame
+
+
+def admin(request: Request) -> Principal:
+    principal = principal_from_header(
+        services(request).settings.jwt_secret, request.headers.get("authorization")
+    )
+    return require_role(principal, Role.ADMIN)
+
+
+async def create_show(request: Request) -> Response:
+    admin(request)
+    body = await decode_body(request, wire.CreateShow)
+    show = await services(request).catalog.create(body)
+    return JSONResponse(show, status_code=201)
+
+
+async def update_show(request: Request) -> Response:
+    admin(request)
+    show_id = path_show_id(request)
+    body = await decode_body(request, wire.UpdateShow)
+    svc = services(request)
+    show = await svc.catalog.update(show_id, body)
+    await svc.realtime.publish_show(show_id, show_frame(show))
+    return JSONResponse(show)
+
+
+async def broadcast(request: Request) -> Response:
+    admin(request)
+    show_id = path_show_id(request)
+    body = await decode_body(request, wire.BroadcastRequest)
+    svc = services(request)
+    await svc.router.show(show_id)  # 404 for an unknown show
+    frame = {"type": "announcement", "show_id": show_id, "message": body.message}
+    await svc.realtime.publish_show(show_id, frame)
+    return JSONResponse(wire.Status("accepted"), status_code=202)

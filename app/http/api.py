@@ -1,0 +1,267 @@
+"""The HTTP API as one table: the routes and /openapi.json are both built from it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import wire
+from app.http import admin, booking, shows, system
+from app.http.io import MAX_BODY, JSONResponse
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    status: int = 200
+    body: type | None = None
+    response: type | None = None
+    errors: tuple[int, ...] = ()
+    auth: str | None = None  # the role(s) the bearer token must carry
+    headers: tuple[str, ...] = ()
+
+
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 503)
+API: list[Endpoint] = [
+    Endpoint("GET", "/health", system.health, "Liveness", response=wire.Status),
+    Endpoint(
+        "GET",
+        "/ready",
+        system.ready,
+        "Readiness: every shard and Redis answer",
+        response=wire.Ready,
+        errors=(503,),
+    ),
+    Endpoint("GET", "/metrics", system.metrics, "Prometheus metrics (text format)"),
+    Endpoint(
+        "POST",
+        "/auth/guest",
+        system.guest_token,
+        "A short-lived customer token",
+        status=201,
+        response=wire.Token,
+        errors=(403, 429),
+    ),
+    Endpoint(
+        "GET", "/shows", shows.list_shows, "Shows with seats available", response=wire.ShowList
+    ),
+    Endpoint(
+        "GET", "/shows/{show_id}", shows.get_show, "One show", response=wire.Show, errors=(404,)
+    ),
+    Endpoint(
+        "GET",
+        "/shows/{show_id}/seats",
+        shows.get_seats,
+        "The seat map, with the offset to resume live updates from",
+        response=wire.SeatMap,
+        errors=(404, 503),
+    ),
+    Endpoint(
+        "GET",
+        "/shows/{show_id}/availability",
+        shows.get_availability,
+        "Seat counts by status (cached, invalidated on change)",
+        response=wire.Availability,
+        errors=(404,),
+    ),
+    Endpoint(
+        "POST",
+        "/shows/{show_id}/holds",
+        booking.create_hold,
+        "Hold 1-10 seats, all or nothing",
+        status=201,
+        body=wire.HoldRequest,
+        response=wire.Hold,
+        errors=WRITE_ERRORS,
+        auth="customer",
+    ),
+    Endpoint(
+        "POST",
+        "/shows/{show_id}/book",
+        booking.book_seats,
+        "Book seats in one step (the seed's API)",
+        status=201,
+        body=wire.BookRequest,
+        response=wire.Booking,
+        errors=WRITE_ERRORS,
+        auth="customer",
+        headers=("Idempotency-Key",),
+    ),
+    Endpoint(
+        "POST",
+        "/holds/{hold_id}/extend",
+        booking.extend_hold,
+        "Extend a live hold (a bounded number of times)",
+        response=wire.Hold,
+        errors=(401, 403, 404, 409, 429),
+        auth="customer",
+    ),
+    Endpoint(
+        "DELETE",
+        "/holds/{hold_id}",
+        booking.release_hold,
+        "Release a hold",
+        status=204,
+        errors=(401, 403, 404, 429),
+        auth="customer",
+    ),
+    Endpoint(
+        "POST",
+        "/holds/{hold_id}/confirm",
+        booking.confirm_hold,
+        "Confirm a hold into a booking (idempotent)",
+        status=201,
+        response=wire.Booking,
+        errors=(401, 403, 404, 409, 429),
+        auth="customer",
+        headers=("Idempotency-Key",),
+    ),
+    Endpoint(
+        "GET",
+        "/bookings/{booking_id}",
+        booking.get_booking,
+        "One booking",
+        response=wire.Booking,
+        errors=(401, 403, 404),
+        auth="customer or admin",
+    ),
+    Endpoint(
+        "DELETE",
+        "/bookings/{booking_id}",
+        booking.cancel_booking,
+        "Cancel a booking; its seats become available",
+        response=wire.Booking,
+        errors=(401, 403, 404, 409, 429),
+        auth="customer or admin",
+    ),
+    Endpoint(
+        "GET",
+        "/me/bookings",
+        booking.my_bookings,
+        "The caller's bookings on every shard",
+        response=wire.BookingList,
+        errors=(401, 403),
+        auth="customer or admin",
+    ),
+    Endpoint(
+        "POST",
+        "/admin/shows",
+        admin.create_show,
+        "Create a show and its seats",
+        status=201,
+        body=wire.CreateShow,
+        response=wire.Show,
+        errors=(400, 401, 403, 413, 422),
+        auth="admin",
+    ),
+    Endpoint(
+        "PATCH",
+        "/admin/shows/{show_id}",
+        admin.update_show,
+        "Change a show; watchers are told",
+        body=wire.UpdateShow,
+        response=wire.Show,
+        errors=(400, 401, 403, 404, 422),
+        auth="admin",
+    ),
+    Endpoint(
+        "POST",
+        "/admin/shows/{show_id}/broadcast",
+        admin.broadcast,
+        "Send a message to everyone watching the show",
+        status=202,
+        body=wire.BroadcastRequest,
+        response=wire.Status,
+        errors=(400, 401, 403, 404, 422),
+        auth="admin",
+    ),
+]
+
+
+def api_routes() -> list[Route]:
+    return [Route(e.path, e.handler, methods=[e.method]) for e in API] + [
+        Route("/openapi.json", openapi_json, methods=["GET"])
+    ]
+
+
+def openapi_document() -> dict[str, Any]:
+    structs = {e.body for e in API if e.body} | {e.response for e in API if e.response}
+    structs.add(wire.Error)
+    schemas, components = msgspec.json.schema_components(
+        sorted(structs, key=lambda t: t.__name__), ref_template="#/components/schemas/{name}"
+    )
+    ref = dict(zip(sorted(structs, key=lambda t: t.__name__), schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for e in API:
+        op: dict[str, Any] = {"summary": e.summary, "operationId": e.handler.__name__}
+        params = [
+            {
+                "name": part[1:-1],
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if part == "{show_id}" else "string"},
+            }
+            for part in e.path.split("/")
+            if part.startswith("{")
+        ]
+        params += [
+            {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
+            for h in e.headers
+        ]
+        if params:
+            op["parameters"] = params
+        if e.auth:
+            op["security"] = [{"bearer": []}]
+            op["description"] = f"Bearer token with role: {e.auth}."
+        if e.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref[e.body]}},
+                "description": f"JSON, at most {MAX_BODY // 1024} KiB",
+            }
+        responses: dict[str, Any] = {}
+        if e.response is not None:
+            responses[str(e.status)] = {
+                "description": "OK",
+                "content": {"application/json": {"schema": ref[e.response]}},
+            }
+        elif e.path == "/metrics":
+            responses["200"] = {
+                "description": "Prometheus text",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        else:
+            responses[str(e.status)] = {"description": "No content"}
+        for code in e.errors:
+            responses[str(code)] = {
+                "description": "Error",
+                "content": {"application/json": {"schema": ref[wire.Error]}},
+            }
+        paths.setdefault(e.path, {})[e.method.lower()] = op
+        op["responses"] = responses
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Modex Seatmap", "version": "0.1.0"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document())

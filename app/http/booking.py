@@ -1,0 +1,91 @@
+"""Customers' holds and bookings. Each handler: who, parse, one call, respond."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import wire
+from app.auth import Principal, Role, principal_from_header, require_role
+from app.http.io import JSONResponse, decode_body, idempotency_key, path_client_id, path_show_id
+from app.services import services
+
+
+async def customer(request: Request) -> Principal:
+    """A customer's token, counted against the rate limits before any work is done."""
+    svc = services(request)
+    principal = principal_from_header(svc.settings.jwt_secret, request.headers.get("authorization"))
+    require_role(principal, Role.CUSTOMER)
+    await svc.limits.check(principal.user_id, request.client.host if request.client else None)
+    return principal
+
+
+def reader(request: Request) -> Principal:
+    principal = principal_from_header(
+        services(request).settings.jwt_secret, request.headers.get("authorization")
+    )
+    return require_role(principal, Role.CUSTOMER, Role.ADMIN)
+
+
+async def create_hold(request: Request) -> Response:
+    who = await customer(request)
+    show_id = path_show_id(request)
+    body = await decode_body(request, wire.HoldRequest)
+    hold = await services(request).box_office.hold(show_id, body.seats, who.user_id)
+    return JSONResponse(hold, status_code=201)
+
+
+async def extend_hold(request: Request) -> Response:
+    who = await customer(request)
+    hold = await services(request).box_office.extend(
+        path_client_id(request, "hold_id"), who.user_id
+    )
+    return JSONResponse(hold)
+
+
+async def release_hold(request: Request) -> Response:
+    who = await customer(request)
+    await services(request).box_office.release(path_client_id(request, "hold_id"), who.user_id)
+    return Response(status_code=204)
+
+
+async def confirm_hold(request: Request) -> Response:
+    who = await customer(request)
+    booking = await services(request).box_office.confirm(
+        path_client_id(request, "hold_id"), who.user_id, idempotency_key(request)
+    )
+    return JSONResponse(booking, status_code=201)
+
+
+async def book_seats(request: Request) -> Response:
+    who = await customer(request)
+    show_id = path_show_id(request)
+    body = await decode_body(request, wire.BookRequest)
+    booking = await services(request).box_office.book(
+        show_id, body.seatNumbers, who.user_id, idempotency_key(request)
+    )
+    return JSONResponse(booking, status_code=201)
+
+
+async def get_booking(request: Request) -> Response:
+    who = reader(request)
+    booking = await services(request).box_office.booking(
+        path_client_id(request, "booking_id"), who.user_id, who.is_admin
+    )
+    return JSONResponse(booking)
+
+
+async def my_bookings(request: Request) -> Response:
+    who = reader(request)
+    bookings = await services(request).box_office.bookings_of(who.user_id)
+    return JSONResponse(wire.BookingList(bookings))
+
+
+async def cancel_booking(request: Request) -> Response:
+    who = reader(request)
+    svc = services(request)
+    await svc.limits.check(who.user_id, request.client.host if request.client else None)
+    booking = await svc.box_office.cancel(
+        path_client_id(request, "booking_id"), who.user_id, who.is_admin
+    )
+    return JSONResponse(booking)

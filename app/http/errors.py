@@ -1,0 +1,54 @@
+"""Every client-facing failure becomes `{"error", "message", ...}` with its status, here only."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import wire
+from app.errors import ModexError
+from app.http.io import JSONResponse
+
+log = logging.getLogger("app.http")
+
+
+def error_response(exc: ModexError) -> Response:
+    details = dict(exc.details)
+    retry_after = details.get("retry_after")
+    body = wire.Error(
+        error=exc.code,
+        message=exc.message,
+        seats=details.get("seats"),  # type: ignore[arg-type]
+        failed=details.get("failed"),  # type: ignore[arg-type]
+        retry_after=retry_after,  # type: ignore[arg-type]
+    )
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def modex_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModexError)
+    return error_response(exc)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = wire.Error(error=codes.get(exc.status_code, "http_error"), message=str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    body = wire.Error(error="internal_error", message="something went wrong on our side")
+    return JSONResponse(body, status_code=500)
+
+
+EXCEPTION_HANDLERS = {
+    ModexError: modex_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,83 @@
+"""Health, readiness, metrics, guest tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import wire
+from app.auth import Role, guest_user_id, mint_token
+from app.errors import Forbidden
+from app.http.io import JSONResponse
+from app.services import services
+
+GUEST_TOKEN_TTL = timedelta(hours=2)
+READY_TIMEOUT = 2.0
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse(wire.Status("ok"))
+
+
+async def ready(request: Request) -> Response:
+    """200 when every shard and Redis answer; 503 naming what did not."""
+    svc = services(request)
+
+    async def ping_shard(index: int) -> bool:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await svc.router.shards[index].pool.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def ping_redis() -> bool:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await svc.redis.ping()
+            return True
+        except Exception:
+            return False
+
+    async def ping_meta() -> bool:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await svc.router.meta.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    shard_ok, redis_ok, meta_ok = await asyncio.gather(
+        asyncio.gather(*(ping_shard(i) for i in range(len(svc.router.shards)))),
+        ping_redis(),
+        ping_meta(),
+    )
+    failed = [f"shard{i}" for i, ok in enumerate(shard_ok) if not ok]
+    if not meta_ok:
+        failed.append("metadata")
+    if not redis_ok:
+        failed.append("redis")
+    failed += [name for name, ok in svc.realtime.health().items() if not ok]
+    if failed:
+        return JSONResponse(wire.Ready("unavailable", failed), status_code=503)
+    return JSONResponse(wire.Ready("ready"))
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def guest_token(request: Request) -> Response:
+    svc = services(request)
+    if not svc.settings.guest_tokens:
+        raise Forbidden("guest tokens are switched off on this server")
+    await svc.limits.check(None, request.client.host if request.client else None)
+    user_id = guest_user_id()
+    token, expires_at = mint_token(svc.settings.jwt_secret, user_id, Role.CUSTOMER, GUEST_TOKEN_TTL)
+    return JSONResponse(
+        wire.Token(token, user_id, Role.CUSTOMER.value, expires_at), status_code=201
+    )

@@ -1,0 +1,102 @@
+"""Builds the Starlette app: routes, middleware and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.config import Settings
+from app.holds import BoxOffice
+from app.http.api import api_routes
+from app.http.errors import EXCEPTION_HANDLERS
+from app.ops.limits import RateLimits
+from app.ops.logs import configure_logging
+from app.ops.observe import ObserveRequests
+from app.paths import project_dir
+from app.realtime.service import Realtime
+from app.services import Services
+from app.shards import ShardRouter
+from app.shows import ShowCatalog
+
+log = logging.getLogger("app")
+
+
+async def sweep_expired_holds(box_office: BoxOffice, interval: float) -> None:
+    """Releases lapsed holds in the database (reads already treat them as free)."""
+    while True:
+        for shard in box_office.router.shards:
+            try:
+                while await box_office.release_expired_holds(shard) >= 200:
+                    pass  # a full batch: there may be more
+            except Exception:
+                log.exception("sweeper failed", extra={"shard": shard.index})
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings = Settings.from_env()
+    router = await ShardRouter.connect(settings)
+    redis = aioredis.from_url(settings.redis_url, health_check_interval=10)
+    realtime = Realtime(settings, router, redis)
+    box_office = BoxOffice(router, realtime.seats_committed, settings.max_hold_extensions)
+    app.state.services = Services(
+        settings=settings,
+        router=router,
+        redis=redis,
+        box_office=box_office,
+        catalog=ShowCatalog(router, redis, settings.default_hold_seconds),
+        limits=RateLimits(settings.rate_limit_user, settings.rate_limit_ip),
+        realtime=realtime,
+    )
+    app.router.routes.extend(realtime.routes())
+    await realtime.start()
+    sweeper = asyncio.create_task(sweep_expired_holds(box_office, settings.sweep_interval))
+    log.info("server ready", extra={"shards": len(router.shards)})
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        await realtime.stop()
+        await redis.aclose()
+        await router.close()
+
+
+def page(name: str) -> Route:
+    path = {"index": "/", "map": "/map/{show_id}", "kiosk": "/kiosk/{show_id}", "admin": "/admin"}[
+        name
+    ]
+    file = project_dir("static") / f"{name}.html"
+
+    async def serve(request: Request) -> Response:
+        return FileResponse(file, headers={"Cache-Control": "no-cache"})
+
+    return Route(path, serve, methods=["GET"], name=f"page_{name}")
+
+
+def create_app() -> Starlette:
+    configure_logging()
+    routes = [
+        *api_routes(),
+        page("index"),
+        page("map"),
+        page("kiosk"),
+        page("admin"),
+        Mount("/static", StaticFiles(directory=project_dir("static")), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
+    app.add_middleware(ObserveRequests)
+    return app

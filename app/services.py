@@ -1,0 +1,37 @@
+"""The app's lifespan-owned resources, in one object on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+
+from app.config import Settings
+from app.holds import BoxOffice
+from app.ops.limits import RateLimits
+from app.shards import ShardRouter
+from app.shows import ShowCatalog
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+    from app.realtime.service import Realtime
+
+
+@dataclass
+class Services:
+    settings: Settings
+    router: ShardRouter
+    redis: aioredis.Redis
+    box_office: BoxOffice
+    catalog: ShowCatalog
+    limits: RateLimits
+    realtime: Realtime
+    # last good seat map per show (encoded), served marked stale while its shard is down
+    seat_map_cache: dict[int, bytes] = field(default_factory=dict)
+
+
+def services(conn: HTTPConnection) -> Services:
+    found: Services = conn.app.state.services
+    return found
