@@ -1,0 +1,359 @@
+"""Redis broker: offsets, history and the one pub/sub connection of this process.
+
+Everything Redis-specific of the realtime layer lives here (centrifuge's `broker_redis.go`);
+the broker knows nothing about sockets. Publishing goes through `lua/publish.lua`, which
+assigns the show's next offset, appends to a bounded stream and PUBLISHes atomically.
+One supervised reader task owns the pub/sub connection; when it fails it logs at ERROR,
+reconnects with backoff, resubscribes and tells its listener that every show may have
+missed events (`on_reconnect`), so the hub can compare positions and resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from app.realtime import metrics
+
+log = logging.getLogger("modex.realtime.broker")
+
+HISTORY_LEN = 2000  # events kept per show for resume (XADD MAXLEN ~)
+STREAM_TTL = 7 * 24 * 3600  # an idle show's history and epoch expire after a week
+PRESENCE_STALE_MS = 5000  # an instance that stopped heartbeating for 5 s drops out
+LIVENESS_INTERVAL = 2.0  # the reader proves it is alive by receiving its own pings
+LIVENESS_TIMEOUT = 6.0
+BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def show_key(show_id: int, part: str) -> str:
+    # the hash tag keeps every key and the channel of a show in one Redis Cluster slot
+    return f"modex:{{show:{show_id}}}:{part}"
+
+
+def channel_of(show_id: int) -> str:
+    return show_key(show_id, "events")
+
+
+def show_of_channel(channel: str) -> int | None:
+    # "modex:{show:12}:events" -> 12
+    start = channel.find("{show:")
+    end = channel.find("}", start)
+    if start < 0 or end < 0:
+        return None
+    try:
+        return int(channel[start + 6 : end])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A point in a show's event stream: the epoch names the stream's life in Redis."""
+
+    epoch: str
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.n}"
+
+    @classmethod
+    def parse(cls, offset: str) -> Position | None:
+        epoch, sep, n = offset.rpartition(":")
+        if not sep or not epoch or not n.isdigit() or len(n) > 18:
+            return None
+        return cls(epoch, int(n))
+
+
+def _load_script(name: str) -> str:
+    return resources.files("app.realtime").joinpath("lua", name).read_text()
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(6)
+
+
+# on_message(show_id, position, event JSON) for every event of a subscribed show
+MessageHandler = Callable[[int, Position, bytes], None]
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_url: str,
+        instance_id: str,
+        on_message: MessageHandler,
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self._redis = redis
+        self._redis_url = redis_url
+        self.instance_id = instance_id
+        self._on_message = on_message
+        self._on_reconnect = on_reconnect
+        self._publish = redis.register_script(_load_script("publish.lua"))
+        self._position = redis.register_script(_load_script("position.lua"))
+        self._presence = redis.register_script(_load_script("presence.lua"))
+        self._control = f"modex:instance:{instance_id}"
+        self._channels: set[str] = set()
+        # one future per SUBSCRIBE sent, resolved by its acknowledgement (acks come in order)
+        self._acks: dict[str, deque[asyncio.Future[None]]] = {}
+        self._pubsub: Any = None
+        self._client: aioredis.Redis | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._connected = asyncio.Event()
+        self._last_heard = 0.0
+        self._liveness: asyncio.Task[None] | None = None
+
+    # ---- publishing and history (the shared client, any connection of its pool) ----
+
+    async def publish(
+        self, show_id: int, event: bytes, *, invalidate_availability: bool
+    ) -> Position:
+        n, epoch = await self._publish(
+            keys=[
+                show_key(show_id, "meta"),
+                show_key(show_id, "stream"),
+                show_key(show_id, "availability"),
+            ],
+            args=[
+                channel_of(show_id),
+                event,
+                _new_epoch(),
+                HISTORY_LEN,
+                "1" if invalidate_availability else "0",
+                STREAM_TTL,
+            ],
+        )
+        return Position(_text(epoch), int(n))
+
+    async def position(self, show_id: int) -> Position:
+        n, epoch = await self._position(
+            keys=[show_key(show_id, "meta"), show_key(show_id, "stream")],
+            args=[_new_epoch(), STREAM_TTL],
+        )
+        return Position(_text(epoch), int(n))
+
+    async def history(self, show_id: int, since: Position) -> list[tuple[Position, bytes]] | None:
+        """Events after `since`, or None when they cannot all be recovered (other epoch,
+        trimmed history, offset from the future): the caller sends a snapshot instead."""
+        top = await self.position(show_id)
+        if top.epoch != since.epoch or since.n > top.n:
+            return None
+        if since.n == top.n:
+            return []
+        found = await self._redis.xrange(
+            show_key(show_id, "stream"), min=f"{since.n + 1}-0", max=f"{top.n}-0"
+        )
+        entries: list[Any] = list(found or [])
+        events: list[tuple[Position, bytes]] = []
+        expected = since.n + 1
+        for entry_id, fields in entries:
+            n = int(_text(entry_id).partition("-")[0])
+            if n != expected:
+                return None  # trimmed away, or lost with a restart
+            data = fields.get(b"d", fields.get("d"))
+            events.append(
+                (Position(top.epoch, n), data if isinstance(data, bytes) else str(data).encode())
+            )
+            expected += 1
+        if expected != top.n + 1:
+            return None
+        return events
+
+    async def presence(self, counts: Iterable[tuple[int, int]]) -> dict[int, int]:
+        """Heartbeat this instance's watcher count per show; returns cluster-wide counts."""
+        now_ms = int(time.time() * 1000)
+        shows = list(counts)
+        if not shows:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for show_id, count in shows:
+                await self._presence(
+                    keys=[show_key(show_id, "presence")],
+                    args=[self.instance_id, count, now_ms, PRESENCE_STALE_MS],
+                    client=pipe,
+                )
+            totals = await pipe.execute()
+        return {show_id: int(total) for (show_id, _), total in zip(shows, totals, strict=True)}
+
+    # ---- the one pub/sub connection ----
+
+    @property
+    def alive(self) -> bool:
+        """The reader is connected and heard from Redis recently (liveness for /ready)."""
+        return self._connected.is_set() and time.monotonic() - self._last_heard < LIVENESS_TIMEOUT
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._reader = asyncio.create_task(self._supervise(), name="realtime-pubsub-reader")
+        self._liveness = asyncio.create_task(self._prove_liveness(), name="realtime-liveness")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in (self._liveness, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._close_pubsub()
+        metrics.redis_listener_up.set(0)
+
+    async def wait_connected(self, within: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    async def subscribe(self, show_id: int, within: float = 5.0) -> None:
+        """Subscribe the show's channel and wait until Redis acknowledged it: from then on
+        every event published is delivered to `on_message` (subscribe before snapshot)."""
+        channel = channel_of(show_id)
+        self._channels.add(channel)
+        if not await self.wait_connected(within):
+            raise ConnectionError("Redis pub/sub is not connected")
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.setdefault(channel, deque()).append(ack)
+        try:
+            await self._pubsub.subscribe(channel)
+            await asyncio.wait_for(asyncio.shield(ack), within)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ConnectionError(f"subscribe {channel} failed: {exc}") from exc
+
+    async def unsubscribe(self, show_id: int) -> None:
+        channel = channel_of(show_id)
+        self._channels.discard(channel)
+        if self._pubsub is not None and self._connected.is_set():
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._connect()
+                failures = 0
+                await self._read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._mark_down()
+                if self._stopping:
+                    return
+                delay = BACKOFF[min(failures, len(BACKOFF) - 1)] * random.uniform(0.8, 1.2)
+                failures += 1
+                log.error("redis pub/sub reader failed, reconnecting in %.2fs: %r", delay, exc)
+                await self._close_pubsub()
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
+        # retries off: a silent reconnect inside redis-py would hide a gap from us
+        self._client = aioredis.Redis.from_url(
+            self._redis_url,
+            retry=Retry(NoBackoff(), 0),
+            socket_keepalive=True,
+            socket_connect_timeout=3,
+        )
+        pubsub = self._client.pubsub(ignore_subscribe_messages=False)
+        # the control channel keeps the connection subscribed even with no shows watched
+        await pubsub.subscribe(self._control, *self._channels)
+        self._pubsub = pubsub
+        self._last_heard = time.monotonic()
+        self._connected.set()
+        metrics.redis_listener_up.set(1)
+        log.info("redis pub/sub connected, %d show channels", len(self._channels))
+        # whatever was published while we were away was missed: let the hub compare
+        self._on_reconnect()
+
+    def _mark_down(self) -> None:
+        self._connected.clear()
+        metrics.redis_listener_up.set(0)
+        for acks in self._acks.values():
+            for ack in acks:
+                if not ack.done():
+                    ack.set_exception(ConnectionError("Redis pub/sub disconnected"))
+        self._acks.clear()
+
+    async def _close_pubsub(self) -> None:
+        pubsub, client = self._pubsub, self._client
+        self._pubsub = self._client = None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _read(self) -> None:
+        pubsub = self._pubsub
+        while True:
+            # timeout=None blocks on the socket; a timeout of 0 would spin
+            message = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            self._last_heard = time.monotonic()
+            kind = message["type"]
+            channel = _text(message["channel"])
+            if kind == "message":
+                if channel == self._control:
+                    continue
+                self._dispatch(channel, message["data"])
+            elif kind == "subscribe":
+                acks = self._acks.get(channel)
+                if acks:
+                    ack = acks.popleft()
+                    if not ack.done():
+                        ack.set_result(None)
+                    if not acks:
+                        del self._acks[channel]
+
+    def _dispatch(self, channel: str, data: bytes | str) -> None:
+        show_id = show_of_channel(channel)
+        raw = data if isinstance(data, bytes) else data.encode()
+        offset, sep, event = raw.partition(b" ")
+        position = Position.parse(offset.decode()) if sep else None
+        if show_id is None or position is None:
+            log.warning("malformed message on %s", channel)
+            return
+        try:
+            self._on_message(show_id, position, event)
+        except Exception:
+            # one bad event must not kill the reader (Litestar channels' publish worker trap)
+            log.exception("handling an event of show %s failed", show_id)
+
+    async def _prove_liveness(self) -> None:
+        """Publish to our own control channel; the reader hearing it proves the subscription
+        is alive end to end (a half-open TCP connection would otherwise look healthy)."""
+        while True:
+            await asyncio.sleep(LIVENESS_INTERVAL)
+            if not self._connected.is_set():
+                continue
+            try:
+                await self._redis.publish(self._control, b"ping")
+            except (RedisError, OSError) as exc:
+                log.warning("liveness publish failed: %r", exc)
+            if time.monotonic() - self._last_heard > LIVENESS_TIMEOUT and self._reader:
+                log.error(
+                    "redis pub/sub reader heard nothing for %.0fs, reconnecting", LIVENESS_TIMEOUT
+                )
+                # closing the connection makes the blocked read fail; the supervisor reconnects
+                await self._close_pubsub()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

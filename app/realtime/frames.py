@@ -1,0 +1,161 @@
+"""WebSocket frames as msgspec Structs: client frames are one tagged union on "type",
+decoded once at the edge; server frames are encoded once per event (see hub.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+ShowId = Annotated[int, Meta(ge=1, le=2**53)]
+Offset = Annotated[str, Meta(max_length=64)]
+
+MAX_CLIENT_FRAME = 16 * 1024
+
+
+# ---- client -> server ----
+
+
+class Subscribe(Struct, tag="subscribe", tag_field="type", forbid_unknown_fields=True):
+    show_id: ShowId
+    offset: Offset | None = None
+    encoding: Literal["rle"] | None = None
+
+
+class Unsubscribe(Struct, tag="unsubscribe", tag_field="type", forbid_unknown_fields=True):
+    show_id: ShowId
+
+
+class Ping(Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+ClientFrame = Subscribe | Unsubscribe | Ping
+client_decoder = msgspec.json.Decoder(ClientFrame)
+
+
+# ---- server -> client ----
+
+
+class SeatChange(Struct, array_like=False):
+    label: str
+    status: str
+    version: int
+
+
+class Snapshot(Struct, tag="snapshot", tag_field="type"):
+    show_id: int
+    offset: str
+    seats: list[SeatChange]
+
+
+class RleSnapshot(Struct, tag="snapshot", tag_field="type"):
+    """Compact snapshot (docs/INTERFACES.md): seats in map order, statuses and versions
+    as runs: status "A200H2A18B5", version "1*200,3,2,1*18,4*5"."""
+
+    show_id: int
+    offset: str
+    encoding: str
+    count: int
+    status: str
+    version: str
+
+
+class Seats(Struct, tag="seats", tag_field="type", omit_defaults=True):
+    show_id: int
+    offset: str
+    changes: list[SeatChange]
+    # commit time of the oldest change in the frame (unix seconds): commit-to-receive lag
+    ts: float | None = None
+
+
+class Presence(Struct, tag="presence", tag_field="type"):
+    show_id: int
+    watchers: int
+
+
+class Pong(Struct, tag="pong", tag_field="type"):
+    pass
+
+
+class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
+    code: str
+    message: str
+    show_id: int | None = None
+
+
+# ---- events as published through Redis (JSON, without the offset) ----
+
+
+class Event(Struct):
+    """What a published event carries; "show" and "announcement" events carry more
+    fields, which the hub passes through untouched."""
+
+    type: str
+    show_id: int
+    changes: list[SeatChange] | None = None
+    ts: float | None = None
+
+
+encoder = msgspec.json.Encoder()
+event_decoder = msgspec.json.Decoder(Event)
+
+
+STATUS_LETTER = {"AVAILABLE": "A", "HELD": "H", "BOOKED": "B"}
+LETTER_STATUS = {letter: status for status, letter in STATUS_LETTER.items()}
+
+
+def rle_encode(states: Sequence[tuple[str, str, int]]) -> tuple[str, str]:
+    """Runs of status letters and of versions, in the given (map) order."""
+    status_runs: list[str] = []
+    version_runs: list[str] = []
+    prev_status = ""
+    status_count = 0
+    prev_version = -1
+    version_count = 0
+    for _, status, version in states:
+        letter = STATUS_LETTER[status]
+        if letter == prev_status:
+            status_count += 1
+        else:
+            if status_count:
+                status_runs.append(f"{prev_status}{status_count}")
+            prev_status, status_count = letter, 1
+        if version == prev_version:
+            version_count += 1
+        else:
+            if version_count:
+                version_runs.append(
+                    f"{prev_version}*{version_count}" if version_count > 1 else str(prev_version)
+                )
+            prev_version, version_count = version, 1
+    if status_count:
+        status_runs.append(f"{prev_status}{status_count}")
+    if version_count:
+        version_runs.append(
+            f"{prev_version}*{version_count}" if version_count > 1 else str(prev_version)
+        )
+    return "".join(status_runs), ",".join(version_runs)
+
+
+def rle_decode(status: str, version: str) -> list[tuple[str, int]]:
+    """Inverse of rle_encode: (status, version) per seat in map order (used by clients
+    and tests; labels come from the map, GET /shows/{id}/seats)."""
+    statuses: list[str] = []
+    i = 0
+    while i < len(status):
+        letter = status[i]
+        j = i + 1
+        while j < len(status) and status[j].isdigit():
+            j += 1
+        statuses.extend([LETTER_STATUS[letter]] * int(status[i + 1 : j]))
+        i = j
+    versions: list[int] = []
+    for run in version.split(",") if version else []:
+        value, _, count = run.partition("*")
+        versions.extend([int(value)] * (int(count) if count else 1))
+    if len(statuses) != len(versions):
+        raise ValueError("status and version runs disagree on the seat count")
+    return list(zip(statuses, versions, strict=True))

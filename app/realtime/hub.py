@@ -1,0 +1,586 @@
+"""This process's watchers per show (centrifuge's Hub): encode each event once, hand the
+same text to every local socket, and bring every watcher to the truth and keep it there.
+
+A watcher of one show is a `Subscription`. It is SYNCING while it waits for a snapshot or
+a replay of history (events that arrive meanwhile are buffered, raw), then LIVE (it gets
+the shared frames). Snapshots are taken by one `_sync_loop` task per show, which serves
+every watcher waiting at that moment with one PostgreSQL read and one encoding.
+
+The hub never talks to Redis or PostgreSQL itself: it is given a broker and a snapshot
+reader. Connections are `Sink`s: they queue text frames within a byte bound and call
+`request_snapshot` for their subscriptions when they fall behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+
+from app.realtime import metrics
+from app.realtime.broker import Position, RedisBroker
+from app.realtime.frames import (
+    Event,
+    Presence,
+    RleSnapshot,
+    SeatChange,
+    Seats,
+    Snapshot,
+    encoder,
+    event_decoder,
+    rle_encode,
+)
+
+log = logging.getLogger("modex.realtime.hub")
+
+SeatStates = Sequence[tuple[str, str, int]]  # (label, status, version) in map order
+SnapshotReader = Callable[[int], Awaitable[SeatStates]]
+
+COALESCE_SECONDS = 0.005  # seat changes of one show within this window share one frame
+MAX_SYNC_BUFFER = 10_000  # events buffered per syncing watcher before it starts over
+UNSUBSCRIBE_LINGER = 1.0  # keep a show's channel this long after its last watcher left
+CHECK_INTERVAL = 5.0  # per-show position and seat-version check (last line of defence)
+CHECK_GRACE = 2.0  # a difference must outlive this to count (fast path + relay at work)
+
+
+class Sink(Protocol):
+    """One connection's send side: queue a frame without blocking."""
+
+    def send(self, frame: str) -> None: ...
+
+    def send_error(self, code: str, message: str, show_id: int | None = None) -> None: ...
+
+
+class State(enum.Enum):
+    SYNCING = 1
+    LIVE = 2
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    show_id: int
+    sink: Sink
+    encoding: str | None = None
+    state: State = State.SYNCING
+    position: Position | None = None  # last event this watcher was sent (or its snapshot's)
+    buffer: list[RawEvent] = field(default_factory=list)
+    overflowed: bool = False
+    presence_sent: int = -1
+    active: bool = True
+
+
+@dataclass(slots=True)
+class RawEvent:
+    position: Position
+    event: Event
+    payload: bytes  # the event JSON as published, without the offset
+
+
+@dataclass(slots=True)
+class Frame:
+    text: str
+    first: int  # first and last offset (n) of the events in the frame
+    last: Position
+
+
+@dataclass(eq=False)
+class ShowChannel:
+    show_id: int
+    subs: set[Subscription] = field(default_factory=set)
+    last: Position | None = None  # last event seen on the channel
+    pending: list[RawEvent] = field(default_factory=list)
+    flush_handle: asyncio.TimerHandle | None = None
+    versions: dict[str, int] = field(default_factory=dict)  # what watchers were sent
+    subscribed: asyncio.Task[None] | None = None
+    waiting: list[Subscription] = field(default_factory=list)  # want a snapshot
+    syncer: asyncio.Task[None] | None = None
+    linger: asyncio.Task[None] | None = None
+    presence: int = -1
+
+
+def build_frames(
+    show_id: int, events: Iterable[RawEvent], newer_than: dict[str, int] | None = None
+) -> list[Frame]:
+    """Frames for events in order: consecutive seat changes of one epoch merge into one
+    `seats` frame (the highest version per seat); show changes and announcements pass
+    through with their offset spliced in. `newer_than` drops changes a snapshot covers."""
+    frames: list[Frame] = []
+    changes: dict[str, SeatChange] = {}
+    first = 0
+    last: Position | None = None
+    ts: float | None = None
+
+    def close_seats() -> None:
+        nonlocal changes, ts, last
+        if last is not None and changes:
+            text = encoder.encode(
+                Seats(show_id=show_id, offset=str(last), changes=list(changes.values()), ts=ts)
+            ).decode()
+            frames.append(Frame(text, first, last))
+        changes, ts, last = {}, None, None
+
+    for raw in events:
+        event = raw.event
+        if event.type == "seats":
+            if last is not None and last.epoch != raw.position.epoch:
+                close_seats()
+            if last is None:
+                first = raw.position.n
+            last = raw.position
+            if event.ts is not None and (ts is None or event.ts < ts):
+                ts = event.ts
+            for change in event.changes or ():
+                if newer_than is not None and change.version <= newer_than.get(change.label, 0):
+                    continue
+                known = changes.get(change.label)
+                if known is None or change.version > known.version:
+                    changes[change.label] = change
+            if not changes and newer_than is not None:
+                # nothing new for this watcher, but its position still moves on
+                frames.append(Frame("", raw.position.n, raw.position))
+                last = None
+        else:
+            close_seats()
+            offset = str(raw.position).encode()
+            text = (b'{"offset":"' + offset + b'",' + raw.payload[1:]).decode()
+            frames.append(Frame(text, raw.position.n, raw.position))
+    close_seats()
+    return frames
+
+
+def snapshot_frame(
+    show_id: int, position: Position, states: SeatStates, encoding: str | None
+) -> str:
+    if encoding == "rle":
+        status, version = rle_encode(states)
+        frame: Snapshot | RleSnapshot = RleSnapshot(
+            show_id=show_id,
+            offset=str(position),
+            encoding="rle",
+            count=len(states),
+            status=status,
+            version=version,
+        )
+    else:
+        frame = Snapshot(
+            show_id=show_id,
+            offset=str(position),
+            seats=[SeatChange(label, status, version) for label, status, version in states],
+        )
+    return encoder.encode(frame).decode()
+
+
+class Hub:
+    def __init__(self, broker: RedisBroker, read_snapshot: SnapshotReader) -> None:
+        self._broker = broker
+        self._read_snapshot = read_snapshot
+        self._shows: dict[int, ShowChannel] = {}
+        self._reported: set[int] = set()  # shows whose presence this instance reported
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- watchers come and go ----
+
+    def shows(self) -> list[int]:
+        return list(self._shows)
+
+    def watchers(self, show_id: int) -> int:
+        channel = self._shows.get(show_id)
+        return len(channel.subs) if channel else 0
+
+    async def watch(
+        self, sink: Sink, show_id: int, offset: str | None, encoding: str | None
+    ) -> Subscription:
+        """Start watching: subscribe the show's channel (acknowledged) before anything is
+        read, then replay history from `offset` or queue the watcher for a snapshot."""
+        channel = self._channel(show_id)
+        sub = Subscription(show_id, sink, encoding)
+        channel.subs.add(sub)
+        metrics.ws_watchers.inc()
+        try:
+            assert channel.subscribed is not None
+            await asyncio.shield(channel.subscribed)
+        except (ConnectionError, asyncio.CancelledError):
+            self.unwatch(sub)
+            raise
+        since = Position.parse(offset) if offset else None
+        if since is not None:
+            try:
+                history = await self._broker.history(show_id, since)
+            except Exception as exc:
+                log.warning("history of show %s unavailable: %r", show_id, exc)
+                history = None
+            if history is not None and sub.active and sub.state is State.SYNCING:
+                self._finish_replay(channel, sub, since, history)
+                return sub
+            metrics.resyncs.labels("offset_unusable").inc()
+        self.request_snapshot(sub)
+        return sub
+
+    def unwatch(self, sub: Subscription) -> None:
+        if not sub.active:
+            return
+        sub.active = False
+        sub.buffer = []
+        metrics.ws_watchers.dec()
+        channel = self._shows.get(sub.show_id)
+        if channel is None:
+            return
+        channel.subs.discard(sub)
+        if not channel.subs and channel.linger is None:
+            channel.linger = self._spawn(self._linger(channel))
+
+    def _channel(self, show_id: int) -> ShowChannel:
+        channel = self._shows.get(show_id)
+        if channel is None:
+            channel = ShowChannel(show_id)
+            channel.subscribed = asyncio.create_task(self._subscribe(channel))
+            self._shows[show_id] = channel
+        return channel
+
+    async def _subscribe(self, channel: ShowChannel) -> None:
+        try:
+            await self._broker.subscribe(channel.show_id)
+        except ConnectionError:
+            # forget the channel so the next watcher tries again
+            if self._shows.get(channel.show_id) is channel:
+                del self._shows[channel.show_id]
+            raise
+
+    async def _linger(self, channel: ShowChannel) -> None:
+        await asyncio.sleep(UNSUBSCRIBE_LINGER)
+        channel.linger = None
+        if channel.subs or self._shows.get(channel.show_id) is not channel:
+            return
+        del self._shows[channel.show_id]
+        if channel.flush_handle is not None:
+            channel.flush_handle.cancel()
+        if channel.syncer is not None:
+            channel.syncer.cancel()
+        if channel.subscribed is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await channel.subscribed
+        if channel.show_id not in self._shows:
+            await self._broker.unsubscribe(channel.show_id)
+
+    # ---- events from the broker ----
+
+    def on_message(self, show_id: int, position: Position, payload: bytes) -> None:
+        channel = self._shows.get(show_id)
+        if channel is None:
+            return
+        try:
+            event = event_decoder.decode(payload)
+        except msgspec.DecodeError:
+            log.error("undecodable event on show %s at %s", show_id, position)
+            return
+        raw = RawEvent(position, event, payload)
+        last = channel.last
+        gapped = last is not None and (last.epoch != position.epoch or position.n > last.n + 1)
+        if last is not None and last.epoch == position.epoch and position.n <= last.n:
+            return  # already seen
+        channel.last = position
+        if event.changes:
+            versions = channel.versions
+            for change in event.changes:
+                if change.version > versions.get(change.label, 0):
+                    versions[change.label] = change.version
+        for sub in channel.subs:
+            if sub.state is State.SYNCING:
+                if len(sub.buffer) < MAX_SYNC_BUFFER:
+                    sub.buffer.append(raw)
+                else:
+                    sub.overflowed = True
+                    sub.buffer = []
+        channel.pending.append(raw)
+        if channel.flush_handle is None:
+            loop = asyncio.get_running_loop()
+            channel.flush_handle = loop.call_later(COALESCE_SECONDS, self._flush, channel)
+        if gapped:
+            # pub/sub lost something (or Redis lost its data): the truth is in PostgreSQL
+            log.warning("show %s: gap after %s, got %s; resyncing", show_id, last, position)
+            self.resync_show(channel, "gap")
+
+    def _flush(self, channel: ShowChannel) -> None:
+        channel.flush_handle = None
+        events, channel.pending = channel.pending, []
+        if not events or not channel.subs:
+            return
+        frames = build_frames(channel.show_id, events)
+        for frame in frames:
+            ts = _frame_ts(events, frame)
+            if ts is not None:
+                metrics.fanout_lag_seconds.observe(max(0.0, time.time() - ts))
+        for sub in list(channel.subs):
+            if sub.state is not State.LIVE:
+                continue
+            for frame in frames:
+                if sub.state is not State.LIVE:
+                    break  # overflowed while sending: it is waiting for a snapshot now
+                self._deliver(sub, frame, events)
+
+    def _deliver(self, sub: Subscription, frame: Frame, events: list[RawEvent]) -> None:
+        position = sub.position
+        if position is None or position.epoch != frame.last.epoch:
+            self.request_snapshot(sub, "epoch")
+            return
+        if frame.last.n <= position.n:
+            return  # it got these with its snapshot or replay
+        if frame.first > position.n:
+            sub.position = frame.last
+            sub.sink.send(frame.text)
+            return
+        # partly seen (it went live in the middle of this batch): rebuild for it alone
+        newer = [
+            e
+            for e in events
+            if position.n < e.position.n <= frame.last.n and e.position.epoch == position.epoch
+        ]
+        sub.position = frame.last
+        for own in build_frames(sub.show_id, newer):
+            sub.sink.send(own.text)
+
+    # ---- bringing a watcher to the truth ----
+
+    def request_snapshot(self, sub: Subscription, reason: str = "subscribe") -> None:
+        """Send the watcher a fresh snapshot (after buffering what arrives meanwhile)."""
+        if not sub.active:
+            return
+        channel = self._shows.get(sub.show_id)
+        if channel is None:
+            return
+        if reason != "subscribe":
+            metrics.resyncs.labels(reason).inc()
+        if sub.state is State.SYNCING and sub in channel.waiting:
+            return
+        sub.state = State.SYNCING
+        sub.buffer = []
+        sub.overflowed = False
+        channel.waiting.append(sub)
+        if channel.syncer is None or channel.syncer.done():
+            channel.syncer = self._spawn(self._sync_loop(channel))
+
+    def resync_show(self, channel: ShowChannel, reason: str) -> None:
+        for sub in list(channel.subs):
+            if sub.state is State.LIVE:
+                self.request_snapshot(sub, reason)
+
+    async def _sync_loop(self, channel: ShowChannel) -> None:
+        """Serve every watcher waiting for a snapshot with one read: position first, then
+        PostgreSQL; buffered events newer than the snapshot follow it."""
+        failures = 0
+        while channel.waiting:
+            batch = channel.waiting
+            channel.waiting = []
+            try:
+                if channel.subscribed is not None:
+                    await asyncio.shield(channel.subscribed)
+                position = await self._broker.position(channel.show_id)
+                states = await self._read_snapshot(channel.show_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.error("snapshot of show %s failed (%d): %r", channel.show_id, failures, exc)
+                channel.waiting = [s for s in batch if s.active] + channel.waiting
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            failures = 0
+            if channel.last is None or channel.last.epoch != position.epoch:
+                channel.last = position
+            versions = {label: version for label, _, version in states}
+            for label, version in versions.items():
+                if version > channel.versions.get(label, 0):
+                    channel.versions[label] = version
+            texts: dict[str | None, str] = {}
+            for sub in batch:
+                if not sub.active or sub.state is not State.SYNCING:
+                    continue
+                text = texts.get(sub.encoding)
+                if text is None:
+                    text = texts[sub.encoding] = snapshot_frame(
+                        channel.show_id, position, states, sub.encoding
+                    )
+                sub.sink.send(text)
+                sub.position = position
+                self._go_live(channel, sub, versions)
+
+    def _finish_replay(
+        self,
+        channel: ShowChannel,
+        sub: Subscription,
+        since: Position,
+        history: list[tuple[Position, bytes]],
+    ) -> None:
+        events: list[RawEvent] = []
+        for position, payload in history:
+            try:
+                events.append(RawEvent(position, event_decoder.decode(payload), payload))
+            except msgspec.DecodeError:
+                log.error("undecodable history event on show %s at %s", sub.show_id, position)
+        sub.position = since
+        for frame in build_frames(sub.show_id, events):
+            sub.sink.send(frame.text)
+            sub.position = frame.last
+        if channel.last is None:
+            channel.last = sub.position
+        self._go_live(channel, sub, None)
+
+    def _go_live(
+        self, channel: ShowChannel, sub: Subscription, snapshot: dict[str, int] | None
+    ) -> None:
+        """Send what was buffered after the snapshot/replay, then join the shared frames."""
+        position = sub.position
+        assert position is not None
+        if sub.overflowed:
+            self.request_snapshot(sub, "sync_buffer")
+            return
+        newer: list[RawEvent] = []
+        for raw in sub.buffer:
+            if raw.position.epoch != position.epoch:
+                sub.buffer = []
+                self.request_snapshot(sub, "epoch")
+                return
+            if raw.position.n > position.n:
+                newer.append(raw)
+        sub.buffer = []
+        for frame in build_frames(sub.show_id, newer, snapshot):
+            if frame.text:
+                sub.sink.send(frame.text)
+            sub.position = frame.last
+        sub.state = State.LIVE
+        if channel.presence >= 0:
+            self._send_presence(sub, channel.presence)
+
+    # ---- presence ----
+
+    def local_counts(self) -> list[tuple[int, int]]:
+        """This instance's watcher count per show, including shows it just stopped
+        watching (reported once as 0 so the cluster count drops at once)."""
+        counts = {show_id: len(channel.subs) for show_id, channel in self._shows.items()}
+        for show_id in self._reported - counts.keys():
+            counts[show_id] = 0
+        self._reported = {show_id for show_id, count in counts.items() if count}
+        return list(counts.items())
+
+    def presence(self, totals: dict[int, int]) -> None:
+        for show_id, total in totals.items():
+            channel = self._shows.get(show_id)
+            if channel is None:
+                continue
+            channel.presence = total
+            for sub in channel.subs:
+                if sub.state is State.LIVE and sub.presence_sent != total:
+                    self._send_presence(sub, total)
+
+    def _send_presence(self, sub: Subscription, total: int) -> None:
+        sub.presence_sent = total
+        sub.sink.send(encoder.encode(Presence(show_id=sub.show_id, watchers=total)).decode())
+
+    # ---- catching what was lost ----
+
+    def on_reconnect(self) -> None:
+        """The pub/sub connection was (re)established: anything published meanwhile may be
+        lost, so compare every show's position with what its watchers have."""
+        for channel in list(self._shows.values()):
+            self._spawn(self._compare_position(channel))
+
+    async def _compare_position(self, channel: ShowChannel) -> None:
+        try:
+            position = await self._broker.position(channel.show_id)
+        except Exception as exc:
+            log.warning("position of show %s after reconnect: %r; resyncing", channel.show_id, exc)
+            self.resync_show(channel, "reconnect")
+            return
+        if channel.last != position:
+            log.info(
+                "show %s moved while disconnected (%s -> %s); resyncing",
+                channel.show_id,
+                channel.last,
+                position,
+            )
+            if channel.last is None or channel.last.epoch != position.epoch:
+                channel.last = position
+            self.resync_show(channel, "reconnect")
+
+    async def check_show(self, show_id: int) -> bool:
+        """The last line of defence: compare the stream's top offset and PostgreSQL's seat
+        versions with what this instance's watchers were sent; a difference that outlives
+        the grace period means something was lost, and the show's watchers are resynced.
+        Returns True when it resynced."""
+        channel = self._shows.get(show_id)
+        if channel is None or not channel.subs:
+            return False
+        position = await self._broker.position(show_id)
+        states = await self._read_snapshot(show_id)
+        if channel.last is None:
+            channel.last = position
+        behind = channel.last.epoch != position.epoch or channel.last.n < position.n
+        suspects = {label: v for label, _, v in states if channel.versions.get(label, 0) < v}
+        if not behind and not suspects:
+            return False
+        await asyncio.sleep(CHECK_GRACE)
+        if self._shows.get(show_id) is not channel:
+            return False
+        last = channel.last
+        still_behind = last.epoch != position.epoch or last.n < position.n
+        still_suspect = any(channel.versions.get(label, 0) < v for label, v in suspects.items())
+        if not (still_behind or still_suspect):
+            return False
+        log.warning(
+            "show %s: watchers behind (position %s vs %s, %d seats); resyncing",
+            show_id,
+            last,
+            position,
+            len(suspects),
+        )
+        if still_behind and last.epoch != position.epoch:
+            channel.last = position
+        self.resync_show(channel, "check")
+        return True
+
+    async def run_checks(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            for show_id in self.shows():
+                try:
+                    await self.check_show(show_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("check of show %s failed: %r", show_id, exc)
+
+    # ---- lifecycle ----
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def stop(self) -> None:
+        for channel in self._shows.values():
+            if channel.flush_handle is not None:
+                channel.flush_handle.cancel()
+            for task in (channel.syncer, channel.linger, channel.subscribed):
+                if task is not None:
+                    task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._shows.clear()
+
+
+def _frame_ts(events: list[RawEvent], frame: Frame) -> float | None:
+    ts: float | None = None
+    for raw in events:
+        if frame.first <= raw.position.n <= frame.last.n and raw.event.ts is not None:
+            ts = raw.event.ts if ts is None else min(ts, raw.event.ts)
+    return ts

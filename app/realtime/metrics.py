@@ -1,0 +1,21 @@
+"""Prometheus metrics of the realtime layer (served by the core's /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ws_connections = Gauge("ws_connections", "Open WebSocket connections on this process")
+ws_watchers = Gauge("ws_watchers", "Show subscriptions of local WebSocket connections")
+fanout_lag_seconds = Histogram(
+    "fanout_lag_seconds",
+    "Commit of a seat change to its frame being queued for local watchers",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+outbox_backlog = Gauge("outbox_backlog", "Outbox rows waiting to be published", ["shard"])
+redis_listener_up = Gauge("redis_listener_up", "1 when the Redis pub/sub reader is connected")
+events_published = Counter("realtime_events_published_total", "Events published", ["path"])
+resyncs = Counter("realtime_resyncs_total", "Snapshots sent to resync watchers", ["reason"])
+slow_consumers = Counter(
+    "realtime_slow_consumers_total", "Watchers whose backlog overflowed", ["action"]
+)
+frames_rejected = Counter("realtime_frames_rejected_total", "Bad client frames", ["code"])

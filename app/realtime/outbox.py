@@ -1,0 +1,142 @@
+"""The transactional outbox, from the publishing side.
+
+The core writes an outbox row in the same transaction as every seat change. Right after
+commit this process publishes the change (the fast path) and deletes the row, in batches.
+Rows left behind for more than a moment (the committing process died, Redis was down)
+are relayed by any live instance: locked with SKIP LOCKED so instances share the work,
+published, and deleted in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from app.realtime import metrics
+from app.realtime.broker import RedisBroker
+from app.shards import Shard, ShardRouter
+
+log = logging.getLogger("modex.realtime.outbox")
+
+RELAY_INTERVAL = 1.0
+RELAY_BATCH = 500
+
+DELETE_PUBLISHED = """
+DELETE FROM outbox
+WHERE (show_id, id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
+"""
+LOCK_LEFT_BEHIND = """
+SELECT show_id, id, changes, extract(epoch FROM created_at)::float8 AS ts
+FROM outbox
+WHERE created_at < now() - interval '1 second'
+ORDER BY created_at
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+COUNT_BACKLOG = "SELECT count(*) FROM outbox"
+
+
+def seats_event(show_id: int, changes: list[dict[str, Any]] | str, ts: float) -> bytes:
+    """The published form of a seat change: the frame without its offset."""
+    if isinstance(changes, str):
+        changes = orjson.loads(changes)
+    return orjson.dumps({"type": "seats", "show_id": show_id, "changes": changes, "ts": ts})
+
+
+class Outbox:
+    def __init__(self, router: ShardRouter, broker: RedisBroker) -> None:
+        self._router = router
+        self._broker = broker
+        self._to_delete: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        self._deletable = asyncio.Event()
+
+    async def publish_committed(
+        self,
+        show_id: int,
+        shard: int,
+        outbox_id: int,
+        changes: list[dict[str, Any]],
+        committed_at: float,
+    ) -> None:
+        """The fast path. If publishing fails the row stays and the relay retries it."""
+        event = seats_event(show_id, changes, committed_at)
+        try:
+            await self._broker.publish(show_id, event, invalidate_availability=True)
+        except Exception as exc:
+            log.warning("publishing show %s change failed, the relay will retry: %r", show_id, exc)
+            return
+        metrics.events_published.labels("fast").inc()
+        self._to_delete[shard].append((show_id, outbox_id))
+        self._deletable.set()
+
+    async def delete_published(self) -> None:
+        """Deletes published rows, one statement per shard for whatever piled up."""
+        while True:
+            await self._deletable.wait()
+            self._deletable.clear()
+            await self._delete_batch()
+
+    async def _delete_batch(self) -> None:
+        batches, self._to_delete = self._to_delete, defaultdict(list)
+        for index, rows in batches.items():
+            shows = [show_id for show_id, _ in rows]
+            ids = [outbox_id for _, outbox_id in rows]
+            try:
+                shard = self._router.shard(index)
+                async with shard.connection("outbox_delete") as conn:
+                    await conn.execute(DELETE_PUBLISHED, shows, ids)
+            except Exception as exc:
+                # left behind: the relay publishes them again (harmless, versions decide)
+                log.warning("deleting %d outbox rows on shard %s failed: %r", len(rows), index, exc)
+
+    async def flush(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._delete_batch()
+
+    async def relay(self) -> None:
+        """On every instance: publish rows the fast path left behind."""
+        while True:
+            await asyncio.sleep(RELAY_INTERVAL)
+            for shard in self._router.shards:
+                try:
+                    while await self.relay_shard(shard) >= RELAY_BATCH:
+                        pass
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("outbox relay on shard %s failed: %r", shard.index, exc)
+
+    async def relay_shard(self, shard: Shard) -> int:
+        async with shard.connection("outbox_relay") as conn:
+            backlog = await conn.fetchval(COUNT_BACKLOG)
+            metrics.outbox_backlog.labels(str(shard.index)).set(backlog)
+            if not backlog:
+                return 0
+            async with conn.transaction():
+                rows = await conn.fetch(LOCK_LEFT_BEHIND, RELAY_BATCH)
+                for row in rows:
+                    await self._broker.publish(
+                        row["show_id"],
+                        seats_event(row["show_id"], row["changes"], row["ts"]),
+                        invalidate_availability=True,
+                    )
+                if rows:
+                    await conn.execute(
+                        DELETE_PUBLISHED, [r["show_id"] for r in rows], [r["id"] for r in rows]
+                    )
+        if rows:
+            metrics.events_published.labels("relay").inc(len(rows))
+            oldest = min(r["ts"] for r in rows)
+            log.warning(
+                "relayed %d outbox rows on shard %s, oldest %.1fs old",
+                len(rows),
+                shard.index,
+                time.time() - oldest,
+            )
+        return len(rows)

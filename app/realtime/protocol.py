@@ -1,0 +1,303 @@
+"""One WebSocket connection's protocol (centrifuge's Client): subscribe / unsubscribe /
+ping in, frames out through a queue bounded in bytes.
+
+The endpoint runs a reader and a writer as two tasks in one TaskGroup. The reader decodes
+each frame once (msgspec tagged union); a bad frame gets an `error` frame and the
+connection stays up. The writer drains the queue; when a client falls behind by more than
+`max_queue_bytes` its backlog is dropped and it is resynced with fresh snapshots; when
+that keeps happening it is closed with 4008 so it reconnects and resumes by offset.
+
+Close codes: 1008 flooding (rate limit), 1012 server restart, 4008 slow consumer,
+4401 invalid token (the socket is accepted first, so a browser can read the code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import msgspec
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from app.realtime import metrics
+from app.realtime.frames import (
+    MAX_CLIENT_FRAME,
+    Error,
+    Ping,
+    Pong,
+    Subscribe,
+    Unsubscribe,
+    client_decoder,
+    encoder,
+)
+from app.realtime.hub import Hub, Subscription
+
+log = logging.getLogger("modex.realtime.protocol")
+
+CLOSE_POLICY = 1008
+CLOSE_RESTART = 1012
+CLOSE_SLOW = 4008
+CLOSE_UNAUTHORIZED = 4401
+
+PONG = encoder.encode(Pong()).decode()
+MAX_SHOWS_PER_CONNECTION = 32
+
+# ShowValidator(show_id) raises LookupError for a show that does not exist
+ShowValidator = Callable[[int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_queue_bytes: int = 1024 * 1024
+    # frames per second a client may send, and the burst it may save up
+    frame_rate: float = 20.0
+    frame_burst: float = 40.0
+    # frames over the rate it may send before it is closed with 1008
+    flood_strikes: int = 50
+    # a second overflow within this many seconds closes the client with 4008
+    slow_window: float = 30.0
+    close_timeout: float = 1.0
+
+
+class FrameBudget:
+    """Token bucket per connection: in-process state, no shared storage to consult."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._tokens = burst
+        self._stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    """A connected client: its subscriptions and its bounded outgoing queue (a hub Sink)."""
+
+    def __init__(
+        self, websocket: WebSocket, hub: Hub, validate_show: ShowValidator, limits: Limits
+    ) -> None:
+        self.websocket = websocket
+        self._hub = hub
+        self._validate_show = validate_show
+        self._limits = limits
+        self.subs: dict[int, Subscription] = {}
+        self._queue: deque[str] = deque()
+        self._queued = 0
+        self._wakeup = asyncio.Event()
+        self._budget = FrameBudget(limits.frame_rate, limits.frame_burst)
+        self._strikes = 0
+        self._last_overflow = -1e9
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- the Sink side, called by the hub ----
+
+    def send(self, frame: str) -> None:
+        if self.close_code is not None:
+            return
+        size = len(frame)  # frames are ASCII JSON (msgspec escapes nothing it need not)
+        if self._queued and self._queued + size > self._limits.max_queue_bytes:
+            self._overflow()
+            return
+        self._queue.append(frame)
+        self._queued += size
+        self._wakeup.set()
+
+    def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
+        metrics.frames_rejected.labels(code).inc()
+        self.send(encoder.encode(Error(code=code, message=message, show_id=show_id)).decode())
+
+    def _overflow(self) -> None:
+        """The client fell behind: drop its backlog. A seat map collapses, so a fresh
+        snapshot replaces everything it missed; a second time soon after, it is closed."""
+        self._queue.clear()
+        self._queued = 0
+        now = time.monotonic()
+        if now - self._last_overflow < self._limits.slow_window:
+            metrics.slow_consumers.labels("closed").inc()
+            log.info("closing slow consumer %s", self.websocket.client)
+            self.abort(CLOSE_SLOW, "slow consumer")
+            return
+        self._last_overflow = now
+        metrics.slow_consumers.labels("resynced").inc()
+        for sub in self.subs.values():
+            self._hub.request_snapshot(sub, "slow_consumer")
+
+    def abort(self, code: int, reason: str) -> None:
+        """End the connection with `code`: stop both tasks (the writer may be blocked on
+        a socket the peer never drains), then the endpoint sends the close frame."""
+        if self.close_code is not None:
+            return
+        self.close_code, self.close_reason = code, reason
+        self._queue.clear()
+        self._queued = 0
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+
+    # ---- the two tasks ----
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._tasks = [
+                    group.create_task(self._read_frames()),
+                    group.create_task(self._write_frames()),
+                ]
+        except* WebSocketDisconnect:
+            pass  # the peer went away: nothing to close
+        finally:
+            for sub in self.subs.values():
+                self._hub.unwatch(sub)
+            self.subs.clear()
+        if self.close_code is not None:
+            await self.close(self.close_code, self.close_reason)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state is WebSocketState.DISCONNECTED:
+            return
+        # a peer that never reads never lets the close frame out: do not wait for it
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.websocket.close(code, reason), self._limits.close_timeout)
+
+    async def _write_frames(self) -> None:
+        send = self.websocket.send
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                frame = self._queue.popleft()
+                self._queued -= len(frame)
+                await send({"type": "websocket.send", "text": frame})
+
+    async def _read_frames(self) -> None:
+        receive = self.websocket.receive
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                # ends the TaskGroup (the writer is cancelled); nothing to send back
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            data: str | bytes | None = message.get("text")
+            if data is None:
+                data = message.get("bytes")
+            if data is None:
+                continue
+            if not self._budget.take():
+                self._strikes += 1
+                if self._strikes >= self._limits.flood_strikes:
+                    metrics.frames_rejected.labels("flood").inc()
+                    self.abort(CLOSE_POLICY, "too many frames")
+                    return
+                if self._strikes == 1 or self._strikes % 10 == 0:
+                    self.send_error("rate_limited", "too many frames; slow down")
+                continue
+            await self._handle(data)
+
+    async def _handle(self, data: str | bytes) -> None:
+        size = len(data)
+        if size > MAX_CLIENT_FRAME or (
+            isinstance(data, str)
+            and size > MAX_CLIENT_FRAME // 4
+            and len(data.encode()) > MAX_CLIENT_FRAME
+        ):
+            self.send_error("frame_too_large", f"frames are limited to {MAX_CLIENT_FRAME} bytes")
+            return
+        try:
+            frame = client_decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            self.send_error("invalid_frame", str(exc))
+            return
+        except msgspec.DecodeError as exc:
+            self.send_error("bad_json", f"not JSON: {exc}")
+            return
+        if isinstance(frame, Ping):
+            self.send(PONG)
+        elif isinstance(frame, Subscribe):
+            await self._subscribe(frame)
+        elif isinstance(frame, Unsubscribe):
+            sub = self.subs.pop(frame.show_id, None)
+            if sub is None:
+                self.send_error("not_subscribed", "not subscribed to this show", frame.show_id)
+            else:
+                self._hub.unwatch(sub)
+
+    async def _subscribe(self, frame: Subscribe) -> None:
+        show_id = frame.show_id
+        old = self.subs.pop(show_id, None)
+        if old is not None:
+            # subscribing again is a resync request: the old subscription ends here
+            self._hub.unwatch(old)
+        elif len(self.subs) >= MAX_SHOWS_PER_CONNECTION:
+            self.send_error(
+                "too_many_subscriptions",
+                f"at most {MAX_SHOWS_PER_CONNECTION} shows per connection",
+                show_id,
+            )
+            return
+        try:
+            await self._validate_show(show_id)
+        except LookupError:
+            self.send_error("unknown_show", f"show {show_id} does not exist", show_id)
+            return
+        except Exception as exc:
+            log.warning("show %s lookup failed: %r", show_id, exc)
+            self.send_error("unavailable", "cannot look up the show right now", show_id)
+            return
+        try:
+            sub = await self._hub.watch(self, show_id, frame.offset, frame.encoding)
+        except ConnectionError as exc:
+            log.warning("subscribe to show %s failed: %r", show_id, exc)
+            self.send_error("unavailable", "live updates are unavailable; retry", show_id)
+            return
+        if self.close_code is not None:
+            self._hub.unwatch(sub)
+        else:
+            self.subs[show_id] = sub
+
+
+# ---- the handshake ----
+
+
+def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin; other clients (kiosks, load tests) do not and are allowed.
+    With no configured origins only the page's own origin may connect."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if "*" in allowed:
+        return True
+    if allowed:
+        return origin.rstrip("/") in allowed
+    host = websocket.headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def verify_token(token: str, secret: str) -> dict[str, Any] | None:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
+        )
+    except jwt.PyJWTError:
+        return None
+    if claims.get("role") not in ("customer", "admin", "kiosk"):
+        return None
+    return claims

@@ -1,0 +1,177 @@
+"""The realtime layer's one face to the core (docs/INTERFACES.md): wires the Redis broker,
+the hub, the outbox publisher and the WebSocket endpoint, and owns their tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from app.config import Settings
+from app.errors import ShowNotFound
+from app.events import Committed
+from app.realtime import metrics
+from app.realtime.broker import RedisBroker
+from app.realtime.hub import Hub, SeatStates
+from app.realtime.outbox import Outbox
+from app.realtime.protocol import (
+    CLOSE_RESTART,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+    Limits,
+    origin_allowed,
+    verify_token,
+)
+from app.seatmap import read_seat_states
+from app.shards import ShardRouter
+
+log = logging.getLogger("modex.realtime")
+
+PRESENCE_INTERVAL = 1.0
+SHUTDOWN_GRACE = 2.0
+
+
+class Realtime:
+    def __init__(self, settings: Settings, router: ShardRouter, redis: aioredis.Redis) -> None:
+        self._settings = settings
+        self._router = router
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.broker = RedisBroker(
+            redis,
+            settings.redis_url,
+            self.instance_id,
+            on_message=lambda show_id, position, payload: self.hub.on_message(
+                show_id, position, payload
+            ),
+            on_reconnect=lambda: self.hub.on_reconnect(),
+        )
+        self.hub = Hub(self.broker, self._read_snapshot)
+        self.outbox = Outbox(router, self.broker)
+        self.limits = Limits()
+        self._connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._all_closed = asyncio.Event()
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        await self.broker.start()
+        if not await self.broker.wait_connected(5.0):
+            log.error("Redis pub/sub not connected at start-up; live updates wait for it")
+        self._background = [
+            asyncio.create_task(self.outbox.delete_published(), name="outbox-delete"),
+            asyncio.create_task(self.outbox.relay(), name="outbox-relay"),
+            asyncio.create_task(self._heartbeat_presence(), name="presence"),
+            asyncio.create_task(self.hub.run_checks(), name="show-checks"),
+        ]
+
+    async def stop(self) -> None:
+        """Close every socket with 1012 (clients reconnect elsewhere), then stop tasks."""
+        self._stopping = True
+        for conn in list(self._connections):
+            conn.abort(CLOSE_RESTART, "server restarting")
+        if self._connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), SHUTDOWN_GRACE)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.outbox.flush()
+        with contextlib.suppress(Exception):
+            counts = [(show_id, 0) for show_id, _ in self.hub.local_counts()]
+            await self.broker.presence(counts)
+        await self.hub.stop()
+        await self.broker.stop()
+
+    def routes(self) -> list[BaseRoute]:
+        return [WebSocketRoute("/ws", self._endpoint, name="ws")]
+
+    def health(self) -> dict[str, bool]:
+        return {"redis_listener": self.broker.alive}
+
+    # ---- publishing (called by the core) ----
+
+    def seats_committed(self, c: Committed) -> None:
+        """Publish right after commit, then delete the outbox row; never blocks."""
+        if self._settings.crash_before_publish:
+            # fault injection: the commit is durable, its publish never happens
+            os._exit(137)
+        self._spawn(
+            self.outbox.publish_committed(
+                c.show_id, c.shard, c.outbox_id, c.changes, c.committed_at
+            )
+        )
+
+    async def publish_show(self, show_id: int, frame: dict[str, Any]) -> None:
+        """A show change or an announcement, to every watcher on every instance."""
+        event = orjson.dumps({**frame, "show_id": show_id})
+        await self.broker.publish(show_id, event, invalidate_availability=False)
+        metrics.events_published.labels("show").inc()
+
+    async def position(self, show_id: int) -> str:
+        return str(await self.broker.position(show_id))
+
+    # ---- the WebSocket endpoint ----
+
+    async def _endpoint(self, websocket: WebSocket) -> None:
+        if not origin_allowed(websocket, self._settings.allowed_origins):
+            await websocket.close(1008)  # before accept: the handshake is refused (403)
+            return
+        token = websocket.query_params.get("token")
+        await websocket.accept()
+        if token is not None and verify_token(token, self._settings.jwt_secret) is None:
+            await websocket.close(CLOSE_UNAUTHORIZED, "invalid token")
+            return
+        if self._stopping:
+            await websocket.close(CLOSE_RESTART, "server restarting")
+            return
+        conn = Connection(websocket, self.hub, self._validate_show, self.limits)
+        self._connections.add(conn)
+        metrics.ws_connections.inc()
+        try:
+            await conn.run()
+        finally:
+            self._connections.discard(conn)
+            metrics.ws_connections.dec()
+            if self._stopping and not self._connections:
+                self._all_closed.set()
+
+    async def _validate_show(self, show_id: int) -> None:
+        try:
+            await self._router.show(show_id)
+        except ShowNotFound as exc:
+            raise LookupError(str(exc)) from exc
+
+    async def _read_snapshot(self, show_id: int) -> SeatStates:
+        _, shard = await self._router.for_show(show_id)
+        return await read_seat_states(shard, show_id)
+
+    # ---- background ----
+
+    async def _heartbeat_presence(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_INTERVAL)
+            try:
+                totals = await self.broker.presence(self.hub.local_counts())
+            except Exception as exc:
+                log.warning("presence heartbeat failed: %r", exc)
+                continue
+            self.hub.presence(totals)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
