@@ -92,3 +92,8 @@ class MalformedJson(ModexError):
 class BodyTooLarge(ModexError):
     status = 413
     code = "body_too_large"
+
+
+class IdempotencyKeyReused(ModexError):
+    status = 422
+    code = "idempotency_key_reused"

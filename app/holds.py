@@ -9,6 +9,7 @@ outbox row in the same transaction; the realtime layer publishes it after commit
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ from app.errors import (
     Contention,
     ExtendLimit,
     HoldExpired,
-    ModexError,
+    IdempotencyKeyReused,
     NotFound,
     SeatsUnavailable,
     ShowNotFound,
@@ -300,9 +301,7 @@ class BoxOffice:
                 earlier = await conn.fetchrow(BOOKING_BY_KEY, show_id, user_id, idempotency_key)
                 if earlier is not None:
                     if earlier["hold_id"] != hold_id:
-                        raise ModexError(
-                            "this Idempotency-Key was used for another hold",
-                        )
+                        raise IdempotencyKeyReused("this Idempotency-Key was used for another hold")
                     return _booking(earlier), None
             if hold["status"] == "CONFIRMED":
                 # a retry of a confirm whose answer was lost: same booking
@@ -408,7 +407,6 @@ class BoxOffice:
 
     async def bookings_of(self, user_id: str) -> list[wire.Booking]:
         """A user's bookings on every shard, asked in parallel through bookings_by_user."""
-        import asyncio
 
         async def on(shard: Shard) -> list[asyncpg.Record]:
             async with shard.connection("bookings_of_user") as conn:

@@ -1,0 +1,65 @@
+"""Session fixtures: one set of real servers, a migrated 2-shard cluster, server processes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import Cluster, ServerProcess, Services, create_show
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    found = Services()
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+async def cluster(services: Services) -> AsyncIterator[Cluster]:
+    """A metadata database and two shards (the metadata database is shard 0)."""
+    found = Cluster(services, shard_count=2)
+    await found.create()
+    yield found
+    await found.drop()
+
+
+@pytest.fixture(scope="session")
+def servers(cluster: Cluster, log_dir: Path) -> Iterator[list[ServerProcess]]:
+    """Two `modex serve` processes sharing the cluster and Redis."""
+    started = [ServerProcess(cluster, log_dir).start() for _ in range(2)]
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(servers: list[ServerProcess]) -> ServerProcess:
+    return servers[0]
+
+
+@pytest.fixture
+async def client(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as found:
+        yield found
+
+
+@pytest.fixture
+async def show(client: httpx.AsyncClient) -> dict[str, Any]:
+    """A fresh 5 x 10 show for one test."""
+    return await create_show(client)
+
+
+@pytest.fixture
+def user() -> str:
+    return f"user-{secrets.token_hex(4)}"

@@ -1,0 +1,220 @@
+"""Real databases, real Redis, real `modex serve` processes for the tests.
+
+TEST_DATABASE_URL / TEST_REDIS_URL point at running servers (CI); without them an embedded
+PostgreSQL and an embedded Valkey are started under a short temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import jwt
+
+ROOT = Path(__file__).resolve().parents[1]
+JWT_SECRET = "test-secret-" + "x" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def token(user: str, role: str = "customer", ttl: float = 3600) -> str:
+    exp = datetime.now(UTC) + timedelta(seconds=ttl)
+    return jwt.encode({"sub": user, "role": role, "exp": exp}, JWT_SECRET, algorithm="HS256")
+
+
+def auth(user: str, role: str = "customer") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user, role)}"}
+
+
+class Services:
+    """PostgreSQL + Redis for the session: the machine's (CI) or embedded ones."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="mxt-", dir="/tmp"))
+        self._pg: Any = None
+        self._valkey: Any = None
+        self.pg_admin_url = os.environ.get("TEST_DATABASE_URL", "")
+        self.redis_url = os.environ.get("TEST_REDIS_URL", "")
+        if not self.pg_admin_url:
+            from app.ops import embedded
+
+            self._pg = embedded.start_postgres(self.folder / "pg")
+            self.pg_admin_url = embedded.postgres_url(self._pg, "postgres")
+        if not self.redis_url:
+            from app.ops import embedded
+
+            self._valkey = embedded.start_valkey(self.folder / "valkey")
+            self.redis_url = f"redis://127.0.0.1:{self._valkey.port}/0"
+
+    def close(self) -> None:
+        if self._valkey is not None:
+            self._valkey.stop()
+        if self._pg is not None:
+            self._pg.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass
+class Cluster:
+    """A metadata database plus shards, migrated, shared by every server process started."""
+
+    services: Services
+    shard_count: int = 2
+    name: str = field(default_factory=lambda: f"mxt_{secrets.token_hex(4)}")
+    databases: list[str] = field(default_factory=list)
+
+    @property
+    def meta_url(self) -> str:
+        return with_database(self.services.pg_admin_url, self.databases[0])
+
+    @property
+    def shard_urls(self) -> list[str]:
+        # shard 0 is the metadata database itself; the others are their own databases
+        return [with_database(self.services.pg_admin_url, db) for db in self.databases]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.meta_url,
+            "SHARD_URLS": ",".join(self.shard_urls),
+            "REDIS_URL": self.services.redis_url,
+            "MODEX_JWT_SECRET": JWT_SECRET,
+            "MODEX_DEMO": "0",
+            "MODEX_DATA_DIR": str(self.services.folder / self.name),
+            "MODEX_RATE_LIMIT_USER": "1000/second",
+            "MODEX_RATE_LIMIT_IP": "off",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update(extra)
+        return env
+
+    async def create(self) -> None:
+        admin = await asyncpg.connect(self.services.pg_admin_url)
+        try:
+            self.databases = [f"{self.name}_meta"] + [
+                f"{self.name}_s{i}" for i in range(1, self.shard_count)
+            ]
+            for db in self.databases:
+                await admin.execute(f'CREATE DATABASE "{db}"')
+        finally:
+            await admin.close()
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate"], env=self.env(), check=True, cwd=ROOT,
+            capture_output=True,
+        )
+        # Show ids differ between test sessions, so sessions sharing one Redis never share
+        # a show's keys or channels.
+        meta = await asyncpg.connect(self.meta_url)
+        try:
+            start = secrets.randbelow(10**9) * 1000 + 1
+            await meta.execute(f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}")
+        finally:
+            await meta.close()
+
+    async def drop(self) -> None:
+        admin = await asyncpg.connect(self.services.pg_admin_url)
+        try:
+            for db in self.databases:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    def connect_shard(self, index: int) -> Any:
+        return asyncpg.connect(self.shard_urls[index])
+
+
+class ServerProcess:
+    """One `modex serve` process on its own port."""
+
+    def __init__(self, cluster: Cluster, log_dir: Path, **env: str) -> None:
+        self.cluster = cluster
+        self.port = free_port()
+        self.extra_env = env
+        self.log_path = log_dir / f"server-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                env=self.cluster.env(**self.extra_env),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+
+async def create_show(
+    client: httpx.AsyncClient, rows: int = 5, seats_per_row: int = 10, **fields: Any
+) -> dict[str, Any]:
+    body = {
+        "title": fields.pop("title", f"Test show {secrets.token_hex(3)}"),
+        "venue": "Test venue",
+        "starts_at": "2027-01-15T20:00:00Z",
+        "rows": rows,
+        "seats_per_row": seats_per_row,
+        **fields,
+    }
+    response = await client.post("/admin/shows", json=body, headers=auth("admin", "admin"))
+    assert response.status_code == 201, response.text
+    show: dict[str, Any] = response.json()
+    return show
