@@ -209,6 +209,8 @@ def test_compose_app_services_agree_with_the_app() -> None:
             # every variable set must be one the app reads (catches typos and renames)
             assert f'"{key}"' in source, f"{name} sets {key}, which nothing in app/ reads"
         assert env.get("MODEX_DEMO", "0") in ("0", "1")
+        # behind nginx, without it every client shares nginx's address for per-IP limits
+        assert env.get("MODEX_TRUSTED_PROXIES"), f"{name} does not trust nginx's X-Forwarded-For"
         # each URL names a service of this file
         shards = env["SHARD_URLS"].split(",")
         assert shards[0] == env["DATABASE_URL"], "the metadata database is shard 0"
@@ -327,7 +329,7 @@ def test_nginx_proxies_websockets_and_request_ids() -> None:
     for header in (
         "proxy_set_header Upgrade $http_upgrade;",
         "proxy_set_header Connection $modex_connection;",
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
         "proxy_set_header X-Request-ID $modex_request_id;",
         "proxy_http_version 1.1;",
     ):
@@ -397,6 +399,7 @@ def test_k8s_deployment_agrees_with_the_app() -> None:
     }
     env_keys = set(configmap["data"]) | set(secret["stringData"])
     assert set(REQUIRED_ENV) <= env_keys
+    assert "MODEX_TRUSTED_PROXIES" in env_keys, "the ingress controller's X-Forwarded-For"
     source = app_source()
     for key in env_keys:
         assert f'"{key}"' in source, f"k8s sets {key}, which nothing in app/ reads"
