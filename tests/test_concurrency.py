@@ -1,0 +1,138 @@
+"""Never oversell: storms of concurrent holds across two server processes and two shards."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from tests.support import Cluster, ServerProcess, auth, create_show
+
+SEAT_POOL = [f"{row}{n}" for row in "AB" for n in range(1, 11)]  # 20 hotly contested seats
+
+
+async def shows_on_both_shards(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """New shows go to the least-loaded shard, so a few creations cover both."""
+    by_shard: dict[int, dict[str, Any]] = {}
+    for _ in range(6):
+        show = await create_show(client, rows=2, seats_per_row=10)
+        by_shard.setdefault(show["shard"], show)
+        if len(by_shard) == 2:
+            return [by_shard[0], by_shard[1]]
+    raise AssertionError(f"placement never used both shards: {sorted(by_shard)}")
+
+
+async def assert_never_oversold(cluster: Cluster, show: dict[str, Any]) -> None:
+    """The invariant, checked in SQL on the show's shard."""
+    conn = await cluster.connect_shard(show["shard"])
+    try:
+        show_id = show["id"]
+        double_held = await conn.fetch(
+            """SELECT label, count(*) FROM holds, unnest(seats) AS label
+               WHERE show_id = $1 AND status IN ('ACTIVE', 'CONFIRMED')
+               GROUP BY label HAVING count(*) > 1""", show_id)
+        assert double_held == [], f"seat in two live holds: {double_held}"
+        double_booked = await conn.fetch(
+            """SELECT label, count(*) FROM bookings, unnest(seats) AS label
+               WHERE show_id = $1 AND status = 'CONFIRMED'
+               GROUP BY label HAVING count(*) > 1""", show_id)
+        assert double_booked == [], f"seat in two bookings: {double_booked}"
+        orphans = await conn.fetch(
+            """SELECT s.label FROM seats s
+               LEFT JOIN holds h ON h.show_id = s.show_id AND h.id = s.hold_id
+               WHERE s.show_id = $1 AND s.status = 'HELD'
+                 AND (h.id IS NULL OR h.status <> 'ACTIVE' OR NOT s.label = ANY(h.seats))""",
+            show_id)
+        assert orphans == [], f"held seats without their live hold: {orphans}"
+        wrong_booking = await conn.fetch(
+            """SELECT s.label FROM seats s
+               LEFT JOIN bookings b ON b.show_id = s.show_id AND b.id = s.booking_id
+               WHERE s.show_id = $1 AND s.status = 'BOOKED'
+                 AND (b.id IS NULL OR b.status <> 'CONFIRMED' OR NOT s.label = ANY(b.seats))""",
+            show_id)
+        assert wrong_booking == [], f"booked seats without their booking: {wrong_booking}"
+    finally:
+        await conn.close()
+
+
+async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
+    servers: list[ServerProcess], cluster: Cluster
+) -> None:
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    clients = [httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers]
+    try:
+        shows = await shows_on_both_shards(clients[0])
+        rng = random.Random(7)
+        requests = [
+            (shows[i % 2], clients[(i // 2) % 2], f"storm-{i}", rng.sample(SEAT_POOL, rng.randint(1, 4)))
+            for i in range(600)
+        ]
+        start = asyncio.Event()
+
+        async def attempt(show: dict[str, Any], client: httpx.AsyncClient, user: str,
+                          seats: list[str]) -> tuple[dict[str, Any], str, list[str], httpx.Response]:
+            await start.wait()
+            response = await client.post(f"/shows/{show['id']}/holds", json={"seats": seats},
+                                         headers=auth(user))
+            return show, user, seats, response
+
+        tasks = [asyncio.create_task(attempt(*request)) for request in requests]
+        await asyncio.sleep(0.2)
+        start.set()
+        results = await asyncio.gather(*tasks)
+
+        codes = Counter(response.status_code for *_, response in results)
+        assert set(codes) <= {201, 409}, f"unexpected statuses: {codes}"
+        assert codes[201] >= 2, codes
+        for *_, response in results:
+            if response.status_code == 409:
+                assert response.json()["error"] in ("seats_unavailable", "contention")
+
+        for show in shows:
+            winners = [(user, seats, r.json()) for s, user, seats, r in results
+                       if s is show and r.status_code == 201]
+            held = [seat for _, seats, _ in winners for seat in seats]
+            assert len(held) == len(set(held)), "a seat was won twice"
+            seat_map = (await clients[1].get(f"/shows/{show['id']}/seats")).json()["seats"]
+            on_map = {seat["label"] for seat in seat_map if seat["status"] == "HELD"}
+            assert on_map == set(held), "the map disagrees with the winners"
+
+            # the winners race to confirm while the losers retry: still never oversold
+            confirms = [
+                clients[i % 2].post(f"/holds/{hold['hold_id']}/confirm", headers=auth(user))
+                for i, (user, _, hold) in enumerate(winners)
+            ]
+            retries = [
+                clients[i % 2].post(f"/shows/{show['id']}/book",
+                                    json={"seatNumbers": [seat]}, headers=auth(f"late-{i}"))
+                for i, seat in enumerate(SEAT_POOL)
+            ]
+            answers = await asyncio.gather(*confirms, *retries)
+            assert all(a.status_code == 201 for a in answers[: len(confirms)])
+            assert {a.status_code for a in answers[len(confirms):]} <= {201, 409}
+            seat_map = (await clients[0].get(f"/shows/{show['id']}/seats")).json()["seats"]
+            statuses = Counter(seat["status"] for seat in seat_map)
+            assert statuses["BOOKED"] == len(SEAT_POOL), statuses
+            await assert_never_oversold(cluster, show)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_fifty_customers_racing_for_one_seat_one_wins(
+    servers: list[ServerProcess], cluster: Cluster
+) -> None:
+    async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as one, \
+            httpx.AsyncClient(base_url=servers[1].url, timeout=30) as two:
+        show = await create_show(one, rows=1, seats_per_row=3)
+        answers = await asyncio.gather(*(
+            (one if i % 2 else two).post(f"/shows/{show['id']}/holds", json={"seats": ["A2"]},
+                                         headers=auth(f"racer-{i}"))
+            for i in range(50)
+        ))
+        codes = Counter(a.status_code for a in answers)
+        assert codes == {201: 1, 409: 49}, codes
+        await assert_never_oversold(cluster, show)
