@@ -71,6 +71,22 @@ class Seats(Struct, tag="seats", tag_field="type", omit_defaults=True):
     ts: float | None = None
 
 
+class ShowChanged(Struct, tag="show", tag_field="type"):
+    """Published by the core (PATCH /admin/shows/{id}); fields as the core sends them."""
+
+    show_id: int
+    offset: str
+    title: str | None = None
+    starts_at: str | None = None
+    status: str | None = None
+
+
+class Announcement(Struct, tag="announcement", tag_field="type"):
+    show_id: int
+    offset: str
+    message: str
+
+
 class Presence(Struct, tag="presence", tag_field="type"):
     show_id: int
     watchers: int
@@ -84,6 +100,11 @@ class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
     code: str
     message: str
     show_id: int | None = None
+
+
+# Every server frame but the snapshots (which share the tag "snapshot"; a snapshot with
+# "encoding" is an RleSnapshot): what a client can decode frames with.
+LiveFrame = Seats | ShowChanged | Announcement | Presence | Pong | Error
 
 
 # ---- events as published through Redis (JSON, without the offset) ----
