@@ -1,0 +1,241 @@
+// /admin: create shows, change them, broadcast announcements. The admin token stays in
+// localStorage on this browser only.
+import { api, ApiError, adminToken } from "./api.js";
+import { el, showDate, statusBadge } from "./util.js";
+
+const $ = (id) => document.getElementById(id);
+let shows = [];
+let current = null;
+
+function message(text, kind = "ok") {
+  const m = $("message");
+  m.textContent = text || "";
+  m.className = `notice ${text ? "notice-" + kind : ""}`;
+}
+
+function errorText(err) {
+  if (!(err instanceof ApiError)) return String(err);
+  if (err.status === 401) return "That token was not accepted (missing, expired or malformed). Paste a fresh admin token.";
+  if (err.status === 403) return "That token is not an admin token.";
+  if (err.status === 429) return `Too many requests: try again in ${err.retryAfter || 1} s.`;
+  return err.message;
+}
+
+function adminCall(method, path, body) {
+  const token = adminToken.get();
+  if (!token) {
+    return Promise.reject(new ApiError(401, { error: "unauthorized", message: "Sign in with an admin token first." }));
+  }
+  return api(method, path, { body, token });
+}
+
+function tokenState() {
+  const t = adminToken.get();
+  let who = "";
+  try {
+    const claims = JSON.parse(atob(t.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    who = `${claims.sub} (${claims.role})${claims.exp ? ", expires " + showDate(new Date(claims.exp * 1000).toISOString()) : ""}`;
+  } catch {
+    who = t ? "a token that does not look like a JWT" : "";
+  }
+  $("token-state").textContent = t ? `Signed in as ${who}.` : "Not signed in.";
+  $("token").value = t;
+}
+
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  adminToken.set($("token").value.trim());
+  tokenState();
+  message(adminToken.get() ? "Token saved on this browser." : "");
+});
+$("token-clear").addEventListener("click", () => {
+  adminToken.set("");
+  tokenState();
+  message("Signed out.", "info");
+});
+
+// ---- local date-time <-> ISO with timezone ----
+
+function toIso(local) {
+  if (!local) return null;
+  const d = new Date(local); // datetime-local is read as local time
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+function toLocalInput(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+// ---- sections editor ----
+
+let sectionSeq = 0;
+function sectionRow(values = {}) {
+  const n = ++sectionSeq;
+  const f = (name, label, attrs) =>
+    el("div", { class: "field" }, el("label", { for: `s${n}-${name}` }, label), el("input", { id: `s${n}-${name}`, "data-name": name, ...attrs }));
+  const row = el(
+    "div",
+    { class: "section-row" },
+    f("name", "Section", { value: values.name || "", maxlength: 60 }),
+    f("rows", "Rows", { type: "number", min: 1, max: 702, value: values.rows || 5 }),
+    f("seats_per_row", "Seats/row", { type: "number", min: 1, max: 9999, value: values.seats_per_row || 20 }),
+    f("category", "Category", { value: values.category || "", maxlength: 40, placeholder: "standard" }),
+    f("price", "Price (€)", { type: "number", min: 0, step: "0.01", value: values.price ?? "" }),
+    el("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Remove section ${n}`, onclick: () => row.remove() }, "✕"),
+  );
+  return row;
+}
+
+$("add-section").addEventListener("click", () => $("section-rows").append(sectionRow()));
+$("section-rows").append(sectionRow({ name: "Stalls", rows: 10, seats_per_row: 24, category: "stalls", price: 65 }), sectionRow({ name: "Balcony", rows: 6, seats_per_row: 28, category: "balcony", price: 40 }));
+
+for (const radio of document.querySelectorAll('input[name="layout"]')) {
+  radio.addEventListener("change", () => {
+    const sections = document.querySelector('input[name="layout"]:checked').value === "sections";
+    $("layout-grid").hidden = sections;
+    $("layout-sections").hidden = !sections;
+  });
+}
+
+function defaultStart() {
+  const d = new Date(Date.now() + 7 * 86400_000);
+  d.setHours(19, 30, 0, 0);
+  return toLocalInput(d.toISOString());
+}
+$("c-starts").value = defaultStart();
+
+$("create-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const body = {
+    title: $("c-title").value.trim(),
+    venue: $("c-venue").value.trim(),
+    starts_at: toIso($("c-starts").value),
+    status: $("c-status").value,
+  };
+  if (!body.title || !body.venue || !body.starts_at) {
+    message("Please give a title, a venue and a start time.", "error");
+    return;
+  }
+  if ($("c-hold").value) body.hold_seconds = Number($("c-hold").value);
+  if (document.querySelector('input[name="layout"]:checked').value === "sections") {
+    body.sections = [...$("section-rows").children].map((row) => {
+      const v = (name) => row.querySelector(`[data-name="${name}"]`).value.trim();
+      const s = { name: v("name"), rows: Number(v("rows")), seats_per_row: Number(v("seats_per_row")) };
+      if (v("category")) s.category = v("category");
+      if (v("price") !== "") s.price_cents = Math.round(Number(v("price")) * 100);
+      return s;
+    });
+    if (!body.sections.length) {
+      message("Add at least one section.", "error");
+      return;
+    }
+  } else {
+    body.rows = Number($("c-rows").value);
+    body.seats_per_row = Number($("c-per-row").value);
+  }
+  $("create").disabled = true;
+  try {
+    const show = await adminCall("POST", "/admin/shows", body);
+    message(`Created “${show.title}” (show ${show.id}, ${show.seats_total.toLocaleString()} seats).`);
+    await loadShows();
+    select(show.id);
+  } catch (err) {
+    message(`Could not create the show: ${errorText(err)}`, "error");
+  } finally {
+    $("create").disabled = false;
+  }
+});
+
+// ---- show list ----
+
+async function loadShows() {
+  try {
+    const data = await api("GET", "/shows");
+    shows = data.shows || [];
+    renderShows();
+  } catch (err) {
+    message(`Could not load shows: ${errorText(err)}`, "error");
+  }
+}
+
+function renderShows() {
+  $("show-rows").replaceChildren(
+    ...shows.map((s) =>
+      el(
+        "tr",
+        { "data-show": s.id, class: current === s.id ? "is-current" : "" },
+        el("td", {}, el("strong", {}, s.title), el("br"), el("span", { class: "muted" }, `${s.venue} · #${s.id}`)),
+        el("td", {}, showDate(s.starts_at)),
+        el("td", {}, statusBadge(s.status)),
+        el("td", {}, `${(s.seats_available ?? s.seats_total).toLocaleString()} / ${s.seats_total.toLocaleString()}`),
+        el(
+          "td",
+          {},
+          el("button", { type: "button", class: "btn btn-small btn-ghost", "aria-label": `Manage ${s.title}`, onclick: () => select(s.id) }, "Manage"),
+        ),
+      ),
+    ),
+  );
+}
+
+function select(id) {
+  current = id;
+  const s = shows.find((x) => x.id === id);
+  if (!s) return;
+  $("edit-card").hidden = false;
+  $("edit-heading").textContent = `Manage “${s.title}”`;
+  $("e-title").value = s.title;
+  $("e-starts").value = toLocalInput(s.starts_at);
+  $("e-status").value = s.status;
+  renderShows();
+  $("edit-heading").scrollIntoView({ block: "nearest" });
+}
+
+$("edit-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const s = shows.find((x) => x.id === current);
+  if (!s) return;
+  const body = {};
+  if ($("e-title").value.trim() && $("e-title").value.trim() !== s.title) body.title = $("e-title").value.trim();
+  const iso = toIso($("e-starts").value);
+  if (iso && toLocalInput(iso) !== toLocalInput(s.starts_at)) body.starts_at = iso;
+  if ($("e-status").value !== s.status) body.status = $("e-status").value;
+  if (!Object.keys(body).length) {
+    message("Nothing to change.", "info");
+    return;
+  }
+  $("save").disabled = true;
+  try {
+    await adminCall("PATCH", `/admin/shows/${current}`, body);
+    message("Saved. Everyone watching sees the change now.");
+    await loadShows();
+    select(current);
+  } catch (err) {
+    message(`Could not save: ${errorText(err)}`, "error");
+  } finally {
+    $("save").disabled = false;
+  }
+});
+
+$("broadcast-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = $("b-message").value.trim();
+  if (!text || !current) return;
+  $("broadcast").disabled = true;
+  try {
+    await adminCall("POST", `/admin/shows/${current}/broadcast`, { message: text });
+    message("Announcement sent to everyone watching.");
+    $("b-message").value = "";
+  } catch (err) {
+    message(`Could not send: ${errorText(err)}`, "error");
+  } finally {
+    $("broadcast").disabled = false;
+  }
+});
+
+tokenState();
+loadShows();
+

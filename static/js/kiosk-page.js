@@ -1,0 +1,127 @@
+// /kiosk/{id}: full-screen read-only venue display. Runs for days: no reloads, no growing
+// arrays or logs; the seat map, counts and status lines reuse the same DOM/canvas.
+import { api } from "./api.js";
+import { liveShow, AVAILABLE } from "./live.js";
+import { SeatMap, legend, categoryColours } from "./seatmap.js";
+import { el, money, showDate, showIdFromPath, clockTime, STATUS_LABEL } from "./util.js";
+
+const showId = showIdFromPath();
+const $ = (id) => document.getElementById(id);
+const view = new SeatMap($("seatmap"), { interactive: false, fit: "contain" });
+window.modexView = view;
+
+let show = null;
+let store = null;
+let catRows = new Map(); // category -> {count, price, li}
+let countsDue = false;
+let lastUpdate = null;
+let conn = { state: "connecting" };
+
+function renderHead() {
+  $("title").textContent = show.title;
+  document.title = `${show.title} · Venue display`;
+  $("meta").textContent = `${show.venue} · ${showDate(show.starts_at)}`;
+  $("status-text").textContent = show.status === "ON_SALE" ? "Tickets on sale now" : STATUS_LABEL[show.status] || show.status;
+}
+
+function buildCategories() {
+  const cats = categoryColours(store);
+  catRows = new Map();
+  const items = [];
+  for (const [name, c] of cats) {
+    const count = el("span", { class: "count" });
+    const dot = el("span", { class: "swatch-dot", "aria-hidden": "true" });
+    dot.style.setProperty("--cat", c.colour);
+    const li = el("li", { "data-category": name }, dot, el("span", {}, name[0].toUpperCase() + name.slice(1)), count, el("span", { class: "price" }, c.price ? `${money(c.price)} per seat` : ""));
+    catRows.set(name, { count, c });
+    items.push(li);
+  }
+  $("cats").replaceChildren(...items);
+  $("legend").replaceChildren(legend(store, { showMine: false, showSelected: false }));
+}
+
+function renderCounts() {
+  countsDue = false;
+  if (!store) return;
+  const per = new Map();
+  let total = 0;
+  for (let i = 0; i < store.count; i++) {
+    if (store.status[i] !== AVAILABLE) continue;
+    total++;
+    const c = store.category[i];
+    per.set(c, (per.get(c) || 0) + 1);
+  }
+  $("avail-total").textContent = total.toLocaleString();
+  $("avail-label").textContent = total === 0 ? "Sold out" : `of ${store.count.toLocaleString()} seats available`;
+  for (const [name, row] of catRows) row.count.textContent = (per.get(name) || 0).toLocaleString();
+}
+
+function scheduleCounts() {
+  if (countsDue) return;
+  countsDue = true;
+  setTimeout(renderCounts, 300);
+}
+
+function renderStatus() {
+  const text = $("conn-text");
+  $("conn").dataset.state = conn.state;
+  if (conn.state === "connected") text.textContent = "Live";
+  else if (conn.state === "reconnecting" && conn.retryAt) text.textContent = `Reconnecting in ${Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000))} s`;
+  else if (conn.state === "reconnecting") text.textContent = "Reconnecting…";
+  else text.textContent = "Connecting…";
+  if (lastUpdate) {
+    const ago = Math.round((Date.now() - lastUpdate) / 1000);
+    $("updated").textContent = `Updated ${clockTime(new Date(lastUpdate))}${ago >= 60 ? ` (${Math.floor(ago / 60)} min ago)` : ""}`;
+  }
+}
+
+async function start() {
+  if (!showId) {
+    $("title").textContent = "No show selected";
+    return;
+  }
+  for (let attempt = 0; !show; attempt++) {
+    try {
+      show = await api("GET", `/shows/${showId}`);
+    } catch (err) {
+      if (err.status === 404) {
+        $("title").textContent = "Show not found";
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(16, 2 ** attempt) * 1000));
+    }
+  }
+  renderHead();
+  const live = liveShow(showId, {
+    onLayout: (st) => {
+      store = st;
+      view.setStore(st);
+      buildCategories();
+      renderCounts();
+      lastUpdate = Date.now();
+      renderStatus();
+    },
+    onSeats: (st, changed) => {
+      view.update(changed);
+      scheduleCounts();
+      lastUpdate = Date.now();
+      renderStatus();
+    },
+    onAnnouncement: (message) => {
+      $("announcement-text").textContent = message;
+      $("announcement").hidden = false;
+    },
+    onShow: (frame) => {
+      show = { ...show, ...frame };
+      renderHead();
+    },
+    onState: (s) => {
+      conn = s;
+      renderStatus();
+    },
+  });
+  window.modexLive = live;
+  setInterval(renderStatus, 1000);
+}
+
+start();

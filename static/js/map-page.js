@@ -1,0 +1,442 @@
+// /map/{id}: the customer's live seat map: pick, hold, extend, confirm, release.
+import { api, ApiError, customerApi, uuid } from "./api.js";
+import { liveShow, AVAILABLE, HELD, BOOKED } from "./live.js";
+import { SeatMap, legend, seatName, splitLabel, NONE, SELECTED, MINE } from "./seatmap.js";
+import { el, money, showDate, statusBadge, showIdFromPath, announcer, plural, STATUS_LABEL } from "./util.js";
+
+const MAX_PICK = 10;
+const showId = showIdFromPath();
+const $ = (id) => document.getElementById(id);
+const say = announcer($("sr-polite"), $("sr-assertive"));
+
+let show = null;
+let store = null;
+const selected = new Set(); // seat indices picked, not yet held
+let hold = null; // {hold_id, seats:[labels], expires_at, extensions_left, idem, total}
+let heldIdx = new Set(); // indices of seats in my hold
+let booking = null;
+let busy = false;
+let retryUntil = 0;
+let ticker = null;
+
+const holdKey = `modex.hold.${showId}`;
+
+const view = new SeatMap($("seatmap"), {
+  interactive: true,
+  fit: "width",
+  seatState: (i) => (heldIdx.has(i) ? MINE : selected.has(i) ? SELECTED : NONE),
+  onActivate: (i) => activate(i),
+  onHover: (i) => seatInfo(i),
+});
+window.modexView = view;
+
+// ---------- rendering of the side panel ----------
+
+function message(text, kind = "error") {
+  const m = $("message");
+  m.textContent = text || "";
+  m.className = `notice ${text ? "notice-" + kind : ""}`;
+  if (text) (kind === "error" ? say.assertive : say.polite)(text);
+}
+
+function seatLine(i, removable) {
+  const [row, num] = splitLabel(store.labels[i]);
+  const li = el("li", { "data-seat": store.labels[i] }, el("span", {}, `Row ${row}, seat ${num}`), el("span", {}, store.price[i] ? money(store.price[i]) : ""));
+  if (removable) {
+    li.append(
+      el("button", { type: "button", class: "remove", "aria-label": `Remove row ${row} seat ${num}`, onclick: () => toggle(i) }, "Remove"),
+    );
+  }
+  return li;
+}
+
+function renderPanel() {
+  const picks = $("picks");
+  const actions = $("actions");
+  const onSale = show && show.status === "ON_SALE";
+  $("hold-timer").hidden = !hold;
+  let seats = [];
+  if (booking) {
+    $("basket-heading").textContent = "You're booked!";
+    $("basket-hint").textContent = `Booking reference ${booking.id}. Enjoy the show.`;
+    $("basket-hint").className = "ref";
+    seats = booking.seatIdx;
+    picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
+    actions.replaceChildren(el("button", { type: "button", class: "btn btn-ghost", onclick: () => ((booking = null), message(""), renderPanel()) }, "Book more seats"));
+  } else if (hold) {
+    $("basket-heading").textContent = "Seats held for you";
+    $("basket-hint").textContent = "Confirm before the timer runs out, or the seats go back on sale.";
+    $("basket-hint").className = "muted";
+    seats = [...heldIdx];
+    picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
+    const ext = hold.extensions_left ?? 0;
+    actions.replaceChildren(
+      el("button", { type: "button", class: "btn btn-accent", id: "confirm", disabled: busy, onclick: confirm }, "Confirm booking"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "extend", disabled: busy || ext <= 0, onclick: extend }, ext > 0 ? `More time (${ext} left)` : "No more extensions"),
+      el("button", { type: "button", class: "btn btn-danger", id: "release", disabled: busy, onclick: release }, "Release seats"),
+    );
+  } else {
+    $("basket-heading").textContent = "Your seats";
+    $("basket-hint").className = "muted";
+    $("basket-hint").textContent = !onSale && show
+      ? `Sales are closed for this show (${STATUS_LABEL[show.status] || show.status}).`
+      : selected.size ? `${plural(selected.size, "seat")} picked (up to ${MAX_PICK}).` : `Pick up to ${MAX_PICK} seats on the map.`;
+    seats = [...selected].sort((a, b) => a - b);
+    picks.replaceChildren(...seats.map((i) => seatLine(i, true)));
+    const waiting = retryUntil > Date.now();
+    actions.replaceChildren(
+      el(
+        "button",
+        { type: "button", class: "btn", id: "hold", disabled: busy || !selected.size || !onSale || waiting, onclick: holdSeats },
+        waiting ? `Try again in ${Math.ceil((retryUntil - Date.now()) / 1000)} s` : selected.size ? `Hold ${plural(selected.size, "seat")}` : "Hold seats",
+      ),
+      el("button", { type: "button", class: "btn btn-ghost", id: "clear", disabled: busy || !selected.size, onclick: clearPicks }, "Clear"),
+    );
+  }
+  const total = seats.reduce((sum, i) => sum + store.price[i], 0);
+  $("total-row").hidden = !seats.length;
+  $("total").textContent = money(total);
+  tick();
+}
+
+function renderHead() {
+  $("title").textContent = show.title;
+  document.title = `${show.title} · Choose your seats · Modex Tickets`;
+  $("meta").textContent = `${show.venue} · ${showDate(show.starts_at)}`;
+  $("status-badge").replaceChildren(statusBadge(show.status));
+}
+
+function seatInfo(i) {
+  if (i < 0 || !store) return;
+  const cat = store.category[i];
+  const parts = [seatName(store, i, heldIdx.has(i) ? MINE : NONE)];
+  if (store.section[i]) parts.push(store.section[i]);
+  if (cat && cat !== "standard") parts.push(cat[0].toUpperCase() + cat.slice(1));
+  $("seat-info").textContent = parts.join(" · ");
+}
+
+// ---------- picking ----------
+
+function toggle(i) {
+  if (selected.has(i)) selected.delete(i);
+  else selected.add(i);
+  view.update([i]);
+  renderPanel();
+}
+
+function activate(i) {
+  const label = store.labels[i];
+  const [row, num] = splitLabel(label);
+  if (booking) {
+    booking = null;
+    renderPanel();
+  }
+  if (heldIdx.has(i)) {
+    message(`Row ${row} seat ${num} is already held for you.`, "info");
+    return;
+  }
+  if (hold) {
+    message("Confirm or release the seats you hold before picking others.", "info");
+    return;
+  }
+  if (!selected.has(i) && store.status[i] !== AVAILABLE) {
+    message(`Row ${row} seat ${num} is ${store.status[i] === BOOKED ? "already sold" : "held by someone else"}. Please pick another seat.`, "info");
+    return;
+  }
+  if (show && show.status !== "ON_SALE") {
+    message(`Sales are closed for this show (${STATUS_LABEL[show.status] || show.status}).`, "info");
+    return;
+  }
+  if (!selected.has(i) && selected.size >= MAX_PICK) {
+    message(`You can pick up to ${MAX_PICK} seats at a time.`, "info");
+    return;
+  }
+  const adding = !selected.has(i);
+  toggle(i);
+  message("");
+  say.polite(`Row ${row} seat ${num} ${adding ? "added" : "removed"}. ${plural(selected.size, "seat")} picked.`);
+}
+
+function clearPicks() {
+  const was = [...selected];
+  selected.clear();
+  view.update(was);
+  message("");
+  renderPanel();
+}
+
+function labelsText(labels) {
+  if (labels.length <= 1) return labels.join("");
+  return `${labels.slice(0, -1).join(", ")} and ${labels[labels.length - 1]}`;
+}
+
+// ---------- hold lifecycle ----------
+
+function saveHold() {
+  if (hold) localStorage.setItem(holdKey, JSON.stringify(hold));
+  else localStorage.removeItem(holdKey);
+}
+
+function setLocalStatus(indices, status) {
+  for (const i of indices) store.status[i] = status;
+  view.update(indices);
+}
+
+function adoptHold(h, idem) {
+  hold = { hold_id: h.hold_id, seats: h.seats, expires_at: h.expires_at, extensions_left: h.extensions_left, idem: idem || uuid(), started: hold?.started || Date.now() };
+  const idx = h.seats.map((l) => store.index.get(l)).filter((i) => i !== undefined);
+  const old = [...heldIdx];
+  heldIdx = new Set(idx);
+  view.update(old.concat(idx));
+  saveHold();
+}
+
+function dropHold() {
+  const old = [...heldIdx];
+  hold = null;
+  heldIdx = new Set();
+  view.update(old);
+  saveHold();
+}
+
+function handleError(err, what) {
+  if (!(err instanceof ApiError)) {
+    message(`Something went wrong while trying to ${what}. Please try again.`);
+    console.error(err);
+    return;
+  }
+  if (err.status === 429 || (err.status === 503 && err.retryAfter)) {
+    const secs = err.retryAfter || 1;
+    retryUntil = Date.now() + secs * 1000;
+    message(`${err.status === 429 ? "Too many requests" : "The box office is busy"}. Please wait ${plural(secs, "second")} and try again.`);
+    setTimeout(renderPanel, secs * 1000 + 50);
+    return;
+  }
+  message(err.message || `Could not ${what}.`);
+}
+
+async function holdSeats() {
+  if (busy || !selected.size) return;
+  busy = true;
+  renderPanel();
+  const idx = [...selected].sort((a, b) => a - b);
+  const labels = idx.map((i) => store.labels[i]);
+  try {
+    const h = await customerApi("POST", `/shows/${showId}/holds`, { body: { seats: labels } });
+    selected.clear();
+    adoptHold(h);
+    setLocalStatus([...heldIdx], HELD);
+    message(`${plural(h.seats.length, "seat")} held for you: ${labelsText(h.seats)}. Confirm to book.`, "ok");
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409 && err.code === "seats_unavailable") {
+      const taken = err.body.seats || [];
+      for (const l of taken) {
+        const i = store.index.get(l);
+        if (i !== undefined) selected.delete(i);
+      }
+      view.update(idx);
+      const n = taken.length;
+      message(
+        `Sorry, ${n === 1 ? "seat" : "seats"} ${labelsText(taken)} ${n === 1 ? "was" : "were"} just taken by someone else. ` +
+          (selected.size ? "Your other seats are still picked: try again." : "Please pick other seats."),
+      );
+    } else if (err instanceof ApiError && err.status === 422) {
+      message(`We couldn't hold those seats: ${err.message}`);
+    } else {
+      handleError(err, "hold your seats");
+    }
+  } finally {
+    busy = false;
+    renderPanel();
+  }
+}
+
+async function extend() {
+  if (!hold || busy) return;
+  busy = true;
+  renderPanel();
+  try {
+    const h = await customerApi("POST", `/holds/${encodeURIComponent(hold.hold_id)}/extend`);
+    adoptHold({ ...hold, ...h }, hold.idem);
+    message("You have a little more time.", "ok");
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
+      if (err.code === "extension_limit" || /extension/i.test(err.message || "")) {
+        hold.extensions_left = 0;
+        message(err.message || "No more extensions for this hold.");
+      } else {
+        expired(err.message);
+      }
+    } else handleError(err, "extend your hold");
+  } finally {
+    busy = false;
+    renderPanel();
+  }
+}
+
+async function confirm() {
+  if (!hold || busy) return;
+  busy = true;
+  renderPanel();
+  try {
+    const b = await customerApi("POST", `/holds/${encodeURIComponent(hold.hold_id)}/confirm`, { headers: { "Idempotency-Key": hold.idem } });
+    const idx = [...heldIdx];
+    dropHold();
+    setLocalStatus(idx, BOOKED);
+    booking = { id: b.id, seatIdx: idx };
+    message(`Booking confirmed: ${labelsText(b.seats || idx.map((i) => store.labels[i]))}.`, "ok");
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 409 || err.status === 404)) expired(err.message);
+    else handleError(err, "confirm your booking");
+  } finally {
+    busy = false;
+    renderPanel();
+  }
+}
+
+async function release() {
+  if (!hold || busy) return;
+  busy = true;
+  renderPanel();
+  try {
+    await customerApi("DELETE", `/holds/${encodeURIComponent(hold.hold_id)}`);
+    const idx = [...heldIdx];
+    dropHold();
+    setLocalStatus(idx, AVAILABLE);
+    message("Seats released.", "info");
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      dropHold();
+      message("Those seats were already released.", "info");
+    } else handleError(err, "release your seats");
+  } finally {
+    busy = false;
+    renderPanel();
+  }
+}
+
+function expired(detail) {
+  const idx = [...heldIdx];
+  dropHold();
+  for (const i of idx) if (store.status[i] === HELD) store.status[i] = AVAILABLE;
+  view.update(idx);
+  message(`Your hold has expired and the seats went back on sale.${detail ? " (" + detail + ")" : ""} Pick seats again to continue.`);
+  renderPanel();
+}
+
+let warned = false;
+function tick() {
+  if (!hold) {
+    warned = false;
+    return;
+  }
+  const left = Math.max(0, Date.parse(hold.expires_at) - Date.now());
+  const secs = Math.ceil(left / 1000);
+  $("countdown").textContent = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
+  $("hold-timer").querySelector(".countdown").classList.toggle("urgent", secs <= 10);
+  const span = Math.max(1, Date.parse(hold.expires_at) - (hold.started || Date.now()));
+  $("timebar").style.width = `${Math.min(100, (left / span) * 100)}%`;
+  if (secs <= 10 && !warned && secs > 0) {
+    warned = true;
+    say.assertive(`${secs} seconds left to confirm your seats.`);
+  }
+  if (secs > 10) warned = false;
+  if (left <= 0 && !busy) expired();
+}
+
+// ---------- live updates ----------
+
+function onSeats(st, changed) {
+  view.update(changed);
+  const lost = [];
+  for (const i of changed) {
+    if (selected.has(i) && st.status[i] !== AVAILABLE) {
+      selected.delete(i);
+      lost.push(st.labels[i]);
+    }
+  }
+  if (lost.length) {
+    message(`${lost.length === 1 ? "Seat" : "Seats"} ${labelsText(lost)} ${lost.length === 1 ? "was" : "were"} just taken by someone else and removed from your picks.`);
+    renderPanel();
+  }
+}
+
+function setConn(s) {
+  const conn = $("conn");
+  conn.dataset.state = s.state;
+  clearInterval(setConn.t);
+  const text = $("conn-text");
+  if (s.state === "connected") text.textContent = "Live";
+  else if (s.state === "reconnecting" && s.retryAt) {
+    const upd = () => (text.textContent = `Reconnecting in ${Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000))} s`);
+    upd();
+    setConn.t = setInterval(upd, 500);
+  } else if (s.state === "reconnecting") text.textContent = "Reconnecting…";
+  else text.textContent = "Connecting…";
+}
+
+function showAnnouncement(text) {
+  $("announcement-text").textContent = text;
+  $("announcement").hidden = false;
+  say.assertive(`Announcement: ${text}`);
+}
+$("announcement-close").addEventListener("click", () => ($("announcement").hidden = true));
+
+async function start() {
+  if (!showId) {
+    $("title").textContent = "Show not found";
+    return;
+  }
+  try {
+    show = await api("GET", `/shows/${showId}`);
+    renderHead();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      $("title").textContent = "Show not found";
+      $("page-error").textContent = "This show does not exist. It may have been removed.";
+      $("page-error").className = "notice notice-error";
+      return;
+    }
+  }
+  const live = liveShow(showId, {
+    onLayout: (st) => {
+      store = st;
+      view.setStore(st);
+      $("legend").replaceChildren(legend(st));
+      // re-attach a hold kept from before a reload
+      heldIdx = new Set((hold?.seats || []).map((l) => st.index.get(l)).filter((i) => i !== undefined));
+      for (const i of [...selected]) if (i >= st.count) selected.delete(i);
+      renderPanel();
+    },
+    onSeats,
+    onPresence: (n) => ($("watchers").textContent = `${plural(n, "person", "people")} viewing`),
+    onAnnouncement: showAnnouncement,
+    onShow: (frame) => {
+      const was = show ? show.status : null;
+      show = { ...show, ...frame };
+      delete show.type;
+      renderHead();
+      renderPanel();
+      if (was && frame.status && frame.status !== was) say.assertive(`This show is now ${STATUS_LABEL[frame.status] || frame.status}.`);
+    },
+    onState: setConn,
+    onError: (frame) => {
+      if (frame.code === "not_found" || frame.code === "unknown_show") {
+        $("page-error").textContent = "This show is no longer available.";
+        $("page-error").className = "notice notice-error";
+      }
+    },
+  });
+  window.modexLive = live;
+  try {
+    const saved = JSON.parse(localStorage.getItem(holdKey) || "null");
+    if (saved && Date.parse(saved.expires_at) > Date.now()) hold = saved;
+    else localStorage.removeItem(holdKey);
+  } catch {
+    localStorage.removeItem(holdKey);
+  }
+  await live.ready;
+  ticker = setInterval(tick, 250);
+}
+
+start();
