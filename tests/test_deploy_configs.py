@@ -10,16 +10,27 @@ the commands, port, health paths, environment variable names and metric names.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
+
+from tests.support import ServerProcess, auth, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -589,3 +600,119 @@ def test_cli_accepts_the_commands_the_configs_use() -> None:
     for flag in ("--host", "--port", "--workers"):
         assert flag in serve, flag
     run([sys.executable, "-m", "app", "migrate", "--help"])
+
+
+# --- nginx for real, in front of `modex serve` processes ------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxy(servers: list[ServerProcess], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """deploy/nginx.conf running in front of the test cluster's server processes.
+
+    Only the addresses change: app1..3 become the local servers' ports and `listen 80`
+    a free local port; every other directive is the file compose mounts.
+    """
+    tmp = tmp_path_factory.mktemp("nginx")
+    port = free_port()
+    ports = [s.port for s in servers]
+    text, count = re.subn(
+        r"(^\s*server\s+)app(\d+):4000",
+        lambda m: f"{m.group(1)}127.0.0.1:{ports[(int(m.group(2)) - 1) % len(ports)]}",
+        NGINX_CONF.read_text(),
+        flags=re.M,
+    )
+    assert count == 3
+    text, count = re.subn(r"listen 80 default_server;", f"listen 127.0.0.1:{port};", text)
+    assert count == 1
+    # temp files under the test's folder, not /var/lib/nginx
+    temp_paths = "".join(
+        f"    {kind}_temp_path {tmp / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    text = text.replace("http {\n", "http {\n" + temp_paths, 1)
+    conf = tmp / "nginx.conf"
+    conf.write_text(text)
+    globals_ = f"pid {tmp / 'nginx.pid'}; daemon off;"
+    if os.geteuid() == 0:
+        globals_ += " user root;"  # workers must reach the root-owned temp folder
+    log = (tmp / "nginx.log").open("wb")
+    cmd = [tool("nginx"), "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")]
+    proc = subprocess.Popen([*cmd, "-g", globals_], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, (tmp / "nginx.log").read_text()
+            try:
+                if httpx.get(f"{base}/nginx-health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "nginx did not start"
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGQUIT)  # graceful stop of this nginx only
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def test_nginx_proxies_http_with_one_request_id(proxy: str) -> None:
+    async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+        health = await client.get("/health", headers={"X-Request-ID": "deploy-test-1"})
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok"}
+        assert health.headers.get_list("x-request-id") == ["deploy-test-1"]
+        fresh = await client.get("/ready")
+        assert fresh.status_code == 200, fresh.text
+        (generated,) = fresh.headers.get_list("x-request-id")
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)
+        # metrics are for Prometheus on each instance, not for the public
+        assert (await client.get("/metrics")).status_code == 404
+        assert (await client.get("/shows")).status_code == 200
+
+
+async def test_nginx_carries_websockets_both_ways(
+    proxy: str, show: dict[str, Any], user: str
+) -> None:
+    """Handshake (a browser's same-origin check included), frames both ways, and a seat
+    change made over HTTP through the proxy arriving on the proxied socket."""
+    ws_url = proxy.replace("http://", "ws://") + "/ws"
+    async with connect(ws_url, origin=Origin(proxy), open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await next_frame(ws, "pong")
+        await ws.send(json.dumps({"type": "subscribe", "show_id": show["id"]}))
+        await next_frame(ws, "snapshot")
+        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+            held = await client.post(
+                f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+            )
+            assert held.status_code == 201, held.text
+        change = await next_frame(ws, "seats")
+        assert [c["label"] for c in change["changes"]] == ["A1"]
+
+
+async def next_frame(ws: ClientConnection, kind: str, seconds: float = 10) -> dict[str, Any]:
+    async with asyncio.timeout(seconds):
+        while True:
+            frame: dict[str, Any] = json.loads(await ws.recv())
+            if frame["type"] == kind:
+                return frame
+
+
+async def test_nginx_limits_writes_per_ip(proxy: str) -> None:
+    """Past the per-IP write burst nginx answers 429 itself (with a request id)."""
+    async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+        statuses = [
+            (await client.post("/deploy-test-no-such-route", content=b"{}")).status_code
+            for _ in range(120)
+        ]
+        limited = await client.post("/deploy-test-no-such-route", content=b"{}")
+    assert 429 in statuses, statuses
+    assert limited.status_code == 429
+    assert limited.headers.get("x-request-id")
+    assert statuses.index(429) >= 20, "the burst should let a normal client through"
