@@ -69,20 +69,29 @@ class Shard:
             )
         started = time.perf_counter()
         try:
-            async with self.pool.acquire(timeout=5) as conn:
+            try:
+                # any failure to get a connection (refused, auth, database gone) is an outage
+                conn = await self.pool.acquire(timeout=5)
+            except Exception as exc:
+                raise self._failed(exc) from exc
+            try:
                 yield conn
-        except CONNECTION_ERRORS as exc:
-            self.breaker.record_failure()
-            CIRCUIT_BREAKER_OPEN.labels(str(self.index)).set(1 if self.breaker.is_open else 0)
-            raise ShardUnavailable(
-                f"shard {self.index} did not answer", retry_after=self.breaker.retry_after() or 1
-            ) from exc
-        else:
+            except CONNECTION_ERRORS as exc:
+                raise self._failed(exc) from exc
+            finally:
+                await self.pool.release(conn)
             if self.breaker.failures:
                 CIRCUIT_BREAKER_OPEN.labels(str(self.index)).set(0)
             self.breaker.record_success()
         finally:
             DB_QUERY_DURATION.labels(query_type).observe(time.perf_counter() - started)
+
+    def _failed(self, exc: BaseException) -> ShardUnavailable:
+        self.breaker.record_failure()
+        CIRCUIT_BREAKER_OPEN.labels(str(self.index)).set(1 if self.breaker.is_open else 0)
+        return ShardUnavailable(
+            f"shard {self.index} did not answer", retry_after=self.breaker.retry_after() or 1
+        )
 
 
 async def create_pool(url: str, size: int) -> asyncpg.Pool:

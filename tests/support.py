@@ -146,6 +146,31 @@ class Cluster:
         return asyncpg.connect(self.shard_urls[index])
 
 
+class PrivateRedis:
+    """A Redis-compatible server of the test's own (Valkey from its wheel), on a fixed port,
+    so a test can stop and restart it under running servers."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        from app.ops import embedded
+
+        self._server = embedded.start_valkey(self.folder, self.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
 class ServerProcess:
     """One `modex serve` process on its own port."""
 

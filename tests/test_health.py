@@ -1,0 +1,128 @@
+"""Health, readiness naming what failed, metrics, and an OpenAPI document that matches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from starlette.routing import Route
+
+from app.http.api import API, api_routes
+from tests.support import Cluster, PrivateRedis, ServerProcess, Services, auth
+
+
+async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    metrics = (await client.get("/metrics")).text
+    for name in ("http_request_duration_seconds", "db_query_duration_seconds",
+                 "bookings_total", "holds_total"):
+        assert name in metrics
+    assert "x-request-id" in (await client.get("/health")).headers
+
+
+async def test_openapi_describes_every_route_with_its_bodies(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.")
+    served = {(route.path, method) for route in api_routes() if isinstance(route, Route)
+              for method in (route.methods or ()) if method != "HEAD"}
+    described = {(path, method.upper()) for path, ops in document["paths"].items()
+                 for method in ops}
+    assert served - {("/openapi.json", "GET")} == described
+    schemas = document["components"]["schemas"]
+    hold_body = document["paths"]["/shows/{show_id}/holds"]["post"]["requestBody"]
+    assert hold_body["content"]["application/json"]["schema"]["$ref"].endswith("HoldRequest")
+    seats = schemas["HoldRequest"]["properties"]["seats"]
+    assert seats["maxItems"] == 10 and seats["minItems"] == 1
+    assert seats["items"]["pattern"] == "^[A-Z]{1,3}[1-9][0-9]{0,3}$"
+    for endpoint in API:
+        op = document["paths"][endpoint.path][endpoint.method.lower()]
+        assert str(endpoint.status) in op["responses"]
+        for code in endpoint.errors:
+            assert str(code) in op["responses"]
+
+
+@pytest.fixture
+async def fragile_cluster(services: Services) -> AsyncIterator[Cluster]:
+    found = Cluster(services, shard_count=2)
+    await found.create()
+    yield found
+    await found.drop()
+
+
+async def test_ready_names_the_redis_and_the_shard_that_failed(
+    fragile_cluster: Cluster, log_dir: Path, tmp_path: Path
+) -> None:
+    redis = PrivateRedis(tmp_path / "redis").start()
+    server = ServerProcess(fragile_cluster, log_dir, REDIS_URL=redis.url).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            assert (await client.get("/ready")).status_code == 200
+            redis.stop()
+            down = await client.get("/ready")
+            assert down.status_code == 503 and "redis" in down.json()["failed"]
+            redis.start()
+            for _ in range(50):
+                if (await client.get("/ready")).status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("not ready again after Redis came back")
+
+            admin = await asyncpg.connect(fragile_cluster.services.pg_admin_url)
+            try:
+                await admin.execute(
+                    f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
+            finally:
+                await admin.close()
+            down = await client.get("/ready")
+            assert down.status_code == 503
+            assert down.json()["failed"] == ["shard1"]
+    finally:
+        server.stop()
+        redis.stop()
+
+
+async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
+    fragile_cluster: Cluster, log_dir: Path
+) -> None:
+    server = ServerProcess(fragile_cluster, log_dir).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            show = None
+            for _ in range(4):
+                created = (await client.post(
+                    "/admin/shows", headers=auth("admin", "admin"),
+                    json={"title": "Far", "venue": "Away", "starts_at": "2027-03-01T20:00:00Z",
+                          "rows": 1, "seats_per_row": 3})).json()
+                if created["shard"] == 1:
+                    show = created
+                    break
+            assert show is not None
+            fresh = await client.get(f"/shows/{show['id']}/seats")
+            assert fresh.status_code == 200 and fresh.json()["stale"] is False
+
+            admin = await asyncpg.connect(fragile_cluster.services.pg_admin_url)
+            try:
+                await admin.execute(
+                    f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
+            finally:
+                await admin.close()
+            statuses = []
+            for i in range(8):
+                hold = await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]},
+                                         headers=auth(f"u{i}"))
+                statuses.append(hold.status_code)
+                assert hold.status_code == 503, hold.text
+                assert hold.json()["error"] == "shard_unavailable"
+                assert int(hold.headers["Retry-After"]) >= 1
+            stale = await client.get(f"/shows/{show['id']}/seats")
+            assert stale.status_code == 200 and stale.json()["stale"] is True
+            assert [s["label"] for s in stale.json()["seats"]] == ["A1", "A2", "A3"]
+    finally:
+        server.stop()
