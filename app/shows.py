@@ -122,7 +122,7 @@ class ShowCatalog:
         counts = await self.availability_counts([info])
         return _show(info, counts[info.id]["AVAILABLE"])
 
-    async def list(self) -> wire.ShowList:
+    async def list_all(self) -> wire.ShowList:
         infos = [ShowInfo.from_row(row) for row in await self.router.meta.fetch(LIST_SHOWS)]
         counts = await self.availability_counts(infos)
         return wire.ShowList([_show(info, counts[info.id]["AVAILABLE"]) for info in infos])

