@@ -6,6 +6,7 @@ PostgreSQL and an embedded Valkey are started under a short temporary folder.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -121,10 +122,18 @@ class Cluster:
                 await admin.execute(f'CREATE DATABASE "{db}"')
         finally:
             await admin.close()
-        subprocess.run(
-            [sys.executable, "-m", "app", "migrate"], env=self.env(), check=True, cwd=ROOT,
-            capture_output=True,
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "migrate",
+            env=self.env(),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
+        output, _ = await migrate.communicate()
+        assert migrate.returncode == 0, output.decode()
         # Show ids differ between test sessions, so sessions sharing one Redis never share
         # a show's keys or channels.
         meta = await asyncpg.connect(self.meta_url)

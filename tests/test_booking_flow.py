@@ -26,8 +26,9 @@ async def test_guest_browses_holds_extends_confirms_and_cancels(
     listed = (await client.get("/shows")).json()["shows"]
     assert any(s["id"] == show_id and s["seats_available"] == 50 for s in listed)
 
-    hold = await client.post(f"/shows/{show_id}/holds", json={"seats": ["B2", "B3"]},
-                             headers=headers)
+    hold = await client.post(
+        f"/shows/{show_id}/holds", json={"seats": ["B2", "B3"]}, headers=headers
+    )
     assert hold.status_code == 201, hold.text
     hold_id = hold.json()["hold_id"]
     assert hold.json()["seats"] == ["B2", "B3"]
@@ -56,8 +57,9 @@ async def test_guest_browses_holds_extends_confirms_and_cancels(
     again = await client.delete(f"/bookings/{booking['id']}", headers=headers)
     assert again.status_code == 409 and again.json()["error"] == "booking_not_cancellable"
     # the freed seats can be sold again
-    rebook = await client.post(f"/shows/{show_id}/holds", json={"seats": ["B2"]},
-                               headers=auth("someone-else"))
+    rebook = await client.post(
+        f"/shows/{show_id}/holds", json={"seats": ["B2"]}, headers=auth("someone-else")
+    )
     assert rebook.status_code == 201
 
 
@@ -65,11 +67,13 @@ async def test_hold_is_all_or_nothing_and_409_names_the_taken_seats(
     client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:
     show_id = show["id"]
-    first = await client.post(f"/shows/{show_id}/holds", json={"seats": ["A1", "A2"]},
-                              headers=auth(user))
+    first = await client.post(
+        f"/shows/{show_id}/holds", json={"seats": ["A1", "A2"]}, headers=auth(user)
+    )
     assert first.status_code == 201
-    second = await client.post(f"/shows/{show_id}/holds", json={"seats": ["A3", "A2", "A1"]},
-                               headers=auth("rival"))
+    second = await client.post(
+        f"/shows/{show_id}/holds", json={"seats": ["A3", "A2", "A1"]}, headers=auth("rival")
+    )
     assert second.status_code == 409
     assert second.json()["error"] == "seats_unavailable"
     assert sorted(second.json()["seats"]) == ["A1", "A2"]
@@ -81,8 +85,9 @@ async def test_release_frees_the_seats_at_once(
     client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:
     show_id = show["id"]
-    hold = (await client.post(f"/shows/{show_id}/holds", json={"seats": ["C1"]},
-                              headers=auth(user))).json()
+    hold = (
+        await client.post(f"/shows/{show_id}/holds", json={"seats": ["C1"]}, headers=auth(user))
+    ).json()
     released = await client.delete(f"/holds/{hold['hold_id']}", headers=auth(user))
     assert released.status_code == 204
     assert (await seat_statuses(client, show_id))["C1"] == "AVAILABLE"
@@ -95,8 +100,11 @@ async def test_confirm_is_idempotent_under_a_key_and_without_one(
     client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:
     show_id = show["id"]
-    hold = (await client.post(f"/shows/{show_id}/holds", json={"seats": ["D4", "D5"]},
-                              headers=auth(user))).json()
+    hold = (
+        await client.post(
+            f"/shows/{show_id}/holds", json={"seats": ["D4", "D5"]}, headers=auth(user)
+        )
+    ).json()
     key = {"Idempotency-Key": f"pay-{hold['hold_id']}", **auth(user)}
     # a burst of retries, as a flaky network would send them
     answers = await asyncio.gather(
@@ -115,8 +123,9 @@ async def test_idempotency_key_reused_for_another_hold_is_refused(
 ) -> None:
     show_id = show["id"]
     holds = [
-        (await client.post(f"/shows/{show_id}/holds", json={"seats": [seat]},
-                           headers=auth(user))).json()
+        (
+            await client.post(f"/shows/{show_id}/holds", json={"seats": [seat]}, headers=auth(user))
+        ).json()
         for seat in ("E1", "E2")
     ]
     headers = {"Idempotency-Key": "same-key", **auth(user)}
@@ -131,22 +140,30 @@ async def test_one_step_booking_from_the_seed(
     client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:
     show_id = show["id"]
-    booked = await client.post(f"/shows/{show_id}/book", json={"seatNumbers": ["E7", "E8"]},
-                               headers={"Idempotency-Key": "once", **auth(user)})
+    booked = await client.post(
+        f"/shows/{show_id}/book",
+        json={"seatNumbers": ["E7", "E8"]},
+        headers={"Idempotency-Key": "once", **auth(user)},
+    )
     assert booked.status_code == 201 and booked.json()["status"] == "CONFIRMED"
-    retry = await client.post(f"/shows/{show_id}/book", json={"seatNumbers": ["E7", "E8"]},
-                              headers={"Idempotency-Key": "once", **auth(user)})
+    retry = await client.post(
+        f"/shows/{show_id}/book",
+        json={"seatNumbers": ["E7", "E8"]},
+        headers={"Idempotency-Key": "once", **auth(user)},
+    )
     assert retry.status_code == 201 and retry.json()["id"] == booked.json()["id"]
-    taken = await client.post(f"/shows/{show_id}/book", json={"seatNumbers": ["E8"]},
-                              headers=auth("rival"))
+    taken = await client.post(
+        f"/shows/{show_id}/book", json={"seatNumbers": ["E8"]}, headers=auth("rival")
+    )
     assert taken.status_code == 409 and taken.json()["seats"] == ["E8"]
 
 
 async def test_hold_extension_is_bounded(
     client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:
-    hold = (await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A9"]},
-                              headers=auth(user))).json()
+    hold = (
+        await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A9"]}, headers=auth(user))
+    ).json()
     assert hold["extensions_left"] == 2
     for left in (1, 0):
         extended = await client.post(f"/holds/{hold['hold_id']}/extend", headers=auth(user))
@@ -155,28 +172,32 @@ async def test_hold_extension_is_bounded(
     assert refused.status_code == 409 and refused.json()["error"] == "extend_limit_reached"
 
 
-async def test_show_not_on_sale_cannot_be_held(
-    client: httpx.AsyncClient, user: str
-) -> None:
+async def test_show_not_on_sale_cannot_be_held(client: httpx.AsyncClient, user: str) -> None:
     show = await create_show(client, rows=2, seats_per_row=2, status="SCHEDULED")
-    refused = await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]},
-                                headers=auth(user))
+    refused = await client.post(
+        f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+    )
     assert refused.status_code == 409 and refused.json()["error"] == "show_not_on_sale"
-    opened = await client.patch(f"/admin/shows/{show['id']}", json={"status": "ON_SALE"},
-                                headers=auth("admin", "admin"))
+    opened = await client.patch(
+        f"/admin/shows/{show['id']}", json={"status": "ON_SALE"}, headers=auth("admin", "admin")
+    )
     assert opened.status_code == 200 and opened.json()["status"] == "ON_SALE"
-    held = await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]},
-                             headers=auth(user))
+    held = await client.post(
+        f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+    )
     assert held.status_code == 201
 
 
 async def test_a_hold_made_on_one_server_is_confirmed_on_the_other(
     servers: list[ServerProcess], show: dict[str, Any], user: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=servers[0].url) as one, \
-            httpx.AsyncClient(base_url=servers[1].url) as two:
-        hold = (await one.post(f"/shows/{show['id']}/holds", json={"seats": ["D1"]},
-                               headers=auth(user))).json()
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url) as one,
+        httpx.AsyncClient(base_url=servers[1].url) as two,
+    ):
+        hold = (
+            await one.post(f"/shows/{show['id']}/holds", json={"seats": ["D1"]}, headers=auth(user))
+        ).json()
         booking = await two.post(f"/holds/{hold['hold_id']}/confirm", headers=auth(user))
         assert booking.status_code == 201
         assert (await seat_statuses(one, show["id"]))["D1"] == "BOOKED"
@@ -188,8 +209,9 @@ async def test_seat_labels_beyond_row_z_work_end_to_end(
     show = await create_show(client, rows=30, seats_per_row=2)
     statuses = await seat_statuses(client, show["id"])
     assert {"Z1", "AA1", "AD2"} <= set(statuses) and len(statuses) == 60
-    held = await client.post(f"/shows/{show['id']}/holds", json={"seats": ["AA1", "Z2"]},
-                             headers=auth(user))
+    held = await client.post(
+        f"/shows/{show['id']}/holds", json={"seats": ["AA1", "Z2"]}, headers=auth(user)
+    )
     assert held.status_code == 201
     statuses = await seat_statuses(client, show["id"])
     assert statuses["AA1"] == statuses["Z2"] == "HELD" and statuses["A1"] == "AVAILABLE"
@@ -197,13 +219,27 @@ async def test_seat_labels_beyond_row_z_work_end_to_end(
 
 async def test_sections_layout_with_categories_and_prices(client: httpx.AsyncClient) -> None:
     body = {
-        "title": "Sections", "venue": "Hall", "starts_at": "2027-02-01T19:30:00+01:00",
+        "title": "Sections",
+        "venue": "Hall",
+        "starts_at": "2027-02-01T19:30:00+01:00",
         "hold_seconds": 120,
         "sections": [
-            {"name": "Stalls", "rows": 2, "seats_per_row": 3, "category": "Stalls",
-             "price_cents": 5000},
-            {"name": "Balcony", "rows": 1, "seats_per_row": 4, "category": "Balcony",
-             "price_cents": 2500, "x": 10, "y": 0},
+            {
+                "name": "Stalls",
+                "rows": 2,
+                "seats_per_row": 3,
+                "category": "Stalls",
+                "price_cents": 5000,
+            },
+            {
+                "name": "Balcony",
+                "rows": 1,
+                "seats_per_row": 4,
+                "category": "Balcony",
+                "price_cents": 2500,
+                "x": 10,
+                "y": 0,
+            },
         ],
     }
     created = await client.post("/admin/shows", json=body, headers=auth("admin", "admin"))

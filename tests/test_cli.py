@@ -1,4 +1,4 @@
-"""The README's commands: `modex serve` on a machine with nothing, `modex migrate`, `modex token`."""
+"""The README's commands: `modex serve` on a bare machine, `modex migrate`, `modex token`."""
 
 from __future__ import annotations
 
@@ -21,16 +21,24 @@ from tests.support import JWT_SECRET, ROOT, Cluster, free_port
 def test_token_prints_a_jwt_for_the_role() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "app", "token", "alice", "--role", "admin"],
-        env={**os.environ, "MODEX_JWT_SECRET": JWT_SECRET}, capture_output=True, text=True,
-        check=True, cwd=ROOT,
+        env={**os.environ, "MODEX_JWT_SECRET": JWT_SECRET},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout.strip()
     claims = jwt.decode(out, JWT_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "alice" and claims["role"] == "admin" and claims["exp"] > time.time()
 
 
 def test_migrate_applies_to_every_database_once(cluster: Cluster) -> None:
-    again = subprocess.run([sys.executable, "-m", "app", "migrate"], env=cluster.env(),
-                           capture_output=True, text=True, cwd=ROOT)
+    again = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert again.returncode == 0, again.stderr
     assert "migrations applied" in again.stdout
 
@@ -45,15 +53,21 @@ class EmbeddedServe:
         self.output = ""
 
     def start(self) -> str:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DATABASE_URL", "REDIS_URL", "SHARD_URLS", "MODEX_JWT_SECRET",
-                            "MODEX_DEMO")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in ("DATABASE_URL", "REDIS_URL", "SHARD_URLS", "MODEX_JWT_SECRET", "MODEX_DEMO")
+        }
         env["MODEX_DATA_DIR"] = str(self.data_dir)
         log = self.data_dir / f"serve-{self.port}.log"
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", str(self.port)], env=env,
-                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 90
         while f"http://localhost:{self.port}/" not in self.output:
@@ -99,12 +113,18 @@ def test_serve_with_nothing_installed_loads_demo_shows_and_keeps_data(data_dir: 
         assert max(show["seats_total"] for show in shows) >= 5000
         token = subprocess.run(
             [sys.executable, "-m", "app", "token", "newcomer"],
-            env={**os.environ, "MODEX_DATA_DIR": str(data_dir)}, capture_output=True,
-            text=True, check=True, cwd=ROOT,
+            env={**os.environ, "MODEX_DATA_DIR": str(data_dir)},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
         ).stdout.strip()
         show_id = shows[0]["id"]
-        booked = httpx.post(f"{url}/shows/{show_id}/book", json={"seatNumbers": ["A1"]},
-                            headers={"Authorization": f"Bearer {token}"})
+        booked = httpx.post(
+            f"{url}/shows/{show_id}/book",
+            json={"seatNumbers": ["A1"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert booked.status_code == 201, booked.text
     finally:
         serve.stop()

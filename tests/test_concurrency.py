@@ -33,26 +33,32 @@ async def assert_never_oversold(cluster: Cluster, show: dict[str, Any]) -> None:
         double_held = await conn.fetch(
             """SELECT label, count(*) FROM holds, unnest(seats) AS label
                WHERE show_id = $1 AND status IN ('ACTIVE', 'CONFIRMED')
-               GROUP BY label HAVING count(*) > 1""", show_id)
+               GROUP BY label HAVING count(*) > 1""",
+            show_id,
+        )
         assert double_held == [], f"seat in two live holds: {double_held}"
         double_booked = await conn.fetch(
             """SELECT label, count(*) FROM bookings, unnest(seats) AS label
                WHERE show_id = $1 AND status = 'CONFIRMED'
-               GROUP BY label HAVING count(*) > 1""", show_id)
+               GROUP BY label HAVING count(*) > 1""",
+            show_id,
+        )
         assert double_booked == [], f"seat in two bookings: {double_booked}"
         orphans = await conn.fetch(
             """SELECT s.label FROM seats s
                LEFT JOIN holds h ON h.show_id = s.show_id AND h.id = s.hold_id
                WHERE s.show_id = $1 AND s.status = 'HELD'
                  AND (h.id IS NULL OR h.status <> 'ACTIVE' OR NOT s.label = ANY(h.seats))""",
-            show_id)
+            show_id,
+        )
         assert orphans == [], f"held seats without their live hold: {orphans}"
         wrong_booking = await conn.fetch(
             """SELECT s.label FROM seats s
                LEFT JOIN bookings b ON b.show_id = s.show_id AND b.id = s.booking_id
                WHERE s.show_id = $1 AND s.status = 'BOOKED'
                  AND (b.id IS NULL OR b.status <> 'CONFIRMED' OR NOT s.label = ANY(b.seats))""",
-            show_id)
+            show_id,
+        )
         assert wrong_booking == [], f"booked seats without their booking: {wrong_booking}"
     finally:
         await conn.close()
@@ -67,16 +73,23 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
         shows = await shows_on_both_shards(clients[0])
         rng = random.Random(7)
         requests = [
-            (shows[i % 2], clients[(i // 2) % 2], f"storm-{i}", rng.sample(SEAT_POOL, rng.randint(1, 4)))
+            (
+                shows[i % 2],
+                clients[(i // 2) % 2],
+                f"storm-{i}",
+                rng.sample(SEAT_POOL, rng.randint(1, 4)),
+            )
             for i in range(600)
         ]
         start = asyncio.Event()
 
-        async def attempt(show: dict[str, Any], client: httpx.AsyncClient, user: str,
-                          seats: list[str]) -> tuple[dict[str, Any], str, list[str], httpx.Response]:
+        async def attempt(
+            show: dict[str, Any], client: httpx.AsyncClient, user: str, seats: list[str]
+        ) -> tuple[dict[str, Any], str, list[str], httpx.Response]:
             await start.wait()
-            response = await client.post(f"/shows/{show['id']}/holds", json={"seats": seats},
-                                         headers=auth(user))
+            response = await client.post(
+                f"/shows/{show['id']}/holds", json={"seats": seats}, headers=auth(user)
+            )
             return show, user, seats, response
 
         tasks = [asyncio.create_task(attempt(*request)) for request in requests]
@@ -92,8 +105,11 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
                 assert response.json()["error"] in ("seats_unavailable", "contention")
 
         for show in shows:
-            winners = [(user, seats, r.json()) for s, user, seats, r in results
-                       if s is show and r.status_code == 201]
+            winners = [
+                (user, seats, r.json())
+                for s, user, seats, r in results
+                if s is show and r.status_code == 201
+            ]
             held = [seat for _, seats, _ in winners for seat in seats]
             assert len(held) == len(set(held)), "a seat was won twice"
             seat_map = (await clients[1].get(f"/shows/{show['id']}/seats")).json()["seats"]
@@ -106,13 +122,16 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
                 for i, (user, _, hold) in enumerate(winners)
             ]
             retries = [
-                clients[i % 2].post(f"/shows/{show['id']}/book",
-                                    json={"seatNumbers": [seat]}, headers=auth(f"late-{i}"))
+                clients[i % 2].post(
+                    f"/shows/{show['id']}/book",
+                    json={"seatNumbers": [seat]},
+                    headers=auth(f"late-{i}"),
+                )
                 for i, seat in enumerate(SEAT_POOL)
             ]
             answers = await asyncio.gather(*confirms, *retries)
             assert all(a.status_code == 201 for a in answers[: len(confirms)])
-            assert {a.status_code for a in answers[len(confirms):]} <= {201, 409}
+            assert {a.status_code for a in answers[len(confirms) :]} <= {201, 409}
             seat_map = (await clients[0].get(f"/shows/{show['id']}/seats")).json()["seats"]
             statuses = Counter(seat["status"] for seat in seat_map)
             assert statuses["BOOKED"] == len(SEAT_POOL), statuses
@@ -125,14 +144,19 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
 async def test_fifty_customers_racing_for_one_seat_one_wins(
     servers: list[ServerProcess], cluster: Cluster
 ) -> None:
-    async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as one, \
-            httpx.AsyncClient(base_url=servers[1].url, timeout=30) as two:
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as one,
+        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as two,
+    ):
         show = await create_show(one, rows=1, seats_per_row=3)
-        answers = await asyncio.gather(*(
-            (one if i % 2 else two).post(f"/shows/{show['id']}/holds", json={"seats": ["A2"]},
-                                         headers=auth(f"racer-{i}"))
-            for i in range(50)
-        ))
+        answers = await asyncio.gather(
+            *(
+                (one if i % 2 else two).post(
+                    f"/shows/{show['id']}/holds", json={"seats": ["A2"]}, headers=auth(f"racer-{i}")
+                )
+                for i in range(50)
+            )
+        )
         codes = Counter(a.status_code for a in answers)
         assert codes == {201: 1, 409: 49}, codes
         await assert_never_oversold(cluster, show)

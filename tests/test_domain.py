@@ -18,8 +18,17 @@ from app.domain import (
 
 @pytest.mark.parametrize(
     ("index", "label"),
-    [(0, "A"), (25, "Z"), (26, "AA"), (27, "AB"), (51, "AZ"), (52, "BA"), (701, "ZZ"),
-     (702, "AAA"), (18277, "ZZZ")],
+    [
+        (0, "A"),
+        (25, "Z"),
+        (26, "AA"),
+        (27, "AB"),
+        (51, "AZ"),
+        (52, "BA"),
+        (701, "ZZ"),
+        (702, "AAA"),
+        (18277, "ZZZ"),
+    ],
 )
 def test_row_labels_continue_after_z(index: int, label: str) -> None:
     assert row_label(index) == label
@@ -54,6 +63,12 @@ def test_client_ids_carry_their_show_and_are_unguessable() -> None:
     assert first != second
     assert show_of_client_id(first) == 42
     assert len(first.split(".", 1)[1]) >= 22
-    for bad in ["", "42", "x.abcdefabcdefabcdefabcdef", "0.abcdefabcdefabcdefabcdef",
-                "42.short", "42.abcdefabcdefabcdef/../x"]:
+    for bad in [
+        "",
+        "42",
+        "x.abcdefabcdefabcdefabcdef",
+        "0.abcdefabcdefabcdefabcdef",
+        "42.short",
+        "42.abcdefabcdefabcdef/../x",
+    ]:
         assert show_of_client_id(bad) is None

@@ -20,8 +20,12 @@ async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
     ready = await client.get("/ready")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     metrics = (await client.get("/metrics")).text
-    for name in ("http_request_duration_seconds", "db_query_duration_seconds",
-                 "bookings_total", "holds_total"):
+    for name in (
+        "http_request_duration_seconds",
+        "db_query_duration_seconds",
+        "bookings_total",
+        "holds_total",
+    ):
         assert name in metrics
     assert "x-request-id" in (await client.get("/health")).headers
 
@@ -29,10 +33,16 @@ async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
 async def test_openapi_describes_every_route_with_its_bodies(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert document["openapi"].startswith("3.")
-    served = {(route.path, method) for route in api_routes() if isinstance(route, Route)
-              for method in (route.methods or ()) if method != "HEAD"}
-    described = {(path, method.upper()) for path, ops in document["paths"].items()
-                 for method in ops}
+    served = {
+        (route.path, method)
+        for route in api_routes()
+        if isinstance(route, Route)
+        for method in (route.methods or ())
+        if method != "HEAD"
+    }
+    described = {
+        (path, method.upper()) for path, ops in document["paths"].items() for method in ops
+    }
     assert served - {("/openapi.json", "GET")} == described
     schemas = document["components"]["schemas"]
     hold_body = document["paths"]["/shows/{show_id}/holds"]["post"]["requestBody"]
@@ -76,8 +86,7 @@ async def test_ready_names_the_redis_and_the_shard_that_failed(
 
             admin = await asyncpg.connect(fragile_cluster.services.pg_admin_url)
             try:
-                await admin.execute(
-                    f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
+                await admin.execute(f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
             finally:
                 await admin.close()
             down = await client.get("/ready")
@@ -96,10 +105,19 @@ async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             show = None
             for _ in range(4):
-                created = (await client.post(
-                    "/admin/shows", headers=auth("admin", "admin"),
-                    json={"title": "Far", "venue": "Away", "starts_at": "2027-03-01T20:00:00Z",
-                          "rows": 1, "seats_per_row": 3})).json()
+                created = (
+                    await client.post(
+                        "/admin/shows",
+                        headers=auth("admin", "admin"),
+                        json={
+                            "title": "Far",
+                            "venue": "Away",
+                            "starts_at": "2027-03-01T20:00:00Z",
+                            "rows": 1,
+                            "seats_per_row": 3,
+                        },
+                    )
+                ).json()
                 if created["shard"] == 1:
                     show = created
                     break
@@ -109,14 +127,14 @@ async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
 
             admin = await asyncpg.connect(fragile_cluster.services.pg_admin_url)
             try:
-                await admin.execute(
-                    f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
+                await admin.execute(f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
             finally:
                 await admin.close()
             statuses = []
             for i in range(8):
-                hold = await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]},
-                                         headers=auth(f"u{i}"))
+                hold = await client.post(
+                    f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(f"u{i}")
+                )
                 statuses.append(hold.status_code)
                 assert hold.status_code == 503, hold.text
                 assert hold.json()["error"] == "shard_unavailable"

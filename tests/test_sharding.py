@@ -16,7 +16,8 @@ async def live_seats_per_shard(cluster: Cluster) -> dict[int, int]:
     try:
         rows = await conn.fetch(
             "SELECT shard, sum(seats_total) AS seats FROM shows "
-            "WHERE status IN ('SCHEDULED', 'ON_SALE') GROUP BY shard")
+            "WHERE status IN ('SCHEDULED', 'ON_SALE') GROUP BY shard"
+        )
     finally:
         await conn.close()
     return {row["shard"]: row["seats"] for row in rows}
@@ -36,18 +37,19 @@ async def test_a_shows_rows_live_only_on_its_shard(
     client: httpx.AsyncClient, cluster: Cluster, user: str
 ) -> None:
     show = await create_show(client, rows=2, seats_per_row=5)
-    hold = (await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]},
-                              headers=auth(user))).json()
+    hold = (
+        await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user))
+    ).json()
     assert hold["hold_id"].startswith(f"{show['id']}."), "the hold id carries its show"
-    booking = (await client.post(f"/holds/{hold['hold_id']}/confirm",
-                                 headers=auth(user))).json()
+    booking = (await client.post(f"/holds/{hold['hold_id']}/confirm", headers=auth(user))).json()
     assert booking["id"].startswith(f"{show['id']}.")
     for index in range(2):
         conn = await cluster.connect_shard(index)
         try:
-            counts = [await conn.fetchval(f"SELECT count(*) FROM {table} WHERE show_id = $1",
-                                          show["id"])
-                      for table in ("seats", "holds", "bookings", "shard_shows")]
+            counts = [
+                await conn.fetchval(f"SELECT count(*) FROM {table} WHERE show_id = $1", show["id"])
+                for table in ("seats", "holds", "bookings", "shard_shows")
+            ]
         finally:
             await conn.close()
         if index == show["shard"]:
@@ -63,11 +65,14 @@ async def test_my_bookings_are_gathered_from_every_shard(
     while len(shows) < 2:
         show = await create_show(client, rows=1, seats_per_row=5)
         shows.setdefault(show["shard"], show)
-    booked = await asyncio.gather(*(
-        client.post(f"/shows/{show['id']}/book", json={"seatNumbers": ["A2"]},
-                    headers=auth(user))
-        for show in shows.values()
-    ))
+    booked = await asyncio.gather(
+        *(
+            client.post(
+                f"/shows/{show['id']}/book", json={"seatNumbers": ["A2"]}, headers=auth(user)
+            )
+            for show in shows.values()
+        )
+    )
     assert all(b.status_code == 201 for b in booked)
     mine = (await client.get("/me/bookings", headers=auth(user))).json()["bookings"]
     assert {b["show_id"] for b in mine} == {s["id"] for s in shows.values()}
