@@ -1,0 +1,305 @@
+"""Faults: Redis restarts and loses its data, a server dies between commit and publish, a
+client never reads. In each case every watcher converges within 5 s (or, for the client
+that never reads, the server's memory stays within its bound)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from app.realtime.broker import RedisBroker
+from tests.realtime.watch import Watcher, converge, seat_order
+from tests.support import Cluster, ServerProcess, Services, auth, create_show, free_port
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, without persistence: a restart loses everything."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    found = PrivateRedis(tmp_path)
+    found.start()
+    yield found
+    found.kill()
+
+
+@pytest.fixture
+async def private_cluster(services: Services) -> AsyncIterator[Cluster]:
+    """Databases of the test's own: their outbox is relayed only to the private Redis."""
+    found = Cluster(services, shard_count=2)
+    await found.create()
+    yield found
+    await found.drop()
+
+
+@pytest.fixture
+async def private_servers(
+    private_redis: PrivateRedis, private_cluster: Cluster, log_dir: Path
+) -> AsyncIterator[list[ServerProcess]]:
+    started = [
+        ServerProcess(private_cluster, log_dir, REDIS_URL=private_redis.url).start()
+        for _ in range(2)
+    ]
+    yield started
+    for server in started:
+        server.stop()
+
+
+async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[str]) -> str:
+    response = await client.post(
+        f"/shows/{show_id}/holds", json={"seats": seats}, headers=auth(user)
+    )
+    assert response.status_code == 201, response.text
+    hold_id: str = response.json()["hold_id"]
+    return hold_id
+
+
+@pytest.mark.slow
+async def test_every_watcher_converges_after_redis_restarts_empty(
+    private_redis: PrivateRedis,
+    private_servers: list[ServerProcess],
+    private_cluster: Cluster,
+    user: str,
+) -> None:
+    a, b = private_servers
+    async with (
+        httpx.AsyncClient(base_url=a.url) as client_a,
+        httpx.AsyncClient(base_url=b.url) as client_b,
+    ):
+        show = await create_show(client_a)
+        show_id = show["id"]
+        order = await seat_order(client_a, show_id)
+        watchers = [Watcher(s.ws_url) for s in (a, a, b, b)]
+        for w in watchers:
+            await w.__aenter__()
+            await w.subscribe(show_id, order, encoding="rle" if w.ws_url == b.ws_url else None)
+        try:
+            await hold(client_a, show_id, user, ["A1"])
+            await converge(watchers, client_a, show)
+            before = watchers[0].states[show_id].offset
+            assert before is not None
+
+            private_redis.kill()
+            # while Redis is away, PostgreSQL still takes holds; their outbox rows wait
+            await hold(client_a, show_id, user, ["B1", "B2"])
+            await hold(client_b, show_id, user, ["C1"])
+            ready = await client_a.get("/ready")
+            for _ in range(40):
+                if ready.status_code == 503:
+                    break
+                await asyncio.sleep(0.1)
+                ready = await client_a.get("/ready")
+            assert ready.status_code == 503
+
+            private_redis.start()  # empty: a new epoch for every show
+            took = await converge(watchers, client_a, show, within=5)
+            assert took < 5
+            for w in watchers:
+                offset = w.states[show_id].offset
+                assert offset is not None and offset.split(":")[0] != before.split(":")[0]
+
+            # and live again on the new connection
+            await hold(client_b, show_id, user, ["D1"])
+            await converge(watchers, client_a, show, within=3)
+            assert (await client_a.get("/ready")).status_code == 200
+
+            # the changes made while Redis was away were relayed from the outbox
+            shard = await private_cluster.connect_shard(show["shard"])
+            try:
+                for _ in range(50):
+                    left = await shard.fetchval(
+                        "SELECT count(*) FROM outbox WHERE show_id = $1", show_id
+                    )
+                    if not left:
+                        break
+                    await asyncio.sleep(0.1)
+                assert left == 0
+            finally:
+                await shard.close()
+        finally:
+            for w in watchers:
+                await w.close()
+
+
+@pytest.mark.slow
+async def test_watchers_converge_when_a_server_dies_between_commit_and_publish(
+    servers: list[ServerProcess],
+    cluster: Cluster,
+    log_dir: Path,
+    client: httpx.AsyncClient,
+    user: str,
+) -> None:
+    doomed = ServerProcess(cluster, log_dir, MODEX_FAULT_CRASH_BEFORE_PUBLISH="1").start()
+    try:
+        show = await create_show(client)
+        show_id = show["id"]
+        order = await seat_order(client, show_id)
+        watchers = [Watcher(s.ws_url) for s in servers]
+        for w in watchers:
+            await w.__aenter__()
+            await w.subscribe(show_id, order)
+        try:
+            async with httpx.AsyncClient(base_url=doomed.url) as doomed_client:
+                with pytest.raises(httpx.TransportError):
+                    await doomed_client.post(
+                        f"/shows/{show_id}/holds", json={"seats": ["E5", "E6"]}, headers=auth(user)
+                    )
+            assert doomed.proc is not None
+            assert doomed.proc.wait(5) == 137
+            # committed in PostgreSQL, never published by its server: the relay on the
+            # others finds the outbox row
+            seats = (await client.get(f"/shows/{show_id}/seats")).json()["seats"]
+            assert {s["label"]: s["status"] for s in seats}["E5"] == "HELD"
+            took = await converge(watchers, client, show, within=5)
+            assert took < 5
+            for w in watchers:
+                assert any(
+                    c["label"] == "E5"
+                    for f in w.frames
+                    if f["type"] == "seats"
+                    for c in f["changes"]
+                )
+        finally:
+            for w in watchers:
+                await w.close()
+        shard = await cluster.connect_shard(show["shard"])
+        try:
+            assert (
+                await shard.fetchval("SELECT count(*) FROM outbox WHERE show_id = $1", show_id) == 0
+            )
+        finally:
+            await shard.close()
+    finally:
+        doomed.stop()
+
+
+@pytest.mark.slow
+async def test_a_client_that_never_reads_does_not_grow_server_memory(
+    cluster: Cluster, log_dir: Path, client: httpx.AsyncClient
+) -> None:
+    server = ServerProcess(cluster, log_dir).start()
+    redis = aioredis.Redis.from_url(cluster.services.redis_url)
+    try:
+        show = await create_show(client)
+        show_id = show["id"]
+        order = await seat_order(client, show_id)
+        assert server.proc is not None
+        process = psutil.Process(server.proc.pid)
+
+        # a reader that takes one frame into a tiny socket buffer and then stops reading
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.setblocking(False)
+        slow = await connect(server.ws_url, sock=sock, max_queue=1)
+        await slow.send(f'{{"type":"subscribe","show_id":{show_id}}}')
+
+        async with Watcher(server.ws_url) as healthy:
+            await healthy.subscribe(show_id, order)
+            await asyncio.sleep(0.5)
+            rss_before = process.memory_info().rss
+
+            # 16 MiB of announcements through the real publish script
+            publisher = RedisBroker(
+                redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
+            )
+            message = "x" * 4096
+            count = 4 * 1024
+            started = time.monotonic()
+            for i in range(count):
+                event = (
+                    f'{{"type":"announcement","show_id":{show_id},"message":"{i} {message}"}}'
+                ).encode()
+                await publisher.publish(show_id, event, invalidate_availability=False)
+            await healthy.wait_for(
+                lambda f: f["type"] == "announcement" and f["message"].startswith(f"{count - 1} "),
+                within=30,
+            )
+            elapsed = time.monotonic() - started
+            rss_after = process.memory_info().rss
+
+            # the healthy watcher got every one, in order, while the other never read
+            got = [
+                int(f["message"].split()[0]) for f in healthy.frames if f["type"] == "announcement"
+            ]
+            assert got == list(range(count))
+            growth = rss_after - rss_before
+            # far less than went through: the queue of the client that never reads is bounded
+            assert growth < 6 * 1024 * 1024, f"server grew {growth / 2**20:.1f} MiB"
+
+            async with httpx.AsyncClient(base_url=server.url) as own:
+                metrics = (await own.get("/metrics")).text
+            assert 'realtime_slow_consumers_total{action="closed"} 1.0' in metrics, [
+                line for line in metrics.splitlines() if "slow" in line
+            ]
+            print(
+                f"published {count} x 4 KiB in {elapsed:.1f}s; server RSS grew "
+                f"{growth / 2**20:.1f} MiB"
+            )
+
+        # the slow client, reading at last, finds itself cut off
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                while True:
+                    await slow.recv()
+    finally:
+        await redis.aclose()
+        server.stop()
