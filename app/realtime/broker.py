@@ -108,6 +108,7 @@ class RedisBroker:
         self._position = redis.register_script(_load_script("position.lua"))
         self._presence = redis.register_script(_load_script("presence.lua"))
         self._control = f"modex:instance:{instance_id}"
+        self.pubsub_client_name = f"modex-pubsub-{instance_id}".replace(" ", "_")
         self._channels: set[str] = set()
         # one future per SUBSCRIBE sent, resolved by its acknowledgement (acks come in order)
         self._acks: dict[str, deque[asyncio.Future[None]]] = {}
@@ -268,6 +269,7 @@ class RedisBroker:
             retry=Retry(NoBackoff(), 0),
             socket_keepalive=True,
             socket_connect_timeout=3,
+            client_name=self.pubsub_client_name,
         )
         pubsub = self._client.pubsub(ignore_subscribe_messages=False)
         # the control channel keeps the connection subscribed even with no shows watched
