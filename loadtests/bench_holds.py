@@ -1,0 +1,742 @@
+"""Hold+release throughput of one server process against a one-UPDATE baseline.
+
+    .venv/bin/python loadtests/bench_holds.py                 # 20 s per target, once
+    .venv/bin/python loadtests/bench_holds.py --repeat 3 --json /tmp/bench.json
+
+What it does, in one run:
+  1. creates a fresh `bench_<random>` database on --database-url's PostgreSQL and runs
+     `python -m app migrate` on it (dropped again at the end);
+  2. starts ONE `python -m app serve` process (one worker; rate limits off) pinned to CPU 0
+     with `taskset -c 0`, creates a show with two seats per client through the admin API;
+  3. starts `loadtests/baseline_app.py` (Starlette + asyncpg, same uvicorn settings), also
+     pinned to CPU 0, whose one endpoint runs one `UPDATE seats ... version + 1` on one seat;
+  4. drives each of them in turn with --clients concurrent clients (64), each on its own
+     keep-alive connection, with its own customer JWT and its own seats:
+       full:     POST /shows/{id}/holds {"seats": [1 or 2 seats]} -> 201, DELETE /holds/{id} -> 204
+       baseline: POST /bump/{show}/{seat} -> 200
+     The load generator is a raw asyncio/uvloop HTTP/1.1 client (loadtests/common.py) in
+     --gen-procs processes pinned to CPU 1 with `taskset -c 1`. Requests are counted after a
+     --warmup (3 s) for --seconds (20 s): every request (a hold and a release count as two),
+     req/s, p50, p99, failures (any other status, by status code);
+  5. prints both, the ratio full/baseline (target >= 0.6), the CPU use of the server, the
+     generator and each CPU during the window, library versions and the CPU model.
+
+With --repeat N the pair is measured N times (alternating) and the median of each figure is
+reported. PostgreSQL is shared with whatever else runs on the machine: figures are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TARGET_RATIO = 0.6
+DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+# =====================================================================================
+# The generator: runs in its own process (`bench_holds.py --drive CONFIG_FILE`).
+# =====================================================================================
+
+
+async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
+    host, port = cfg["host"], cfg["port"]
+    mode = cfg["mode"]
+    start_at = cfg["start_at"]
+    window_start = start_at + cfg["warmup"]
+    window_end = window_start + cfg["seconds"]
+    perf_offset = time.time() - time.perf_counter()  # wall clock <-> perf_counter
+    w_start = window_start - perf_offset
+    w_end = window_end - perf_offset
+
+    latencies: list[float] = []  # seconds, requests completed in the window
+    kinds: dict[str, list[float]] = {"hold": [], "release": [], "bump": []}
+    failures: dict[str, int] = {}
+    samples: list[str] = []
+    errors: dict[str, int] = {}
+    counters = {"warmup_requests": 0}
+
+    def fail(kind: str, status: int, body: bytes, in_window: bool) -> None:
+        if not in_window:
+            return
+        key = f"{kind} {status}"
+        failures[key] = failures.get(key, 0) + 1
+        if len(samples) < 5:
+            samples.append(f"{key}: {body[:300].decode(errors='replace')}")
+
+    clients = []
+    for spec in cfg["clients"]:
+        client = common.RawClient(host, port)
+        await client.connect()
+        clients.append((client, spec))
+
+    async def run_full(client: common.RawClient, spec: dict[str, Any]) -> None:
+        import orjson
+
+        show_id = cfg["show_id"]
+        headers = {"Authorization": f"Bearer {spec['token']}", "Content-Type": "application/json"}
+        seats = spec["seats"]
+        hold_reqs = [
+            client.build(
+                "POST",
+                f"/shows/{show_id}/holds",
+                orjson.dumps({"seats": seats[: 1 + (k % 2)]}),
+                headers,
+            )
+            for k in range(2)
+        ]
+        auth_only = {"Authorization": headers["Authorization"]}
+        k = 0
+        perf = time.perf_counter
+        while True:
+            t0 = perf()
+            if t0 >= w_end:
+                return
+            try:
+                status, body = await client.send(hold_reqs[k & 1])
+            except (common.HTTPError, OSError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                client.conn = None
+                await asyncio.sleep(0.01)
+                continue
+            t1 = perf()
+            k += 1
+            in_window = w_start <= t1 < w_end
+            if in_window:
+                latencies.append(t1 - t0)
+                kinds["hold"].append(t1 - t0)
+            else:
+                counters["warmup_requests"] += 1
+            if status != 201:
+                fail("hold", status, body, in_window)
+                continue
+            hold_id = orjson.loads(body)["hold_id"]
+            try:
+                status, body = await client.send(
+                    client.build("DELETE", f"/holds/{hold_id}", b"", auth_only)
+                )
+            except (common.HTTPError, OSError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                client.conn = None
+                continue
+            t2 = perf()
+            in_window = w_start <= t2 < w_end
+            if in_window:
+                latencies.append(t2 - t1)
+                kinds["release"].append(t2 - t1)
+            else:
+                counters["warmup_requests"] += 1
+            if status != 204:
+                fail("release", status, body, in_window)
+
+    async def run_baseline(client: common.RawClient, spec: dict[str, Any]) -> None:
+        raw = client.build("POST", f"/bump/{cfg['show_id']}/{spec['seats'][0]}")
+        perf = time.perf_counter
+        while True:
+            t0 = perf()
+            if t0 >= w_end:
+                return
+            try:
+                status, body = await client.send(raw)
+            except (common.HTTPError, OSError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                client.conn = None
+                await asyncio.sleep(0.01)
+                continue
+            t1 = perf()
+            in_window = w_start <= t1 < w_end
+            if in_window:
+                latencies.append(t1 - t0)
+                kinds["bump"].append(t1 - t0)
+            else:
+                counters["warmup_requests"] += 1
+            if status != 200:
+                fail("bump", status, body, in_window)
+
+    # everyone starts together, at the wall-clock time the orchestrator chose
+    delay = start_at - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    runner = run_full if mode == "full" else run_baseline
+    tasks = [asyncio.create_task(runner(c, s)) for c, s in clients]
+
+    # the generator's own CPU during the measured window
+    await asyncio.sleep(max(0.0, window_start - time.time()))
+    cpu0 = time.process_time()
+    await asyncio.sleep(max(0.0, window_end - time.time()))
+    cpu1 = time.process_time()
+    await asyncio.gather(*tasks)
+    for client, _ in clients:
+        client.close()
+    return {
+        "requests": len(latencies),
+        "latencies": latencies,
+        "kinds": {k: v for k, v in kinds.items() if v},
+        "failures": failures,
+        "failure_samples": samples,
+        "connection_errors": errors,
+        "cpu_seconds": cpu1 - cpu0,
+        "warmup_requests": counters["warmup_requests"],
+    }
+
+
+def drive_main(config_path: str) -> None:
+    loop_name = common.use_uvloop()
+    with open(config_path) as f:
+        cfg = json.load(f)
+    result = asyncio.run(_drive(cfg))
+    result["loop"] = loop_name
+    with open(cfg["out"], "w") as f:
+        json.dump(result, f)
+
+
+# =====================================================================================
+# The orchestrator.
+# =====================================================================================
+
+
+@dataclass
+class Measurement:
+    target: str
+    seconds: float
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    failures: dict[str, int]
+    failure_samples: list[str]
+    connection_errors: dict[str, int]
+    gen_cpu_pct: float  # of one core, summed over generator processes
+    server_cpu_pct: float  # of one core
+    cpu_pct: list[float]  # per CPU, whole machine
+    postgres_cpu_pct: float  # every postgres process on the machine, of one core
+    by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def failure_count(self) -> int:
+        return sum(self.failures.values()) + sum(self.connection_errors.values())
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every postgres process on the machine, by pid."""
+    import psutil
+
+    found = {}
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"] in ("postgres", "postmaster"):
+                t = proc.cpu_times()
+                found[proc.pid] = t.user + t.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.name = f"bench_{secrets.token_hex(4)}"
+        self.db_url = common.with_database(args.database_url, self.name)
+        self.secret = "bench-" + secrets.token_hex(24)
+        self.folder = Path(tempfile.mkdtemp(prefix="mxbench-", dir="/tmp"))
+        self.pin = common.has_taskset() and not args.no_pin
+        self.server: subprocess.Popen[bytes] | None = None
+        self.baseline: subprocess.Popen[bytes] | None = None
+        self.server_port = common.free_port()
+        self.baseline_port = common.free_port()
+        self.show_id = 0
+        self.seats: list[str] = []
+        self.created_db = False
+
+    # ---- set-up ----
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.db_url,
+            "SHARD_URLS": self.db_url,
+            "REDIS_URL": self.args.redis_url,
+            "MODEX_JWT_SECRET": self.secret,
+            "MODEX_DEMO": "0",
+            "MODEX_DATA_DIR": str(self.folder / "data"),
+            "MODEX_RATE_LIMIT_USER": "off",
+            "MODEX_RATE_LIMIT_IP": "off",
+            "PYTHONUNBUFFERED": "1",
+            "BASELINE_DATABASE_URL": self.db_url,
+        }
+
+    def taskset(self, cpu: int) -> list[str]:
+        return ["taskset", "-c", str(cpu)] if self.pin else []
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.args.database_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def create_database(self) -> None:
+        asyncio.run(self._admin(f'CREATE DATABASE "{self.name}"'))
+        self.created_db = True
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate"],
+            env=self.env(),
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        # a show id no other session uses, so a shared Redis never mixes channels
+        start = secrets.randbelow(10**9) * 1000 + 1
+
+        async def restart_seq() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.db_url)
+            try:
+                await conn.execute(f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}")
+            finally:
+                await conn.close()
+
+        asyncio.run(restart_seq())
+
+    def drop_database(self) -> None:
+        if self.created_db:
+            asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+    def _start(
+        self, argv: list[str], port: int, log_name: str, cpu: int
+    ) -> subprocess.Popen[bytes]:
+        log_path = self.folder / log_name
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                self.taskset(cpu) + argv,
+                env=self.env(),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        common.wait_healthy(f"http://127.0.0.1:{port}", proc, str(log_path), timeout=60)
+        return proc
+
+    def start_server(self) -> None:
+        import shlex
+
+        base = (
+            shlex.split(self.args.server_cmd)
+            if self.args.server_cmd
+            else [sys.executable, "-m", "app", "serve"]
+        )
+        self.server = self._start(
+            [*base, "--port", str(self.server_port), "--workers", "1"],
+            self.server_port,
+            "server.log",
+            cpu=0,
+        )
+
+    def start_baseline(self) -> None:
+        self.baseline = self._start(
+            [sys.executable, str(HERE / "baseline_app.py"), "--port", str(self.baseline_port)],
+            self.baseline_port,
+            "baseline.log",
+            cpu=0,
+        )
+
+    def create_show(self) -> None:
+        per_row = 20
+        need = 2 * self.args.clients
+        rows = (need + per_row - 1) // per_row
+        admin = common.mint(self.secret, "bench-admin", "admin")
+        url = f"http://127.0.0.1:{self.server_port}"
+        status, show = common.http_json(
+            "POST",
+            f"{url}/admin/shows",
+            {
+                "title": "Benchmark",
+                "venue": "Bench hall",
+                "starts_at": "2030-01-01T20:00:00Z",
+                "rows": rows,
+                "seats_per_row": per_row,
+                "hold_seconds": 600,
+            },
+            token=admin,
+        )
+        if status != 201:
+            raise RuntimeError(f"creating the show failed: {status} {show}")
+        self.show_id = show["id"]
+        status, seat_map = common.http_json("GET", f"{url}/shows/{self.show_id}/seats")
+        if status != 200:
+            raise RuntimeError(f"reading the seat map failed: {status} {seat_map}")
+        self.seats = [seat["label"] for seat in seat_map["seats"]]
+        if len(self.seats) < need:
+            raise RuntimeError(f"the show has {len(self.seats)} seats, {need} needed")
+
+    # ---- measuring ----
+
+    def measure(self, mode: str) -> Measurement:
+        import psutil
+
+        args = self.args
+        port = self.server_port if mode == "full" else self.baseline_port
+        server = self.server if mode == "full" else self.baseline
+        assert server is not None
+        clients = [
+            {
+                "token": common.mint(self.secret, f"bench-user-{i}"),
+                "seats": self.seats[2 * i : 2 * i + 2],
+            }
+            for i in range(args.clients)
+        ]
+        procs = max(1, args.gen_procs)
+        boot = 1.5 + 0.3 * procs
+        start_at = time.time() + boot
+        window_start = start_at + args.warmup
+        window_end = window_start + args.seconds
+        drivers = []
+        outs = []
+        for p in range(procs):
+            out = self.folder / f"drive-{mode}-{p}-{secrets.token_hex(3)}.json"
+            cfg_path = out.with_suffix(".cfg.json")
+            cfg = {
+                "host": "127.0.0.1",
+                "port": port,
+                "mode": mode,
+                "show_id": self.show_id,
+                "clients": clients[p::procs],
+                "start_at": start_at,
+                "warmup": args.warmup,
+                "seconds": args.seconds,
+                "out": str(out),
+            }
+            cfg_path.write_text(json.dumps(cfg))
+            drivers.append(
+                subprocess.Popen(
+                    [
+                        *self.taskset(args.gen_cpu),
+                        sys.executable,
+                        __file__,
+                        "--drive",
+                        str(cfg_path),
+                    ],
+                    cwd=ROOT,
+                )
+            )
+            outs.append(out)
+
+        server_ps = psutil.Process(server.pid)
+        time.sleep(max(0.0, window_start - time.time()))
+        s0 = server_ps.cpu_times()
+        c0 = psutil.cpu_times(percpu=True)
+        pg0 = _postgres_cpu()
+        w0 = time.time()
+        time.sleep(max(0.0, window_end - time.time()))
+        s1 = server_ps.cpu_times()
+        c1 = psutil.cpu_times(percpu=True)
+        pg1 = _postgres_cpu()
+        wall = time.time() - w0
+        for d in drivers:
+            if d.wait(args.seconds + 60) != 0:
+                raise RuntimeError(f"a generator process failed (exit {d.returncode})")
+
+        latencies: list[float] = []
+        kinds: dict[str, list[float]] = {}
+        failures: dict[str, int] = {}
+        samples: list[str] = []
+        conn_errors: dict[str, int] = {}
+        gen_cpu = 0.0
+        for out in outs:
+            r = json.loads(out.read_text())
+            latencies += r["latencies"]
+            for k, v in r["kinds"].items():
+                kinds.setdefault(k, []).extend(v)
+            for k, v in r["failures"].items():
+                failures[k] = failures.get(k, 0) + v
+            for k, v in r["connection_errors"].items():
+                conn_errors[k] = conn_errors.get(k, 0) + v
+            samples += r["failure_samples"]
+            gen_cpu += r["cpu_seconds"]
+        latencies.sort()
+
+        def busy(a: Any, b: Any) -> float:
+            total = sum(b) - sum(a)
+            idle = (b.idle + b.iowait) - (a.idle + a.iowait)
+            return 100.0 * (total - idle) / total if total > 0 else 0.0
+
+        by_kind = {}
+        for k, v in kinds.items():
+            v.sort()
+            by_kind[k] = {
+                "requests": len(v),
+                "p50_ms": common.percentile(v, 50) * 1000,
+                "p99_ms": common.percentile(v, 99) * 1000,
+            }
+        return Measurement(
+            target=mode,
+            seconds=args.seconds,
+            requests=len(latencies),
+            rps=len(latencies) / args.seconds,
+            p50_ms=common.percentile(latencies, 50) * 1000,
+            p99_ms=common.percentile(latencies, 99) * 1000,
+            mean_ms=(sum(latencies) / len(latencies) * 1000) if latencies else float("nan"),
+            failures=failures,
+            failure_samples=samples[:5],
+            connection_errors=conn_errors,
+            gen_cpu_pct=100.0 * gen_cpu / args.seconds,
+            server_cpu_pct=100.0 * ((s1.user + s1.system) - (s0.user + s0.system)) / wall,
+            cpu_pct=[busy(a, b) for a, b in zip(c0, c1, strict=True)],
+            postgres_cpu_pct=100.0 * sum(v - pg0.get(pid, 0.0) for pid, v in pg1.items()) / wall,
+            by_kind=by_kind,
+        )
+
+    # ---- lifecycle ----
+
+    def close(self) -> None:
+        common.stop_process(self.server)
+        common.stop_process(self.baseline)
+        try:
+            self.drop_database()
+        finally:
+            if not self.args.keep_logs:
+                import shutil
+
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# =====================================================================================
+# Reporting.
+# =====================================================================================
+
+
+def ratio_of(full: Measurement, base: Measurement) -> float:
+    return full.rps / base.rps if base.rps else 0.0
+
+
+def _fmt_failures(m: Measurement) -> str:
+    parts = [f"{k}: {v}" for k, v in sorted(m.failures.items())]
+    parts += [f"{k}: {v}" for k, v in sorted(m.connection_errors.items())]
+    return ", ".join(parts) if parts else "none"
+
+
+def report(
+    runs: list[tuple[Measurement, Measurement]], args: argparse.Namespace, info: dict
+) -> dict:
+    def med(getter: Any, which: int) -> float:
+        return common.median([getter(pair[which]) for pair in runs])
+
+    ratios = [ratio_of(full, base) for full, base in runs]
+    ratio = common.median(ratios)
+    lines = []
+    w = lines.append
+    w("")
+    w(
+        f"Modex hold+release benchmark: {args.clients} clients, {args.warmup:g} s warm-up, "
+        f"{args.seconds:g} s measured, {len(runs)} run(s)"
+        + (" (median shown)" if len(runs) > 1 else "")
+    )
+    w("")
+    header = f"{'target':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failures':>10}"
+    header += f"{'server CPU':>12}{'gen CPU':>9}"
+    w(header)
+    w("-" * len(header))
+    names = {
+        0: "full: POST hold + DELETE hold",
+        1: "baseline: one UPDATE",
+    }
+    for which in (0, 1):
+        w(
+            f"{names[which]:<34}"
+            f"{med(lambda m: m.rps, which):>9.0f}"
+            f"{med(lambda m: m.p50_ms, which):>9.2f}"
+            f"{med(lambda m: m.p99_ms, which):>9.2f}"
+            f"{med(lambda m: m.failure_count, which):>10.0f}"
+            f"{med(lambda m: m.server_cpu_pct, which):>11.0f}%"
+            f"{med(lambda m: m.gen_cpu_pct, which):>8.0f}%"
+        )
+    w("")
+    # robust under a noisy machine: what one request costs the server process in CPU
+    cost = [
+        med(lambda m: m.server_cpu_pct * 10 / m.rps if m.rps else 0.0, which) for which in (0, 1)
+    ]
+    w(
+        f"server CPU per request: full {cost[0]:.2f} ms, baseline {cost[1]:.2f} ms"
+        f" ({cost[0] / cost[1] if cost[1] else 0:.1f}x)"
+    )
+    verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+    w(f"ratio full/baseline req/s: {ratio:.2f}  ({verdict} the {TARGET_RATIO} target)")
+    if len(runs) > 1:
+        w("")
+        w("each run:")
+        for i, (full, base) in enumerate(runs, 1):
+            w(
+                f"  run {i}: full {full.rps:.0f} req/s p50 {full.p50_ms:.2f} p99 {full.p99_ms:.2f}"
+                f" | baseline {base.rps:.0f} req/s p50 {base.p50_ms:.2f} p99 {base.p99_ms:.2f}"
+                f" | ratio {ratio_of(full, base):.2f}"
+            )
+    w("")
+    for i, (full, base) in enumerate(runs, 1):
+        for m in (full, base):
+            kinds = "  ".join(
+                f"{k} n={v['requests']} p50={v['p50_ms']:.2f} p99={v['p99_ms']:.2f}"
+                for k, v in m.by_kind.items()
+            )
+            w(
+                f"  run {i} {m.target:<8} failures: {_fmt_failures(m)} | {kinds} | "
+                f"CPUs busy {'/'.join(f'{c:.0f}%' for c in m.cpu_pct)}, "
+                f"postgres (all on the machine) {m.postgres_cpu_pct:.0f}%"
+            )
+            for sample in m.failure_samples:
+                w(f"      e.g. {sample}")
+    w("")
+    gen_max = max(m.gen_cpu_pct for pair in runs for m in pair)
+    w(
+        f"load generator: {args.gen_procs} process(es) pinned to CPU {args.gen_cpu}"
+        f" (raw asyncio HTTP/1.1 keep-alive on uvloop); peak CPU {gen_max:.0f}% of a core"
+        + (" -- SATURATED, figures are the generator's" if gen_max > 85 * args.gen_procs else "")
+    )
+    w(f"server and baseline pinned to CPU 0: {'yes (taskset -c 0)' if info['pinned'] else 'no'}")
+    v = info["versions"]
+    w(
+        "versions: "
+        + ", ".join(
+            f"{k} {v[k]}"
+            for k in ("python", "starlette", "uvicorn", "asyncpg", "uvloop", "httptools")
+        )
+    )
+    c = info["cpu"]
+    w(f"cpu: {c['model']}, {c['cpus']} CPUs, load average before {c['loadavg_before']}")
+    print("\n".join(lines), flush=True)
+    return {
+        "ratio": ratio,
+        "target_ratio": TARGET_RATIO,
+        "median": {
+            names[which]: {
+                "rps": med(lambda m: m.rps, which),
+                "p50_ms": med(lambda m: m.p50_ms, which),
+                "p99_ms": med(lambda m: m.p99_ms, which),
+                "failures": med(lambda m: m.failure_count, which),
+            }
+            for which in (0, 1)
+        },
+        "runs": [
+            {"full": _as_dict(full), "baseline": _as_dict(base), "ratio": ratio_of(full, base)}
+            for full, base in runs
+        ],
+        "settings": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "gen_procs": args.gen_procs,
+        },
+        **info,
+    }
+
+
+def _as_dict(m: Measurement) -> dict[str, Any]:
+    d = dict(m.__dict__)
+    d["failure_count"] = m.failure_count
+    return d
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--drive":
+        drive_main(sys.argv[2])
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=DEFAULT_DB, help="PostgreSQL admin URL")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured time per target")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=1, help="measure N times, report medians")
+    parser.add_argument("--gen-procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--gen-cpu", type=int, default=1, help="CPU the generator is pinned to")
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--only", choices=["full", "baseline"], help="measure one target only")
+    parser.add_argument(
+        "--hold-server-after",
+        action="store_true",
+        help="leave the servers running after measuring, until Enter (for profiling)",
+    )
+    parser.add_argument(
+        "--server-cmd",
+        help="run this instead of `python -m app serve` (for experiments; --port is appended)",
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--json", metavar="OUT", help="also write every figure to this file")
+    args = parser.parse_args()
+
+    info = {
+        "versions": common.versions(),
+        "cpu": common.cpu_info(),
+        "pinned": common.has_taskset() and not args.no_pin,
+    }
+    if common.has_taskset() and not args.no_pin:
+        os.sched_setaffinity(0, {args.gen_cpu})  # the orchestrator mostly sleeps, off CPU 0
+    bench = Bench(args)
+    runs: list[tuple[Measurement, Measurement]] = []
+    try:
+        bench.create_database()
+        bench.start_server()
+        bench.start_baseline()
+        bench.create_show()
+        print(
+            f"database {bench.name}, server pid {bench.server.pid if bench.server else '?'} "
+            f"on :{bench.server_port}, baseline pid {bench.baseline.pid if bench.baseline else '?'}"
+            f" on :{bench.baseline_port}, show {bench.show_id} ({len(bench.seats)} seats), "
+            f"logs in {bench.folder}",
+            flush=True,
+        )
+        for i in range(args.repeat):
+            full = base = None
+            if args.only != "baseline":
+                full = bench.measure("full")
+                print(
+                    f"run {i + 1} full:     {full.rps:8.0f} req/s  p50 {full.p50_ms:6.2f} ms  "
+                    f"p99 {full.p99_ms:6.2f} ms  failures {full.failure_count}  "
+                    f"server CPU {full.server_cpu_pct:.0f}%  gen CPU {full.gen_cpu_pct:.0f}%",
+                    flush=True,
+                )
+            if args.only != "full":
+                base = bench.measure("baseline")
+                print(
+                    f"run {i + 1} baseline: {base.rps:8.0f} req/s  p50 {base.p50_ms:6.2f} ms  "
+                    f"p99 {base.p99_ms:6.2f} ms  failures {base.failure_count}  "
+                    f"server CPU {base.server_cpu_pct:.0f}%  gen CPU {base.gen_cpu_pct:.0f}%",
+                    flush=True,
+                )
+            if full is not None and base is not None:
+                runs.append((full, base))
+        if args.hold_server_after:
+            input("servers still running; press Enter to stop them ")
+    finally:
+        bench.close()
+    if runs:
+        result = report(runs, args, info)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+            print(f"written {args.json}")
+
+
+if __name__ == "__main__":
+    main()
