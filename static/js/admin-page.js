@@ -84,7 +84,7 @@ function sectionRow(values = {}) {
     f("seats_per_row", "Seats/row", { type: "number", min: 1, max: 9999, value: values.seats_per_row || 20 }),
     f("category", "Category", { value: values.category || "", maxlength: 40, placeholder: "standard" }),
     f("price", "Price (€)", { type: "number", min: 0, step: "0.01", value: values.price ?? "" }),
-    el("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Remove section ${n}`, onclick: () => row.remove() }, "✕"),
+    el("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Remove section ${n}`, onclick: () => row.remove() }, "Remove"),
   );
   return row;
 }

@@ -94,7 +94,7 @@ function renderPanel() {
     );
   }
   const total = seats.reduce((sum, i) => sum + store.price[i], 0);
-  $("total-row").hidden = !seats.length;
+  $("total-row").hidden = !seats.length || !seats.some((i) => store.price[i]);
   $("total").textContent = money(total);
   tick();
 }
@@ -111,7 +111,7 @@ function seatInfo(i) {
   const cat = store.category[i];
   const parts = [seatName(store, i, heldIdx.has(i) ? MINE : NONE)];
   if (store.section[i]) parts.push(store.section[i]);
-  if (cat && cat !== "standard") parts.push(cat[0].toUpperCase() + cat.slice(1));
+  if (cat && cat !== "standard" && cat.toLowerCase() !== store.section[i].toLowerCase()) parts.push(cat[0].toUpperCase() + cat.slice(1));
   $("seat-info").textContent = parts.join(" · ");
 }
 

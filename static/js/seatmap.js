@@ -143,8 +143,21 @@ export class SeatMap {
   }
 
   updateAll() {
+    if (this.mode === "canvas" && this.cssW) this._clamp();
     this.fullDirty = true;
     this._schedule();
+  }
+
+  // keep the venue on screen: centred when it fits, edge to edge when it does not
+  _clamp() {
+    const v = this.view;
+    const pad = 8;
+    const top = this.sections.length > 1 ? 1.2 * v.s : 0;
+    const w = this.cols * v.s, h = this.rows * v.s;
+    if (w + 2 * pad <= this.cssW) v.tx = (this.cssW - w) / 2;
+    else v.tx = Math.min(pad, Math.max(this.cssW - w - pad, v.tx));
+    if (h + top + 2 * pad <= this.cssH) v.ty = (this.cssH - h + top) / 2;
+    else v.ty = Math.min(pad + top, Math.max(this.cssH - h - pad, v.ty));
   }
 
   _schedule() {
