@@ -73,15 +73,20 @@ RECORDER = """
   const rec = { frames: [], draws: [], changes: 0, longtasks: [], running: true };
   window.__bench = rec;
   let last = performance.now();
-  const loop = (t) => { rec.frames.push(t - last); last = t; if (rec.running) requestAnimationFrame(loop); };
+  const loop = (t) => {
+    rec.frames.push(t - last);
+    last = t;
+    if (rec.running) requestAnimationFrame(loop);
+  };
   requestAnimationFrame(loop);
   const v = window.modexView;
   v.frameHook = (ms, full) => rec.draws.push(ms);
   const orig = v.update.bind(v);
   v.update = (idx) => { rec.changes += idx.length; orig(idx); };
   try {
-    new PerformanceObserver((l) => { for (const e of l.getEntries()) rec.longtasks.push(e.duration); })
-      .observe({ type: "longtask", buffered: false });
+    new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) rec.longtasks.push(e.duration);
+    }).observe({ type: "longtask", buffered: false });
   } catch (e) {}
 }
 """
@@ -96,7 +101,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def labels_of(show_total_rows: int, per_row: int) -> list[str]:
@@ -251,7 +256,8 @@ def report(r: dict[str, Any]) -> None:
         f"({d['count']} batched redraws)"
     )
     print(
-        f"  long tasks (>50 ms)    {r['long_tasks']['count']} (max {r['long_tasks']['max_ms']:.0f} ms)"
+        f"  long tasks (>50 ms)    {r['long_tasks']['count']} "
+        f"(max {r['long_tasks']['max_ms']:.0f} ms)"
     )
     if r["js_heap_mb"] is not None:
         print(f"  JS heap after burst    {r['js_heap_mb']:.1f} MiB")
@@ -300,7 +306,7 @@ async def run(args: argparse.Namespace) -> int:
                 results.append(res)
             await browser.close()
         if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=1))
+            save_json(args.json, results)
         return 0
     finally:
         for s in started:
@@ -309,6 +315,10 @@ async def run(args: argparse.Namespace) -> int:
             await cluster.drop()
         if services is not None:
             services.close()
+
+
+def save_json(path: str, results: list[dict[str, Any]]) -> None:
+    Path(path).write_text(json.dumps(results, indent=1))
 
 
 def main() -> int:

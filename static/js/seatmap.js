@@ -562,13 +562,18 @@ export class SeatMap {
     else cssH = Math.max(320, Math.min(Math.round(window.innerHeight * 0.7), Math.round((cssW * (this.rows + 2)) / (this.cols + 2))));
     if (cssW === this.cssW && cssH === this.cssH) return;
     const dpr = Math.min(2, window.devicePixelRatio || 1);
+    const first = this.cssW === undefined;
     this.cssW = cssW;
     this.cssH = cssH;
     this.canvas.style.height = `${cssH}px`;
     this.canvas.width = Math.round(cssW * dpr);
     this.canvas.height = Math.round(cssH * dpr);
     this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    // keep a zoom the customer chose; otherwise fit the whole venue again
+    const zoomed = !first && this.view.s > this.fitScale * 1.01;
+    const keep = zoomed ? { ...this.view } : null;
     this._fit(false);
+    if (keep) this.view = keep;
     this.updateAll();
   }
 

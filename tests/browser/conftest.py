@@ -27,10 +27,14 @@ AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.j
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+def _require_tools() -> None:
     if not Path(CHROMIUM).exists() or not AXE.exists():
         raise RuntimeError("browser tools missing: run `bash .ci/browser-tools.sh` first")
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    _require_tools()
     async with async_playwright() as pw:
         found = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield found
@@ -47,10 +51,14 @@ class PageErrors:
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
         page.on(
             "console",
-            lambda msg: self.errors.append(f"{page.url}: console {msg.text}")
-            if msg.type == "error" and "status of 4" not in msg.text
-            and "status of 5" not in msg.text and "WebSocket" not in msg.text
-            else None,
+            lambda msg: (
+                self.errors.append(f"{page.url}: console {msg.text}")
+                if msg.type == "error"
+                and "status of 4" not in msg.text
+                and "status of 5" not in msg.text
+                and "WebSocket" not in msg.text
+                else None
+            ),
         )
         return page
 
@@ -70,9 +78,7 @@ def page_errors() -> PageErrors:
 
 
 @pytest.fixture
-def open_page(
-    browser: Browser, contexts: list[BrowserContext], page_errors: PageErrors
-) -> Any:
+def open_page(browser: Browser, contexts: list[BrowserContext], page_errors: PageErrors) -> Any:
     async def opener(url: str, width: int = 1280, height: int = 900, **opts: Any) -> Page:
         ctx = await browser.new_context(viewport={"width": width, "height": height}, **opts)
         contexts.append(ctx)
@@ -96,8 +102,12 @@ async def axe_violations(page: Page) -> list[dict[str, Any]]:
 async def assert_accessible(page: Page) -> None:
     bad = await axe_violations(page)
     summary = [
-        {"id": v["id"], "impact": v["impact"], "help": v["help"],
-         "nodes": [n["target"] for n in v["nodes"][:5]]}
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"][:5]],
+        }
         for v in bad
     ]
     assert not bad, json.dumps(summary, indent=1)

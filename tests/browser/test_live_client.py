@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (JavaScript run in the page)
 """The shared live client (static/js/live.js) and the kiosk's long-run behaviour, in Chromium."""
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from tests.support import ServerProcess, auth, create_show
 pytestmark = pytest.mark.browser
 
 
-async def test_rle_decoding_version_order_and_backoff(server: ServerProcess, open_page: Any) -> None:
+async def test_rle_decoding_version_order_and_backoff(
+    server: ServerProcess, open_page: Any
+) -> None:
     page = await open_page(f"{server.url}/")
     result = await page.evaluate(
         """async () => {
@@ -67,14 +70,19 @@ async def test_kiosk_reuses_its_dom_under_many_changes(
         row = "ABCDEFGHIJ"[cycle % 10]
         held = await client.post(
             f"/shows/{show['id']}/holds",
-            json={"seats": [f"{row}{n}" for n in range(1, 11)]}, headers=headers,
+            json={"seats": [f"{row}{n}" for n in range(1, 11)]},
+            headers=headers,
         )
         assert held.status_code == 201, held.text
         released = await client.delete(f"/holds/{held.json()['hold_id']}", headers=headers)
         assert released.status_code == 204
-    last = await client.post(f"/shows/{show['id']}/book", json={"seatNumbers": ["J20"]}, headers=headers)
+    last = await client.post(
+        f"/shows/{show['id']}/book", json={"seatNumbers": ["J20"]}, headers=headers
+    )
     assert last.status_code == 201
-    await expect(page.locator('#seatmap [data-seat="J20"]')).to_have_attribute("data-status", "BOOKED")
+    await expect(page.locator('#seatmap [data-seat="J20"]')).to_have_attribute(
+        "data-status", "BOOKED"
+    )
     await expect(page.locator("#avail-total")).to_have_text("199")
     await expect(page.locator('#seatmap [data-status="HELD"]')).to_have_count(0)
     await expect(page.locator("#updated")).to_contain_text("Updated")
@@ -90,9 +98,9 @@ async def test_show_list_availability_follows_the_seats(
     page = await open_page(f"{server.url}/")
     card = page.locator(f'[data-show="{show["id"]}"]')
     await expect(card).to_contain_text("20 of 20 seats available")
-    await expect(card.get_by_role("link", name=f"Choose seats for {show['title']}")).to_have_attribute(
-        "href", f"/map/{show['id']}"
-    )
+    await expect(
+        card.get_by_role("link", name=f"Choose seats for {show['title']}")
+    ).to_have_attribute("href", f"/map/{show['id']}")
     booked = await client.post(
         f"/shows/{show['id']}/book", json={"seatNumbers": ["A1", "A2", "A3"]}, headers=auth("fan")
     )

@@ -16,15 +16,35 @@ from tests.support import ServerProcess, auth, create_show, token
 pytestmark = pytest.mark.browser
 
 
-async def create_sections_show(client: httpx.AsyncClient, title: str, **extra: Any) -> dict[str, Any]:
+async def create_sections_show(
+    client: httpx.AsyncClient, title: str, **extra: Any
+) -> dict[str, Any]:
     body = {
         "title": title,
         "venue": "Riverside Playhouse",
         "starts_at": "2027-03-12T19:30:00+01:00",
         "sections": [
-            {"name": "Stalls", "rows": 8, "seats_per_row": 22, "category": "stalls", "price_cents": 6500},
-            {"name": "Circle", "rows": 5, "seats_per_row": 26, "category": "circle", "price_cents": 4200},
-            {"name": "Balcony", "rows": 3, "seats_per_row": 28, "category": "balcony", "price_cents": 2500},
+            {
+                "name": "Stalls",
+                "rows": 8,
+                "seats_per_row": 22,
+                "category": "stalls",
+                "price_cents": 6500,
+            },
+            {
+                "name": "Circle",
+                "rows": 5,
+                "seats_per_row": 26,
+                "category": "circle",
+                "price_cents": 4200,
+            },
+            {
+                "name": "Balcony",
+                "rows": 3,
+                "seats_per_row": 28,
+                "category": "balcony",
+                "price_cents": 2500,
+            },
         ],
         **extra,
     }
@@ -58,14 +78,18 @@ async def test_two_customers_see_each_others_hold_and_booking(
     await seat(alice, "A5").click()
     await seat(alice, "A6").click()
     await expect(seat(alice, "A5")).to_have_attribute("aria-pressed", "true")
-    async with alice.expect_response(lambda r: r.url.endswith("/holds") and r.request.method == "POST") as held:
+    async with alice.expect_response(
+        lambda r: r.url.endswith("/holds") and r.request.method == "POST"
+    ) as held:
         await alice.locator("#hold").click()
     assert (await held.value).status == 201
     started = time.monotonic()
     await expect(seat(bob, "A5")).to_have_attribute("data-status", "HELD", timeout=1_000)
     await expect(seat(bob, "A6")).to_have_attribute("data-status", "HELD", timeout=1_000)
     assert time.monotonic() - started < 1.0
-    await expect(seat(bob, "A5")).to_have_attribute("aria-label", "Row A seat 5, held by someone else, €65")
+    await expect(seat(bob, "A5")).to_have_attribute(
+        "aria-label", "Row A seat 5, held by someone else, €65"
+    )
     await expect(seat(alice, "A5")).to_have_class("seat is-mine")
     await expect(alice.locator("#countdown")).to_have_text(re.compile(r"^0:[0-9]{2}$"))
     await screenshot(alice, "map-held")
@@ -181,11 +205,15 @@ async def test_kiosk_survives_a_server_restart(
     try:
         show = await create_sections_show(client, "The Tempest")
         page = await open_page(f"{own.url}/kiosk/{show['id']}", width=1920, height=1080)
-        await expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=15_000)
+        await expect(page.locator("#conn")).to_have_attribute(
+            "data-state", "connected", timeout=15_000
+        )
         await expect(page.locator("#avail-total")).to_have_text("390")
         await page.evaluate("window.__sameDocument = true")
         own.stop()
-        await expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+        await expect(page.locator("#conn")).to_have_attribute(
+            "data-state", "reconnecting", timeout=10_000
+        )
         await expect(page.locator("#conn-text")).to_contain_text("Reconnecting")
         # while the kiosk's server is down, seats change through another server
         held = await client.post(
@@ -197,7 +225,9 @@ async def test_kiosk_survives_a_server_restart(
         )
         assert booked.status_code == 201, booked.text
         own.start()
-        await expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=30_000)
+        await expect(page.locator("#conn")).to_have_attribute(
+            "data-state", "connected", timeout=30_000
+        )
         await expect(seat(page, "A1")).to_have_attribute("data-status", "HELD", timeout=5_000)
         await expect(seat(page, "N1")).to_have_attribute("data-status", "BOOKED")
         await expect(page.locator("#avail-total")).to_have_text("387", timeout=5_000)
@@ -240,15 +270,21 @@ async def test_admin_creates_a_show_and_broadcasts(
     await wait_live(watcher)
     await expect(watcher.locator("h1")).to_have_text(title)
     kiosk = await open_page(f"{server.url}/kiosk/{show['id']}", width=1920, height=1080)
-    await expect(kiosk.locator("#conn")).to_have_attribute("data-state", "connected", timeout=15_000)
+    await expect(kiosk.locator("#conn")).to_have_attribute(
+        "data-state", "connected", timeout=15_000
+    )
 
     await admin.locator("#b-message").fill("Doors open at 19:00 tonight.")
     await admin.locator("#broadcast").click()
     await expect(admin.locator("#message")).to_contain_text("Announcement sent")
-    await expect(watcher.locator("#announcement-text")).to_have_text("Doors open at 19:00 tonight.", timeout=2_000)
+    await expect(watcher.locator("#announcement-text")).to_have_text(
+        "Doors open at 19:00 tonight.", timeout=2_000
+    )
     await expect(watcher.locator("#announcement")).to_be_visible()
     await expect(watcher.locator("#sr-assertive")).to_contain_text("Doors open at 19:00 tonight.")
-    await expect(kiosk.locator("#announcement-text")).to_have_text("Doors open at 19:00 tonight.", timeout=2_000)
+    await expect(kiosk.locator("#announcement-text")).to_have_text(
+        "Doors open at 19:00 tonight.", timeout=2_000
+    )
 
     await admin.locator("#e-title").fill(title + " (matinee)")
     await admin.locator("#e-status").select_option("SCHEDULED")
@@ -269,8 +305,12 @@ async def test_every_page_is_accessible(
     client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
 ) -> None:
     show = await create_sections_show(client, "A Midsummer Night's Dream")
-    await client.post(f"/shows/{show['id']}/holds", json={"seats": ["B4", "B5"]}, headers=auth("u1"))
-    await client.post(f"/shows/{show['id']}/book", json={"seatNumbers": ["C7", "C8", "C9"]}, headers=auth("u2"))
+    await client.post(
+        f"/shows/{show['id']}/holds", json={"seats": ["B4", "B5"]}, headers=auth("u1")
+    )
+    await client.post(
+        f"/shows/{show['id']}/book", json={"seatNumbers": ["C7", "C8", "C9"]}, headers=auth("u2")
+    )
     home = await open_page(f"{server.url}/")
     await expect(home.locator(f'[data-show="{show["id"]}"]')).to_be_visible()
     await screenshot(home, "index")
@@ -284,7 +324,9 @@ async def test_every_page_is_accessible(
     await assert_accessible(page)
 
     kiosk = await open_page(f"{server.url}/kiosk/{show['id']}", width=1920, height=1080)
-    await expect(kiosk.locator("#conn")).to_have_attribute("data-state", "connected", timeout=15_000)
+    await expect(kiosk.locator("#conn")).to_have_attribute(
+        "data-state", "connected", timeout=15_000
+    )
     await assert_accessible(kiosk)
 
     admin = await open_page(f"{server.url}/admin")
@@ -302,3 +344,32 @@ async def test_every_page_is_accessible(
     )
     assert duration in ("0s", "0s, 0s"), duration
     assert not page_errors.errors
+
+
+async def test_rate_limited_customer_is_told_when_to_retry(
+    client: httpx.AsyncClient, cluster: Any, log_dir: Any, open_page: Any
+) -> None:
+    strict = ServerProcess(cluster, log_dir, MODEX_RATE_LIMIT_USER="1/minute").start()
+    try:
+        show = await create_show(client, rows=2, seats_per_row=6)
+        page = await open_page(f"{strict.url}/map/{show['id']}")
+        await wait_live(page)
+        await seat(page, "A1").click()
+        await page.locator("#hold").click()
+        await expect(seat(page, "A1")).to_have_attribute("data-status", "HELD")
+        async with page.expect_response(lambda r: r.request.method == "DELETE") as limited:
+            await page.locator("#release").click()
+        response = await limited.value
+        assert response.status == 429
+        wait = int(response.headers["retry-after"])
+        message = page.locator("#message")
+        await expect(message).to_contain_text(
+            f"Too many requests. Please wait {wait} second{'s' if wait != 1 else ''}"
+        )
+        await expect(message).to_have_class("notice notice-error")
+        await expect(page.locator("#sr-assertive")).to_contain_text("Too many requests")
+        # the hold is still there, with its buttons
+        await expect(seat(page, "A1")).to_have_class("seat is-mine")
+        await expect(page.locator("#confirm")).to_be_visible()
+    finally:
+        strict.stop()
