@@ -94,6 +94,7 @@ class Frame:
 class ShowChannel:
     show_id: int
     subs: set[Subscription] = field(default_factory=set)
+    syncing: set[Subscription] = field(default_factory=set)  # the SYNCING ones among subs
     last: Position | None = None  # last event seen on the channel
     pending: list[RawEvent] = field(default_factory=list)
     flush_handle: asyncio.TimerHandle | None = None
@@ -203,6 +204,7 @@ class Hub:
         channel = self._channel(show_id)
         sub = Subscription(show_id, sink, encoding)
         channel.subs.add(sub)
+        channel.syncing.add(sub)
         metrics.ws_watchers.inc()
         try:
             assert channel.subscribed is not None
@@ -234,6 +236,7 @@ class Hub:
         if channel is None:
             return
         channel.subs.discard(sub)
+        channel.syncing.discard(sub)
         if not channel.subs and channel.linger is None:
             channel.linger = self._spawn(self._linger(channel))
 
@@ -292,13 +295,12 @@ class Hub:
             for change in event.changes:
                 if change.version > versions.get(change.label, 0):
                     versions[change.label] = change.version
-        for sub in channel.subs:
-            if sub.state is State.SYNCING:
-                if len(sub.buffer) < MAX_SYNC_BUFFER:
-                    sub.buffer.append(raw)
-                else:
-                    sub.overflowed = True
-                    sub.buffer = []
+        for sub in channel.syncing:
+            if len(sub.buffer) < MAX_SYNC_BUFFER:
+                sub.buffer.append(raw)
+            else:
+                sub.overflowed = True
+                sub.buffer = []
         channel.pending.append(raw)
         if channel.flush_handle is None:
             loop = asyncio.get_running_loop()
@@ -361,6 +363,7 @@ class Hub:
         if sub.state is State.SYNCING and sub in channel.waiting:
             return
         sub.state = State.SYNCING
+        channel.syncing.add(sub)
         sub.buffer = []
         sub.overflowed = False
         channel.waiting.append(sub)
@@ -456,6 +459,7 @@ class Hub:
                 sub.sink.send(frame.text)
             sub.position = frame.last
         sub.state = State.LIVE
+        channel.syncing.discard(sub)
         if channel.presence >= 0:
             self._send_presence(sub, channel.presence)
 

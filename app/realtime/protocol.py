@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import msgspec
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.realtime import metrics
@@ -91,9 +92,17 @@ class Connection:
     """A connected client: its subscriptions and its bounded outgoing queue (a hub Sink)."""
 
     def __init__(
-        self, websocket: WebSocket, hub: Hub, validate_show: ShowValidator, limits: Limits
+        self,
+        websocket: WebSocket,
+        send: Send,
+        hub: Hub,
+        validate_show: ShowValidator,
+        limits: Limits,
     ) -> None:
         self.websocket = websocket
+        # the server's own send: a frame goes out without the per-message checks and
+        # wrappers of Starlette's WebSocket (the hot path of the fan-out)
+        self._send = send
         self._hub = hub
         self._validate_show = validate_show
         self._limits = limits
@@ -141,14 +150,16 @@ class Connection:
         for sub in self.subs.values():
             self._hub.request_snapshot(sub, "slow_consumer")
 
-    def abort(self, code: int, reason: str) -> None:
+    def abort(self, code: int, reason: str, *, drop_queue: bool = True) -> None:
         """End the connection with `code`: stop both tasks (the writer may be blocked on
-        a socket the peer never drains), then the endpoint sends the close frame."""
+        a socket the peer never drains), then the endpoint sends what is still queued
+        (unless dropped) and the close frame, each within the close timeout."""
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason
-        self._queue.clear()
-        self._queued = 0
+        if drop_queue:
+            self._queue.clear()
+            self._queued = 0
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -177,17 +188,24 @@ class Connection:
             return
         # a peer that never reads never lets the close frame out: do not wait for it
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.websocket.close(code, reason), self._limits.close_timeout)
+            async with asyncio.timeout(self._limits.close_timeout):
+                while self._queue:  # e.g. the error frames before a 1008
+                    await self._send({"type": "websocket.send", "text": self._queue.popleft()})
+                await self.websocket.close(code, reason)
 
     async def _write_frames(self) -> None:
-        send = self.websocket.send
+        send = self._send
+        queue = self._queue
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue:
-                frame = self._queue.popleft()
+            while queue:
+                frame = queue.popleft()
                 self._queued -= len(frame)
-                await send({"type": "websocket.send", "text": frame})
+                try:
+                    await send({"type": "websocket.send", "text": frame})
+                except OSError as exc:  # the server's ClientDisconnected
+                    raise WebSocketDisconnect(1006) from exc
 
     async def _read_frames(self) -> None:
         receive = self.websocket.receive
@@ -205,7 +223,7 @@ class Connection:
                 self._strikes += 1
                 if self._strikes >= self._limits.flood_strikes:
                     metrics.frames_rejected.labels("flood").inc()
-                    self.abort(CLOSE_POLICY, "too many frames")
+                    self.abort(CLOSE_POLICY, "too many frames", drop_queue=False)
                     return
                 if self._strikes == 1 or self._strikes % 10 == 0:
                     self.send_error("rate_limited", "too many frames; slow down")
@@ -275,6 +293,17 @@ class Connection:
 
 
 # ---- the handshake ----
+
+
+class WebSocketApp:
+    """`/ws` as a plain ASGI app (Starlette wraps a function endpoint's send in per-message
+    layers); the handler gets the WebSocket for the handshake and the raw send for frames."""
+
+    def __init__(self, handler: Callable[[WebSocket, Send], Awaitable[None]]) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handler(WebSocket(scope, receive, send), send)
 
 
 def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:

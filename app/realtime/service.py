@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Send
 from starlette.websockets import WebSocket
 
 from app.config import Settings
@@ -29,6 +30,7 @@ from app.realtime.protocol import (
     CLOSE_UNAUTHORIZED,
     Connection,
     Limits,
+    WebSocketApp,
     origin_allowed,
     verify_token,
 )
@@ -97,7 +99,7 @@ class Realtime:
         await self.broker.stop()
 
     def routes(self) -> list[BaseRoute]:
-        return [WebSocketRoute("/ws", self._endpoint, name="ws")]
+        return [WebSocketRoute("/ws", WebSocketApp(self._endpoint), name="ws")]
 
     def health(self) -> dict[str, bool]:
         return {"redis_listener": self.broker.alive}
@@ -126,7 +128,7 @@ class Realtime:
 
     # ---- the WebSocket endpoint ----
 
-    async def _endpoint(self, websocket: WebSocket) -> None:
+    async def _endpoint(self, websocket: WebSocket, send: Send) -> None:
         if not origin_allowed(websocket, self._settings.allowed_origins):
             await websocket.close(1008)  # before accept: the handshake is refused (403)
             return
@@ -138,7 +140,7 @@ class Realtime:
         if self._stopping:
             await websocket.close(CLOSE_RESTART, "server restarting")
             return
-        conn = Connection(websocket, self.hub, self._validate_show, self.limits)
+        conn = Connection(websocket, send, self.hub, self._validate_show, self.limits)
         self._connections.add(conn)
         metrics.ws_connections.inc()
         try:
