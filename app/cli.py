@@ -98,6 +98,9 @@ def serve(args: argparse.Namespace) -> None:
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("MODEX_TRUSTED_PROXIES", "127.0.0.1"),
         timeout_graceful_shutdown=10,
+        # longer than any proxy's idle keep-alive, so the proxy closes first and never
+        # sends a request on a connection we are closing
+        timeout_keep_alive=75,
         backlog=4096,
     )
     del keep

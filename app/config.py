@@ -40,7 +40,7 @@ class Settings:
     rate_limit_user: str = "20/second;300/minute"
     rate_limit_ip: str = "100/second"
     allowed_origins: tuple[str, ...] = ()
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     # fault injection for tests: die between commit and publish
     crash_before_publish: bool = False
 
@@ -64,6 +64,6 @@ class Settings:
             rate_limit_user=os.environ.get("MODEX_RATE_LIMIT_USER", "20/second;300/minute"),
             rate_limit_ip=os.environ.get("MODEX_RATE_LIMIT_IP", "100/second"),
             allowed_origins=_list("MODEX_ALLOWED_ORIGINS"),
-            db_pool_size=_int("MODEX_DB_POOL_SIZE", 10),
+            db_pool_size=_int("MODEX_DB_POOL_SIZE", 20),
             crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),
         )

@@ -70,8 +70,10 @@ class Shard:
         started = time.perf_counter()
         try:
             try:
-                # any failure to get a connection (refused, auth, database gone) is an outage
-                conn = await self.pool.acquire(timeout=5)
+                # Any failure to open a connection (refused, auth, database gone, connect
+                # timeout) is an outage. Waiting for a free pooled connection is not: under
+                # load requests queue here rather than trip the breaker.
+                conn = await self.pool.acquire()
             except Exception as exc:
                 raise self._failed(exc) from exc
             try:
@@ -94,11 +96,19 @@ class Shard:
         )
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: no code keeps session state (no SET, LISTEN or advisory locks
+    outside a transaction), so skip the round trip asyncpg spends on every release."""
+
+
 async def create_pool(url: str, size: int) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         url,
         min_size=1,
         max_size=size,
+        timeout=5,  # to open a connection
+        command_timeout=10,  # a hung database must not hang requests
+        reset=_no_reset,
         # a seat lock is held for microseconds; waiting seconds means something is wrong
         server_settings={"lock_timeout": "2000", "idle_in_transaction_session_timeout": "10000"},
     )
