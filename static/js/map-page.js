@@ -55,11 +55,13 @@ function renderPanel() {
   const actions = $("actions");
   const onSale = show && show.status === "ON_SALE";
   $("hold-timer").hidden = !hold;
+  $("ref").hidden = !booking;
   let seats = [];
   if (booking) {
     $("basket-heading").textContent = "You're booked!";
-    $("basket-hint").textContent = `Booking reference ${booking.id}. Enjoy the show.`;
-    $("basket-hint").className = "ref";
+    $("basket-hint").textContent = "Enjoy the show! Your booking reference:";
+    $("basket-hint").className = "muted";
+    $("ref").textContent = booking.id;
     seats = booking.seatIdx;
     picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
     actions.replaceChildren(el("button", { type: "button", class: "btn btn-ghost", onclick: () => ((booking = null), message(""), renderPanel()) }, "Book more seats"));
@@ -106,8 +108,10 @@ function renderHead() {
   $("status-badge").replaceChildren(statusBadge(show.status));
 }
 
+let infoSeat = -1;
 function seatInfo(i) {
   if (i < 0 || !store) return;
+  infoSeat = i;
   const cat = store.category[i];
   const parts = [seatName(store, i, heldIdx.has(i) ? MINE : NONE)];
   if (store.section[i]) parts.push(store.section[i]);
@@ -180,6 +184,7 @@ function saveHold() {
 function setLocalStatus(indices, status) {
   for (const i of indices) store.status[i] = status;
   view.update(indices);
+  if (indices.includes(infoSeat)) seatInfo(infoSeat);
 }
 
 function adoptHold(h, idem) {
@@ -348,6 +353,7 @@ function tick() {
 
 function onSeats(st, changed) {
   view.update(changed);
+  if (infoSeat >= 0 && changed.includes(infoSeat)) seatInfo(infoSeat);
   const lost = [];
   for (const i of changed) {
     if (selected.has(i) && st.status[i] !== AVAILABLE) {
