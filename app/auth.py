@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 import jwt
 
@@ -38,7 +40,10 @@ def guest_user_id() -> str:
     return f"guest-{secrets.token_urlsafe(9)}"
 
 
-def verify_token(secret: str, token: str) -> Principal:
+@lru_cache(maxsize=10_000)
+def _decode(secret: str, token: str) -> tuple[Principal, float]:
+    """Signature and claims, checked once per token: a customer sends the same token with
+    every request. Failures raise, so only good tokens are cached."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]}
@@ -47,13 +52,22 @@ def verify_token(secret: str, token: str) -> Principal:
         raise Unauthorized("token expired") from None
     except jwt.PyJWTError:
         raise Unauthorized("invalid token") from None
-    sub, role = claims.get("sub"), claims.get("role")
+    sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
     if not isinstance(sub, str) or not sub or not isinstance(role, str):
         raise Unauthorized("invalid token claims")
+    if not isinstance(exp, int | float):
+        raise Unauthorized("invalid token expiry")
     try:
-        return Principal(sub, Role(role))
-    except ValueError:
+        return Principal(sub, Role(role)), float(exp)
+    except (TypeError, ValueError):
         raise Unauthorized(f"unknown role {role!r}") from None
+
+
+def verify_token(secret: str, token: str) -> Principal:
+    principal, expires = _decode(secret, token)
+    if expires <= time.time():
+        raise Unauthorized("token expired")
+    return principal
 
 
 def principal_from_header(secret: str, authorization: str | None) -> Principal:

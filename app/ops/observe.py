@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +21,8 @@ class ObserveRequests:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # labelled histogram children, looked up once per (method, route, status)
+        self._durations: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,7 +52,12 @@ class ObserveRequests:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            HTTP_REQUEST_DURATION.labels(scope["method"], template, str(status)).observe(elapsed)
+            key = (scope["method"], template, status)
+            histogram = self._durations.get(key)
+            if histogram is None:
+                histogram = HTTP_REQUEST_DURATION.labels(key[0], key[1], str(status))
+                self._durations[key] = histogram
+            histogram.observe(elapsed)
             if status >= 500 or elapsed > SLOW_REQUEST:
                 log.warning(
                     "request",
