@@ -40,13 +40,13 @@ function paint(parts, show) {
   const left = show.seats_available ?? total;
   parts.text.textContent = show.status === "ON_SALE" || show.status === "SCHEDULED" ? `${left.toLocaleString()} of ${total.toLocaleString()} seats available` : `${total.toLocaleString()} seats`;
   parts.li.dataset.available = String(left);
-  const p = total ? Math.round((left / total) * 100) : 0;
-  parts.pct.textContent = left === 0 && total ? "Sold out" : `${p}%`;
+  const p = total ? Math.floor((left / total) * 100) : 0;
+  parts.pct.textContent = left === 0 && total ? "Sold out" : left > 0 && p === 0 ? "<1%" : `${p}%`;
   parts.bar.style.width = `${p}%`;
   parts.choose.setAttribute("aria-label", `Choose seats for ${show.title}`);
   parts.kiosk.setAttribute("aria-label", `Venue display for ${show.title}`);
   const buyable = show.status === "ON_SALE" && left > 0;
-  parts.choose.textContent = buyable ? "Choose seats" : "View seat map";
+  parts.choose.textContent = buyable ? "Choose seats" : "See seats";
 }
 
 async function refresh() {
