@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from app.realtime.broker import RedisBroker
+from tests.realtime.apply import ShowState, apply
 from tests.realtime.watch import Watcher, converge, seat_order
 from tests.support import Cluster, ServerProcess, Services, auth, create_show, free_port
 
@@ -300,6 +302,85 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
             async with asyncio.timeout(10):
                 while True:
                     await slow.recv()
+    finally:
+        await redis.aclose()
+        server.stop()
+
+
+def counter(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.slow
+async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_its_backlog(
+    cluster: Cluster, log_dir: Path, client: httpx.AsyncClient, user: str
+) -> None:
+    server = ServerProcess(cluster, log_dir).start()
+    redis = aioredis.Redis.from_url(cluster.services.redis_url)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as own:
+            show = await create_show(own)
+            show_id = show["id"]
+            order = await seat_order(own, show_id)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.port))
+            sock.setblocking(False)
+            lagging = await connect(server.ws_url, sock=sock, max_queue=1, max_size=None)
+            await lagging.send(f'{{"type":"subscribe","show_id":{show_id}}}')
+            await asyncio.sleep(0.3)
+
+            # it stops reading; announcements pile up until its queue overflows once
+            publisher = RedisBroker(
+                redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
+            )
+            name = 'realtime_slow_consumers_total{action="resynced"}'
+            overflowed = counter((await own.get("/metrics")).text, name)
+            message = "y" * 4096
+            for i in range(4096):
+                event = (
+                    f'{{"type":"announcement","show_id":{show_id},"message":"{i} {message}"}}'
+                ).encode()
+                await publisher.publish(show_id, event, invalidate_availability=False)
+                if i % 64 == 63 and counter((await own.get("/metrics")).text, name) > overflowed:
+                    break
+            else:
+                raise AssertionError("the client never overflowed")
+            # a seat change it must not miss, although its backlog was dropped
+            response = await own.post(
+                f"/shows/{show_id}/holds", json={"seats": ["A7"]}, headers=auth(user)
+            )
+            assert response.status_code == 201
+
+            # reading again: what was already on the wire, then a snapshot, then live
+            state = ShowState(order)
+            kinds: list[str] = []
+            numbers: list[int] = []
+            async with asyncio.timeout(10):
+                while True:
+                    frame = json.loads(await lagging.recv())
+                    kinds.append(frame["type"])
+                    if frame["type"] == "announcement":
+                        numbers.append(int(frame["message"].split()[0]))
+                    if frame.get("show_id") == show_id:
+                        apply(state, frame)
+                    if state.seats.get("A7", ("", 0))[0] == "HELD":
+                        break
+            assert "snapshot" in kinds[1:], "no fresh snapshot after the overflow"
+            assert numbers != list(range(len(numbers))), "nothing was dropped"
+            truth = {
+                s["label"]: (s["status"], s["version"])
+                for s in (await own.get(f"/shows/{show_id}/seats")).json()["seats"]
+            }
+            assert state.seats == truth
+            await lagging.send('{"type":"ping"}')
+            async with asyncio.timeout(5):
+                while json.loads(await lagging.recv())["type"] != "pong":
+                    pass
+            await lagging.close()
     finally:
         await redis.aclose()
         server.stop()
