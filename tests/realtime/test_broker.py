@@ -18,16 +18,10 @@ from app.realtime.broker import (
     show_key,
     show_of_channel,
 )
+from tests.realtime.watch import eventually
 from tests.support import Services
 
 Received = list[tuple[int, Position, bytes]]
-
-
-@pytest.fixture
-async def redis(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -87,10 +81,7 @@ async def test_publish_assigns_consecutive_offsets_in_one_epoch(
     assert [p.n for p in positions] == [1, 2, 3, 4, 5]
     assert {p.epoch for p in positions} == {start.epoch}
     assert await b.position(show_id) == positions[-1]
-    for _ in range(50):
-        if len(received) == 5:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(received) == 5)
     assert [(s, p) for s, p, _ in received] == [(show_id, p) for p in positions]
     assert received[2][2] == b'{"type":"announcement","show_id":1,"message":"2"}'
 
@@ -169,10 +160,7 @@ async def test_subscribe_is_acknowledged_and_unsubscribe_stops_delivery(
     await b.subscribe(show_id)
     # acknowledged means subscribed: an event published right now is delivered
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    for _ in range(50):
-        if received:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: received)
     assert len(received) == 1
     await b.unsubscribe(show_id)
     await asyncio.sleep(0.05)
@@ -194,14 +182,8 @@ async def test_the_reader_reconnects_resubscribes_and_reports_it(
             await redis.client_kill_filter(_id=client["id"])
             killed += 1
     assert killed == 1
-    for _ in range(100):
-        if len(reconnects) == 2 and b.alive:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(reconnects) == 2 and b.alive)
     assert len(reconnects) == 2 and b.alive
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    for _ in range(50):
-        if received:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: received)
     assert len(received) == 1

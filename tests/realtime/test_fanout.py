@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.realtime.broker import show_key
-from tests.realtime.watch import Watcher, converge, seat_order
-from tests.support import Cluster, ServerProcess, Services, auth, create_show, token
+from tests.realtime.watch import Watcher, converge, hold, seat_order
+from tests.support import Cluster, ServerProcess, auth, create_show, token
 
 
 @pytest.fixture(scope="module")
@@ -28,22 +28,6 @@ def three(
     extra = ServerProcess(cluster, log_dir).start()
     yield [*servers, extra]
     extra.stop()
-
-
-@pytest.fixture
-async def redis(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
-    yield client
-    await client.aclose()
-
-
-async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[str]) -> str:
-    response = await client.post(
-        f"/shows/{show_id}/holds", json={"seats": seats}, headers=auth(user)
-    )
-    assert response.status_code == 201, response.text
-    hold_id: str = response.json()["hold_id"]
-    return hold_id
 
 
 def seats_frames(watcher: Watcher, show_id: int, since: int = 0) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -23,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from app.realtime.broker import RedisBroker
 from tests.realtime.apply import ShowState, apply
-from tests.realtime.watch import Watcher, converge, seat_order
+from tests.realtime.watch import Watcher, converge, hold, seat_order
 from tests.support import Cluster, ServerProcess, Services, auth, create_show, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -105,13 +106,19 @@ async def private_servers(
         server.stop()
 
 
-async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[str]) -> str:
-    response = await client.post(
-        f"/shows/{show_id}/holds", json={"seats": seats}, headers=auth(user)
-    )
-    assert response.status_code == 201, response.text
-    hold_id: str = response.json()["hold_id"]
-    return hold_id
+def non_reading_client(port: int, ws_url: str) -> Any:
+    """A WebSocket client that stops taking data after one frame or so: a tiny socket
+    buffer and a one-message queue that nobody drains until the test says so."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return connect(ws_url, sock=sock, max_queue=1, max_size=None)
+
+
+def announcement(show_id: int, i: int, size: int) -> bytes:
+    """An announcement event numbered i, `size` bytes of message."""
+    return (f'{{"type":"announcement","show_id":{show_id},"message":"{i} {"z" * size}"}}').encode()
 
 
 @pytest.mark.slow
@@ -247,11 +254,7 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
         process = psutil.Process(server.proc.pid)
 
         # a reader that takes one frame into a tiny socket buffer and then stops reading
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.setblocking(False)
-        slow = await connect(server.ws_url, sock=sock, max_queue=1)
+        slow = await non_reading_client(server.port, server.ws_url)
         await slow.send(f'{{"type":"subscribe","show_id":{show_id}}}')
 
         async with Watcher(server.ws_url) as healthy:
@@ -263,14 +266,12 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
             publisher = RedisBroker(
                 redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
             )
-            message = "x" * 4096
             count = 4 * 1024
             started = time.monotonic()
             for i in range(count):
-                event = (
-                    f'{{"type":"announcement","show_id":{show_id},"message":"{i} {message}"}}'
-                ).encode()
-                await publisher.publish(show_id, event, invalidate_availability=False)
+                await publisher.publish(
+                    show_id, announcement(show_id, i, 4096), invalidate_availability=False
+                )
             await healthy.wait_for(
                 lambda f: f["type"] == "announcement" and f["message"].startswith(f"{count - 1} "),
                 within=30,
@@ -325,11 +326,7 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
             show = await create_show(own)
             show_id = show["id"]
             order = await seat_order(own, show_id)
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", server.port))
-            sock.setblocking(False)
-            lagging = await connect(server.ws_url, sock=sock, max_queue=1, max_size=None)
+            lagging = await non_reading_client(server.port, server.ws_url)
             await lagging.send(f'{{"type":"subscribe","show_id":{show_id}}}')
             await asyncio.sleep(0.3)
 
@@ -339,12 +336,10 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
             )
             name = 'realtime_slow_consumers_total{action="resynced"}'
             overflowed = counter((await own.get("/metrics")).text, name)
-            message = "y" * 4096
             for i in range(4096):
-                event = (
-                    f'{{"type":"announcement","show_id":{show_id},"message":"{i} {message}"}}'
-                ).encode()
-                await publisher.publish(show_id, event, invalidate_availability=False)
+                await publisher.publish(
+                    show_id, announcement(show_id, i, 4096), invalidate_availability=False
+                )
                 if i % 64 == 63 and counter((await own.get("/metrics")).text, name) > overflowed:
                     break
             else:

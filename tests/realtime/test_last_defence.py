@@ -3,7 +3,6 @@ outbox nor pub/sub, or an event lost silently, still reaches every watcher."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,16 +12,9 @@ import redis.asyncio as aioredis
 from app.realtime.broker import show_key
 from app.realtime.hub import CHECK_GRACE, CHECK_INTERVAL
 from tests.realtime.watch import Watcher, converge, seat_order
-from tests.support import Cluster, ServerProcess, Services
+from tests.support import Cluster, ServerProcess
 
 WITHIN = CHECK_INTERVAL + CHECK_GRACE + 2
-
-
-@pytest.fixture
-async def redis(services: Services) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.realtime.apply import ShowState, apply, apply_all, diff
-from tests.realtime.watch import Watcher, client_state, seat_order, server_state
+from tests.realtime.watch import Watcher, client_state, hold, seat_order, server_state
 from tests.support import ServerProcess, auth, create_show
 
 Action = Callable[[], Awaitable[Any]]
@@ -65,15 +65,6 @@ async def verify_action(
 
 def seat_changes(frames: list[dict[str, Any]]) -> dict[str, str]:
     return {c["label"]: c["status"] for f in frames if f["type"] == "seats" for c in f["changes"]}
-
-
-async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[str]) -> str:
-    response = await client.post(
-        f"/shows/{show_id}/holds", json={"seats": seats}, headers=auth(user)
-    )
-    assert response.status_code == 201, response.text
-    hold_id: str = response.json()["hold_id"]
-    return hold_id
 
 
 @pytest.mark.parametrize("encoding", [None, "rle"])

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.realtime.apply import SHOW_FIELDS, ShowState, apply, check_schema, diff
+from tests.support import auth
 
 
 async def seat_order(client: httpx.AsyncClient, show_id: int) -> list[str]:
@@ -183,3 +184,22 @@ async def converge(
             report = "\n".join(f"watcher {i}:\n{d}" for i, d in wrong)
             raise AssertionError(f"watchers did not converge in {within}s:\n{report}")
         await asyncio.sleep(0.05)
+
+
+async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[str]) -> str:
+    """Hold seats over HTTP (the change every watcher should see); returns the hold id."""
+    response = await client.post(
+        f"/shows/{show_id}/holds", json={"seats": seats}, headers=auth(user)
+    )
+    assert response.status_code == 201, response.text
+    hold_id: str = response.json()["hold_id"]
+    return hold_id
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll until `predicate()` holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
