@@ -171,6 +171,22 @@ async def burst(
     }
 
 
+async def first_visit(browser: Browser, url: str, show_id: int, kind: str) -> float:
+    """A fresh browser's first visit (cold caches): time to the first full render."""
+    ctx = await browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = await ctx.new_page()
+    await page.goto(f"{url}/{kind}/{show_id}")
+    await page.wait_for_function(
+        "document.querySelector('#seatmap')?.dataset.rendered === '1'", timeout=60_000
+    )
+    ms = await page.evaluate("performance.getEntriesByName('seatmap-rendered')[0].startTime")
+    await page.wait_for_function(
+        "document.querySelector('#conn')?.dataset.state === 'connected'", timeout=60_000
+    )
+    await ctx.close()
+    return float(ms)
+
+
 async def measure(
     browser: Browser, url: str, secret: str, show_id: int, kind: str, seconds: float, rate: int
 ) -> dict[str, Any]:
@@ -300,6 +316,9 @@ async def run(args: argparse.Namespace) -> int:
         results = []
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            for kind in dict.fromkeys(args.pages):
+                cold = await first_visit(browser, url, show["id"], kind)
+                print(f"cold first visit of /{kind}: full render {cold:.0f} ms after navigation")
             for kind in args.pages:
                 res = await measure(browser, url, secret, show["id"], kind, args.seconds, args.rate)
                 report(res)
