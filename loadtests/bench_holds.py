@@ -6,7 +6,8 @@
 What it does, in one run:
   1. creates a fresh `bench_<random>` database on --database-url's PostgreSQL and runs
      `python -m app migrate` on it (dropped again at the end);
-  2. starts ONE `python -m app serve` process (one worker; rate limits off) pinned to CPU 0
+  2. starts ONE `python -m app serve` process (one worker; rate limits on, set too high to
+     refuse) pinned to CPU 0
      with `taskset -c 0`, creates a show with two seats per client through the admin API;
   3. starts `loadtests/baseline_app.py` (Starlette + asyncpg, same uvicorn settings), also
      pinned to CPU 0, whose one endpoint runs one `UPDATE seats ... version + 1` on one seat;
@@ -277,8 +278,9 @@ class Bench:
             "MODEX_JWT_SECRET": self.secret,
             "MODEX_DEMO": "0",
             "MODEX_DATA_DIR": str(self.folder / "data"),
-            "MODEX_RATE_LIMIT_USER": "off",
-            "MODEX_RATE_LIMIT_IP": "off",
+            # limits stay on (their cost is part of the hold path) but never refuse
+            "MODEX_RATE_LIMIT_USER": "100000/second",
+            "MODEX_RATE_LIMIT_IP": "100000/second",
             "PYTHONUNBUFFERED": "1",
             "BASELINE_DATABASE_URL": self.db_url,
         }
