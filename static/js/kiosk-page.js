@@ -16,6 +16,8 @@ let catRows = new Map(); // category -> {count, price, li}
 let countsDue = false;
 let lastUpdate = null;
 let conn = { state: "connecting" };
+let announcementTimer = 0;
+const ANNOUNCEMENT_MS = 30 * 60 * 1000;
 
 function renderHead() {
   $("title").textContent = show.title;
@@ -109,7 +111,11 @@ async function start() {
     },
     onAnnouncement: (message) => {
       $("announcement-text").textContent = message;
+      $("announcement-time").textContent = clockTime(new Date());
       $("announcement").hidden = false;
+      // an unattended display drops an old announcement by itself
+      clearTimeout(announcementTimer);
+      announcementTimer = setTimeout(() => ($("announcement").hidden = true), ANNOUNCEMENT_MS);
     },
     onShow: (frame) => {
       show = { ...show, ...frame };

@@ -95,5 +95,3 @@ export function announcer(politeEl, assertiveEl) {
     assertive: (msg) => say(assertiveEl || politeEl, msg),
   };
 }
-
-export const reducedMotion = () => window.matchMedia("(prefers-reduced-motion: reduce)").matches;
