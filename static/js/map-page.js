@@ -266,7 +266,7 @@ async function extend() {
     message("You have a little more time.", "ok");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
-      if (err.code === "extension_limit" || /extension/i.test(err.message || "")) {
+      if (err.code === "extend_limit_reached") {
         hold.extensions_left = 0;
         message(err.message || "No more extensions for this hold.");
       } else {
