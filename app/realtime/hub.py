@@ -526,6 +526,9 @@ class Hub:
         states = await self._read_snapshot(show_id)
         if channel.last is None:
             channel.last = position
+        if not channel.versions:
+            # every watcher resumed by offset (exact): this read becomes the baseline
+            channel.versions = {label: version for label, _, version in states}
         behind = channel.last.epoch != position.epoch or channel.last.n < position.n
         suspects = {label: v for label, _, v in states if channel.versions.get(label, 0) < v}
         if not behind and not suspects:
