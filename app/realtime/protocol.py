@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,6 +110,10 @@ class Connection:
         self._queue: deque[str] = deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
+        # the writer task is parked with nothing to do: a frame may be written at once
+        self._idle = False
+        # a send that found the socket full, finished by the writer when it drains
+        self._stalled: Awaitable[None] | None = None
         self._budget = FrameBudget(limits.frame_rate, limits.frame_burst)
         self._strikes = 0
         self._last_overflow = -1e9
@@ -122,12 +126,39 @@ class Connection:
     def send(self, frame: str) -> None:
         if self.close_code is not None:
             return
+        if self._idle:
+            self._write_now(frame)
+            return
         size = len(frame)  # frames are ASCII JSON (msgspec escapes nothing it need not)
         if self._queued and self._queued + size > self._limits.max_queue_bytes:
             self._overflow()
             return
         self._queue.append(frame)
         self._queued += size
+        self._wakeup.set()
+
+    def _write_now(self, frame: str) -> None:
+        """The fan-out's fast path: with the writer parked and nothing queued, run the
+        server's send right here. It completes without suspending unless the socket's
+        buffer is full; then the writer task finishes it and later frames queue up. This
+        saves a task switch per frame per watcher (measured: about half the cost)."""
+        sending = self._send({"type": "websocket.send", "text": frame})
+        if not isinstance(sending, Coroutine):  # a server whose send is no coroutine
+            self._idle = False
+            self._stalled = sending
+            self._wakeup.set()
+            return
+        coro = sending
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            # the peer is gone (ClientDisconnected) or closing: the reader ends the connection
+            self._idle = False
+            return
+        self._idle = False
+        self._stalled = Stalled(coro, waiting_on)
         self._wakeup.set()
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
@@ -157,6 +188,7 @@ class Connection:
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason
+        self._idle = False
         if drop_queue:
             self._queue.clear()
             self._queued = 0
@@ -197,8 +229,17 @@ class Connection:
         send = self._send
         queue = self._queue
         while True:
+            if not queue and self._stalled is None:
+                self._idle = True
             await self._wakeup.wait()
             self._wakeup.clear()
+            self._idle = False
+            stalled, self._stalled = self._stalled, None
+            if stalled is not None:
+                try:
+                    await stalled
+                except OSError as exc:  # the server's ClientDisconnected
+                    raise WebSocketDisconnect(1006) from exc
             while queue:
                 frame = queue.popleft()
                 self._queued -= len(frame)
@@ -290,6 +331,36 @@ class Connection:
             self._hub.unwatch(sub)
         else:
             self.subs[show_id] = sub
+
+
+class Stalled:
+    """Awaitable that finishes a coroutine which was started by hand and suspended (the
+    rest of `yield from`): the task awaiting this waits for what it was waiting on."""
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waiting_on = self._coro, self._waiting_on
+        while True:
+            try:
+                value = yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: hand it in
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                waiting_on = coro.send(value)
+            except StopIteration:
+                return
 
 
 # ---- the handshake ----
