@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from app import wire
 from app.shards import Shard
 
 # the one definition of "what a seat looks like right now"
@@ -24,27 +25,16 @@ FROM seats WHERE show_id = ANY($1::bigint[]) GROUP BY show_id, 2
 """
 
 
-class SeatRow(NamedTuple):
-    label: str
-    status: str
-    version: int
-    section: str
-    category: str
-    price_cents: int
-    x: float
-    y: float
-
-
 class SeatState(NamedTuple):
     label: str
     status: str
     version: int
 
 
-async def read_seats(shard: Shard, show_id: int) -> list[SeatRow]:
+async def read_seats(shard: Shard, show_id: int) -> list[wire.Seat]:
     async with shard.connection("read_seats") as conn:
         rows = await conn.fetch(SEATS_OF_SHOW, show_id)
-    return [SeatRow(*row) for row in rows]
+    return [wire.Seat(*row) for row in rows]
 
 
 async def read_seat_states(shard: Shard, show_id: int) -> list[SeatState]:

@@ -33,7 +33,7 @@ async def get_seats(request: Request) -> Response:
     _, shard = await svc.router.for_show(show_id)
     try:
         offset = await svc.realtime.position(show_id)
-        rows = await read_seats(shard, show_id)
+        seats = await read_seats(shard, show_id)
     except ShardUnavailable:
         cached = svc.seat_map_cache.get(show_id)
         if cached is None:
@@ -41,7 +41,7 @@ async def get_seats(request: Request) -> Response:
         stale = msgspec.json.decode(cached, type=wire.SeatMap)
         stale.stale = True
         return JSONResponse(stale, headers={"Warning": '110 - "stale seat map"'})
-    seat_map = wire.SeatMap(show_id, offset, [wire.Seat(*row) for row in rows])
+    seat_map = wire.SeatMap(show_id, offset, seats)
     body = msgspec.json.encode(seat_map)
     cache = svc.seat_map_cache
     cache.pop(show_id, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,34 +28,18 @@ async def ready(request: Request) -> Response:
     """200 when every shard and Redis answer; 503 naming what did not."""
     svc = services(request)
 
-    async def ping_shard(index: int) -> bool:
+    async def answers(probe: Awaitable[object]) -> bool:
         try:
             async with asyncio.timeout(READY_TIMEOUT):
-                await svc.router.shards[index].pool.fetchval("SELECT 1")
-            return True
-        except Exception:
-            return False
-
-    async def ping_redis() -> bool:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                await svc.redis.ping()
-            return True
-        except Exception:
-            return False
-
-    async def ping_meta() -> bool:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                await svc.router.meta.fetchval("SELECT 1")
+                await probe
             return True
         except Exception:
             return False
 
     shard_ok, redis_ok, meta_ok = await asyncio.gather(
-        asyncio.gather(*(ping_shard(i) for i in range(len(svc.router.shards)))),
-        ping_redis(),
-        ping_meta(),
+        asyncio.gather(*(answers(shard.pool.fetchval("SELECT 1")) for shard in svc.router.shards)),
+        answers(svc.redis.ping()),
+        answers(svc.router.meta.fetchval("SELECT 1")),
     )
     failed = [f"shard{i}" for i, ok in enumerate(shard_ok) if not ok]
     if not meta_ok:
