@@ -43,7 +43,14 @@ log = logging.getLogger("modex.realtime.hub")
 SeatStates = Sequence[tuple[str, str, int]]  # (label, status, version) in map order
 SnapshotReader = Callable[[int], Awaitable[SeatStates]]
 
-COALESCE_SECONDS = 0.005  # seat changes of one show within this window share one frame
+# Seat changes of one show that arrive within a window share one frame. The window is at
+# least COALESCE_SECONDS and adapts to the show's audience: after a fan-out that took d
+# seconds of CPU the next waits at least FANOUT_SPACING * d, so one busy show leaves the
+# loop a share of its time (HTTP, other shows) and the frame rate per watcher falls as
+# the number of watchers grows instead of latency growing without bound.
+COALESCE_SECONDS = 0.005
+FANOUT_SPACING = 0.25
+MAX_COALESCE_SECONDS = 0.25
 MAX_SYNC_BUFFER = 10_000  # events buffered per syncing watcher before it starts over
 UNSUBSCRIBE_LINGER = 1.0  # keep a show's channel this long after its last watcher left
 CHECK_INTERVAL = 5.0  # per-show position and seat-version check (last line of defence)
@@ -98,6 +105,7 @@ class ShowChannel:
     last: Position | None = None  # last event seen on the channel
     pending: list[RawEvent] = field(default_factory=list)
     flush_handle: asyncio.TimerHandle | None = None
+    next_flush: float = 0.0  # loop time before which the next fan-out waits
     versions: dict[str, int] = field(default_factory=dict)  # what watchers were sent
     subscribed: asyncio.Task[None] | None = None
     waiting: list[Subscription] = field(default_factory=list)  # want a snapshot
@@ -304,7 +312,8 @@ class Hub:
         channel.pending.append(raw)
         if channel.flush_handle is None:
             loop = asyncio.get_running_loop()
-            channel.flush_handle = loop.call_later(COALESCE_SECONDS, self._flush, channel)
+            delay = max(COALESCE_SECONDS, channel.next_flush - loop.time())
+            channel.flush_handle = loop.call_later(delay, self._flush, channel)
         if gapped:
             # pub/sub lost something (or Redis lost its data): the truth is in PostgreSQL
             log.warning("show %s: gap after %s, got %s; resyncing", show_id, last, position)
@@ -315,6 +324,7 @@ class Hub:
         events, channel.pending = channel.pending, []
         if not events or not channel.subs:
             return
+        started = time.thread_time()  # CPU, not wall: a busy machine must not stretch it
         frames = build_frames(channel.show_id, events)
         for frame in frames:
             ts = _frame_ts(events, frame)
@@ -327,6 +337,12 @@ class Hub:
                 if sub.state is not State.LIVE:
                     break  # overflowed while sending: it is waiting for a snapshot now
                 self._deliver(sub, frame, events)
+        # most frames were written to the sockets right here (idle writers), so this is
+        # close to the real cost of the fan-out
+        took = time.thread_time() - started
+        channel.next_flush = asyncio.get_running_loop().time() + min(
+            MAX_COALESCE_SECONDS, FANOUT_SPACING * took
+        )
 
     def _deliver(self, sub: Subscription, frame: Frame, events: list[RawEvent]) -> None:
         position = sub.position

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -143,7 +144,7 @@ class Connection:
         buffer is full; then the writer task finishes it and later frames queue up. This
         saves a task switch per frame per watcher (measured: about half the cost)."""
         sending = self._send({"type": "websocket.send", "text": frame})
-        if not isinstance(sending, Coroutine):  # a server whose send is no coroutine
+        if type(sending) is not CoroutineType:  # a server whose send is no coroutine
             self._idle = False
             self._stalled = sending
             self._wakeup.set()
