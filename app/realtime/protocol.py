@@ -92,6 +92,27 @@ class FrameBudget:
 class Connection:
     """A connected client: its subscriptions and its bounded outgoing queue (a hub Sink)."""
 
+    # thousands of these per process: no per-instance dict
+    __slots__ = (
+        "_budget",
+        "_hub",
+        "_idle",
+        "_last_overflow",
+        "_limits",
+        "_queue",
+        "_queued",
+        "_send",
+        "_stalled",
+        "_strikes",
+        "_tasks",
+        "_validate_show",
+        "_wakeup",
+        "close_code",
+        "close_reason",
+        "subs",
+        "websocket",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -284,7 +305,14 @@ class Connection:
         try:
             frame = client_decoder.decode(data)
         except msgspec.ValidationError as exc:
-            self.send_error("invalid_frame", str(exc))
+            detail = str(exc)
+            # a frame whose "type" is missing or not one we know
+            code = (
+                "unknown_type"
+                if "$.type" in detail or "field `type`" in detail
+                else ("invalid_frame")
+            )
+            self.send_error(code, detail)
             return
         except msgspec.DecodeError as exc:
             self.send_error("bad_json", f"not JSON: {exc}")

@@ -137,8 +137,8 @@ async def test_bad_frames_get_an_error_and_the_connection_stays_up(
     bad = {
         "bad_json": "{not json",
         "invalid_frame": json.dumps({"type": "subscribe", "show_id": "one"}),
-        "invalid_frame ": json.dumps({"type": "dance"}),
-        "invalid_frame  ": json.dumps({"show_id": 1}),
+        "unknown_type": json.dumps({"type": "dance"}),
+        "unknown_type ": json.dumps({"show_id": 1}),
         "invalid_frame   ": json.dumps([1, 2]),
         "unknown_show": json.dumps({"type": "subscribe", "show_id": 987654321987}),
         "frame_too_large": json.dumps({"type": "ping", "pad": "x" * 17000}),
