@@ -60,7 +60,9 @@ CHECK_GRACE = 2.0  # a difference must outlive this to count (fast path + relay 
 class Sink(Protocol):
     """One connection's send side: queue a frame without blocking."""
 
-    def send(self, frame: str) -> None: ...
+    def send(self, frame: str) -> bool:
+        """False when the frame was dropped with the backlog (the client fell behind)."""
+        ...
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None: ...
 
@@ -231,7 +233,7 @@ class Hub:
                 self._finish_replay(channel, sub, since, history)
                 return sub
             metrics.resyncs.labels("offset_unusable").inc()
-        self.request_snapshot(sub)
+        self.request_snapshot(sub, again=True)
         return sub
 
     def unwatch(self, sub: Subscription) -> None:
@@ -367,17 +369,23 @@ class Hub:
 
     # ---- bringing a watcher to the truth ----
 
-    def request_snapshot(self, sub: Subscription, reason: str = "subscribe") -> None:
-        """Send the watcher a fresh snapshot (after buffering what arrives meanwhile)."""
+    def request_snapshot(
+        self, sub: Subscription, reason: str = "subscribe", *, again: bool = False
+    ) -> None:
+        """Send the watcher a fresh snapshot (after buffering what arrives meanwhile).
+
+        A watcher already SYNCING is on its way to a fresh state (its snapshot or replay
+        is being taken, with its buffer), so asking again changes nothing, unless the
+        sync itself found it unusable (`again`, from `_go_live` or a new watcher)."""
         if not sub.active:
             return
         channel = self._shows.get(sub.show_id)
         if channel is None:
             return
+        if sub.state is State.SYNCING and (not again or sub in channel.waiting):
+            return
         if reason != "subscribe":
             metrics.resyncs.labels(reason).inc()
-        if sub.state is State.SYNCING and sub in channel.waiting:
-            return
         sub.state = State.SYNCING
         channel.syncing.add(sub)
         sub.buffer = []
@@ -427,8 +435,10 @@ class Hub:
                     text = texts[sub.encoding] = snapshot_frame(
                         channel.show_id, position, states, sub.encoding
                     )
-                sub.sink.send(text)
                 sub.position = position
+                if not sub.sink.send(text):
+                    self.request_snapshot(sub, "slow_consumer", again=True)
+                    continue
                 self._go_live(channel, sub, versions)
 
     def _finish_replay(
@@ -446,7 +456,9 @@ class Hub:
                 log.error("undecodable history event on show %s at %s", sub.show_id, position)
         sub.position = since
         for frame in build_frames(sub.show_id, events):
-            sub.sink.send(frame.text)
+            if not sub.sink.send(frame.text):
+                self.request_snapshot(sub, "slow_consumer", again=True)
+                return
             sub.position = frame.last
         if channel.last is None:
             channel.last = sub.position
@@ -459,20 +471,22 @@ class Hub:
         position = sub.position
         assert position is not None
         if sub.overflowed:
-            self.request_snapshot(sub, "sync_buffer")
+            self.request_snapshot(sub, "sync_buffer", again=True)
             return
         newer: list[RawEvent] = []
         for raw in sub.buffer:
             if raw.position.epoch != position.epoch:
                 sub.buffer = []
-                self.request_snapshot(sub, "epoch")
+                self.request_snapshot(sub, "epoch", again=True)
                 return
             if raw.position.n > position.n:
                 newer.append(raw)
         sub.buffer = []
         for frame in build_frames(sub.show_id, newer, snapshot):
-            if frame.text:
-                sub.sink.send(frame.text)
+            if frame.text and not sub.sink.send(frame.text):
+                # dropped with the backlog while it was still syncing: start over
+                self.request_snapshot(sub, "slow_consumer", again=True)
+                return
             sub.position = frame.last
         sub.state = State.LIVE
         channel.syncing.discard(sub)

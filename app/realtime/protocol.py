@@ -145,19 +145,20 @@ class Connection:
 
     # ---- the Sink side, called by the hub ----
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str) -> bool:
         if self.close_code is not None:
-            return
+            return True  # closing: nothing more will reach it anyway
         if self._idle:
             self._write_now(frame)
-            return
+            return True
         size = len(frame)  # frames are ASCII JSON (msgspec escapes nothing it need not)
         if self._queued and self._queued + size > self._limits.max_queue_bytes:
             self._overflow()
-            return
+            return False
         self._queue.append(frame)
         self._queued += size
         self._wakeup.set()
+        return True
 
     def _write_now(self, frame: str) -> None:
         """The fan-out's fast path: with the writer parked and nothing queued, run the

@@ -138,8 +138,9 @@ class Collect:
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: str) -> bool:
         self.frames.append(check_schema(frame))
+        return True
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
         raise AssertionError(f"error frame {code}: {message}")
