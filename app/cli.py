@@ -116,6 +116,21 @@ def migrate(args: argparse.Namespace) -> None:
     del keep
 
 
+def move_show(args: argparse.Namespace) -> None:
+    from app.config import Settings
+    from app.moves import move_show as move
+    from app.shards import ShardRouter
+
+    async def run() -> str:
+        router = await ShardRouter.connect(Settings.from_env())
+        try:
+            return await move(router, args.show_id, args.to)
+        finally:
+            await router.close()
+
+    print(asyncio.run(run()), flush=True)
+
+
 def token(args: argparse.Namespace) -> None:
     value, _ = mint_token(jwt_secret(), args.user, Role(args.role), timedelta(seconds=args.ttl))
     print(value)
@@ -131,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(run=serve)
     p = commands.add_parser("migrate", help="apply migrations to every database and exit")
     p.set_defaults(run=migrate)
+    p = commands.add_parser("move-show", help="move one show to another shard (admin)")
+    p.add_argument("show_id", type=int)
+    p.add_argument("--to", type=int, required=True, help="target shard index")
+    p.set_defaults(run=move_show)
     p = commands.add_parser("token", help="print a JWT")
     p.add_argument("user")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.CUSTOMER.value)

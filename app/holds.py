@@ -30,6 +30,7 @@ from app.errors import (
     ModexError,
     NotFound,
     SeatsUnavailable,
+    ShardUnavailable,
     ShowNotFound,
     ShowNotOnSale,
     UnknownSeats,
@@ -122,8 +123,22 @@ class BoxOffice:
         self.on_commit = on_commit
         self.max_extensions = max_extensions
 
-    async def _call(self, shard: Shard, name: str, query: str, *args: Any) -> asyncpg.Record:
-        """One seat transaction: a single statement, retried if it lost a lock race."""
+    async def _call(
+        self, show_id: int, name: str, query: str, *args: Any
+    ) -> tuple[asyncpg.Record, Shard]:
+        """Run one seat transaction on the show's shard. If the show was moved to another
+        shard since this server looked it up, look it up afresh and run it there."""
+        for fresh in (False, True):
+            info = await self.router.show(show_id, fresh=fresh)
+            shard = self.router.shard(info.shard)
+            row = await self._run(shard, name, query, *args)
+            if row["outcome"] != "moved":
+                return row, shard
+            self.router.forget(show_id)
+        raise ShardUnavailable("this show is moving to another shard; try again", retry_after=1)
+
+    async def _run(self, shard: Shard, name: str, query: str, *args: Any) -> asyncpg.Record:
+        """A single statement, retried if it lost a lock race."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with shard.connection(name) as conn:
@@ -153,11 +168,12 @@ class BoxOffice:
         )
 
     async def hold(self, show_id: int, labels: list[str], user_id: str) -> wire.Hold:
-        _, shard = await self.router.for_show(show_id)
         labels = sorted(labels)
         hold_id = new_client_id(show_id)
         try:
-            row = await self._call(shard, "hold", HOLD_SEATS, show_id, labels, hold_id, user_id)
+            row, shard = await self._call(
+                show_id, "hold", HOLD_SEATS, show_id, labels, hold_id, user_id
+            )
         except Contention:
             HOLDS_TOTAL.labels("conflict").inc()
             raise
@@ -169,9 +185,9 @@ class BoxOffice:
         return wire.Hold(hold_id, show_id, labels, row["hold_until"], self.max_extensions)
 
     async def extend(self, hold_id: str, user_id: str) -> wire.Hold:
-        show_id, shard = await self.router.for_client_id(hold_id, "hold")
-        row = await self._call(
-            shard, "extend", EXTEND_HOLD, show_id, hold_id, user_id, self.max_extensions
+        show_id = await self.router.show_of(hold_id, "hold")
+        row, _ = await self._call(
+            show_id, "extend", EXTEND_HOLD, show_id, hold_id, user_id, self.max_extensions
         )
         if row["outcome"] != "extended":
             raise _refusal(row["outcome"], show_id, row["detail"], f"hold {hold_id!r}")
@@ -179,8 +195,8 @@ class BoxOffice:
         return wire.Hold(hold_id, show_id, list(row["detail"]), row["hold_until"], left)
 
     async def release(self, hold_id: str, user_id: str) -> None:
-        show_id, shard = await self.router.for_client_id(hold_id, "hold")
-        row = await self._call(shard, "release", RELEASE_HOLD, show_id, hold_id, user_id)
+        show_id = await self.router.show_of(hold_id, "hold")
+        row, shard = await self._call(show_id, "release", RELEASE_HOLD, show_id, hold_id, user_id)
         if row["outcome"] != "released":
             raise _refusal(row["outcome"], show_id, None, f"hold {hold_id!r}")
         self._publish(show_id, shard, row)
@@ -188,9 +204,9 @@ class BoxOffice:
     async def confirm(
         self, hold_id: str, user_id: str, idempotency_key: str | None
     ) -> wire.Booking:
-        show_id, shard = await self.router.for_client_id(hold_id, "hold")
-        row = await self._call(
-            shard,
+        show_id = await self.router.show_of(hold_id, "hold")
+        row, shard = await self._call(
+            show_id,
             "confirm",
             CONFIRM_HOLD,
             show_id,
@@ -212,9 +228,8 @@ class BoxOffice:
         self, show_id: int, labels: list[str], user_id: str, idempotency_key: str | None
     ) -> wire.Booking:
         """The seed's one-step booking: claim and book in one transaction."""
-        _, shard = await self.router.for_show(show_id)
-        row = await self._call(
-            shard,
+        row, shard = await self._call(
+            show_id,
             "book",
             BOOK_SEATS,
             show_id,
@@ -232,9 +247,9 @@ class BoxOffice:
         return _booking_json(row["booking"])
 
     async def cancel(self, booking_id: str, user_id: str, is_admin: bool) -> wire.Booking:
-        show_id, shard = await self.router.for_client_id(booking_id, "booking")
-        row = await self._call(
-            shard, "cancel", CANCEL_BOOKING, show_id, booking_id, user_id, is_admin
+        show_id = await self.router.show_of(booking_id, "booking")
+        row, shard = await self._call(
+            show_id, "cancel", CANCEL_BOOKING, show_id, booking_id, user_id, is_admin
         )
         if row["outcome"] != "cancelled":
             raise _refusal(row["outcome"], show_id, row["detail"], f"booking {booking_id!r}")

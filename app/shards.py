@@ -161,20 +161,24 @@ class ShardRouter:
     def forget(self, show_id: int) -> None:
         self._directory.pop(show_id, None)
 
-    async def for_show(self, show_id: int) -> tuple[ShowInfo, Shard]:
-        info = await self.show(show_id)
+    async def for_show(self, show_id: int, *, fresh: bool = False) -> tuple[ShowInfo, Shard]:
+        info = await self.show(show_id, fresh=fresh)
         return info, self.shard(info.shard)
 
-    async def for_client_id(self, client_id: str, what: str) -> tuple[int, Shard]:
-        """A hold id or booking id carries its show, so this is one directory lookup."""
+    async def show_of(self, client_id: str, what: str) -> int:
+        """A hold id or booking id carries its show (and so its shard): no scan."""
         show_id = show_of_client_id(client_id)
         if show_id is None:
             raise NotFound(f"{what} {client_id!r} does not exist")
         try:
-            info = await self.show(show_id)
+            await self.show(show_id)
         except ShowNotFound:
             raise NotFound(f"{what} {client_id!r} does not exist") from None
-        return show_id, self.shard(info.shard)
+        return show_id
+
+    async def for_client_id(self, client_id: str, what: str) -> tuple[int, Shard]:
+        show_id = await self.show_of(client_id, what)
+        return show_id, self.shard((await self.show(show_id)).shard)
 
 
 # Placement policy: a new show goes to the shard with the fewest seats of shows still to

@@ -34,6 +34,10 @@ async def get_seats(request: Request) -> Response:
     try:
         offset = await svc.realtime.position(show_id)
         seats = await read_seats(shard, show_id)
+        if not seats:
+            # every show has seats: none here means it was just moved to another shard
+            _, shard = await svc.router.for_show(show_id, fresh=True)
+            seats = await read_seats(shard, show_id)
     except ShardUnavailable:
         cached = svc.seat_map_cache.get(show_id)
         if cached is None:

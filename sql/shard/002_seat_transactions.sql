@@ -10,7 +10,8 @@
 --   * an expired hold is as good as released: a HELD seat whose held_until has passed
 --     counts as free.
 -- Each function answers with an `outcome` the caller maps to a response; a refusal
--- changes nothing.
+-- changes nothing. `moved` means an admin moved the show to another shard (its
+-- shard_shows row stays here as a tombstone): the caller routes again.
 
 CREATE FUNCTION lock_seats(p_show bigint, p_labels text[])
 RETURNS SETOF seats LANGUAGE sql AS $$
@@ -18,6 +19,10 @@ RETURNS SETOF seats LANGUAGE sql AS $$
     WHERE show_id = p_show AND label = ANY(p_labels)
     ORDER BY label
     FOR UPDATE
+$$;
+
+CREATE FUNCTION show_moved(p_show bigint) RETURNS boolean LANGUAGE sql AS $$
+    SELECT EXISTS (SELECT 1 FROM shard_shows WHERE show_id = p_show AND status = 'MOVED')
 $$;
 
 CREATE FUNCTION write_seats(
@@ -39,7 +44,7 @@ CREATE FUNCTION write_seats(
 $$;
 
 -- Lock the requested seats and say whether they can all be taken now.
--- outcome: ok | no_show | not_on_sale (detail: the show's status) | unknown | taken
+-- outcome: ok | no_show | moved | not_on_sale (detail: the show's status) | unknown | taken
 CREATE FUNCTION claim_seats(
     p_show bigint, p_labels text[], OUT outcome text, OUT detail text[], OUT hold_seconds int
 ) LANGUAGE plpgsql AS $$
@@ -53,6 +58,10 @@ BEGIN
     FROM shard_shows s WHERE s.show_id = p_show;
     IF NOT FOUND THEN
         outcome := 'no_show';
+        RETURN;
+    END IF;
+    IF v_show_status = 'MOVED' THEN
+        outcome := 'moved';
         RETURN;
     END IF;
     IF v_show_status <> 'ON_SALE' THEN
@@ -112,7 +121,7 @@ DECLARE
 BEGIN
     SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
     IF NOT FOUND OR h.user_id <> p_user THEN
-        outcome := 'not_found';
+        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
         RETURN;
     END IF;
     IF h.status <> 'ACTIVE' OR h.expires_at <= now() THEN
@@ -146,7 +155,7 @@ DECLARE
 BEGIN
     SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
     IF NOT FOUND OR h.user_id <> p_user THEN
-        outcome := 'not_found';
+        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
         RETURN;
     END IF;
     IF h.status <> 'ACTIVE' THEN
@@ -179,7 +188,7 @@ DECLARE
 BEGIN
     SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
     IF NOT FOUND OR h.user_id <> p_user THEN
-        outcome := 'not_found';
+        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
         RETURN;
     END IF;
     IF p_key IS NOT NULL THEN
@@ -260,7 +269,7 @@ DECLARE
 BEGIN
     SELECT * INTO b FROM bookings WHERE show_id = p_show AND id = p_booking FOR UPDATE;
     IF NOT FOUND OR (b.user_id <> p_user AND NOT p_admin) THEN
-        outcome := 'not_found';
+        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
         RETURN;
     END IF;
     IF b.status <> 'CONFIRMED' THEN

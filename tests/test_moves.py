@@ -1,0 +1,95 @@
+"""Moving a show to another shard while servers keep routing to the old one."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+
+from tests.support import ROOT, Cluster, ServerProcess, auth, create_show
+
+
+async def run_move(cluster: Cluster, show_id: int, to: int) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "move-show",
+        str(show_id),
+        "--to",
+        str(to),
+        env=cluster.env(),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate()
+    assert proc.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def test_a_moved_show_keeps_its_holds_bookings_and_ids(
+    servers: list[ServerProcess], cluster: Cluster
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url) as one,
+        httpx.AsyncClient(base_url=servers[1].url) as two,
+    ):
+        show = None
+        for _ in range(6):
+            created = await create_show(one, rows=2, seats_per_row=5)
+            if created["shard"] == 0:
+                show = created
+                break
+        assert show is not None
+        show_id = show["id"]
+        hold = (
+            await one.post(f"/shows/{show_id}/holds", json={"seats": ["A1"]}, headers=auth("mover"))
+        ).json()
+        booked = await two.post(
+            f"/shows/{show_id}/book", json={"seatNumbers": ["A2"]}, headers=auth("mover")
+        )
+        assert booked.status_code == 201
+
+        assert "moved from shard 0 to shard 1" in await run_move(cluster, show_id, 1)
+
+        # both servers still have the old route cached: they must find the new shard
+        confirmed = await two.post(f"/holds/{hold['hold_id']}/confirm", headers=auth("mover"))
+        assert confirmed.status_code == 201, confirmed.text
+        taken = await one.post(
+            f"/shows/{show_id}/holds", json={"seats": ["A2"]}, headers=auth("rival")
+        )
+        assert taken.status_code == 409
+        fresh = await one.post(
+            f"/shows/{show_id}/holds", json={"seats": ["B5"]}, headers=auth("rival")
+        )
+        assert fresh.status_code == 201
+        seats = {
+            s["label"]: s["status"]
+            for s in (await two.get(f"/shows/{show_id}/seats")).json()["seats"]
+        }
+        assert (seats["A1"], seats["A2"], seats["B5"], seats["A3"]) == (
+            "BOOKED",
+            "BOOKED",
+            "HELD",
+            "AVAILABLE",
+        )
+        mine = (await one.get("/me/bookings", headers=auth("mover"))).json()["bookings"]
+        assert {tuple(b["seats"]) for b in mine if b["show_id"] == show_id} == {("A1",), ("A2",)}
+        assert (await one.get(f"/shows/{show_id}")).json()["shard"] == 1
+
+    for index, expected in ((0, 0), (1, 10)):
+        conn = await cluster.connect_shard(index)
+        try:
+            count = await conn.fetchval("SELECT count(*) FROM seats WHERE show_id = $1", show_id)
+            status = await conn.fetchval(
+                "SELECT status FROM shard_shows WHERE show_id = $1", show_id
+            )
+        finally:
+            await conn.close()
+        assert count == expected
+        assert status == ("MOVED" if index == 0 else "ON_SALE")
+
+    # running the move again is harmless
+    assert "already on shard 1" in await run_move(cluster, show_id, 1)
