@@ -272,9 +272,19 @@ class RedisBroker:
             client_name=self.pubsub_client_name,
         )
         pubsub = self._client.pubsub(ignore_subscribe_messages=False)
-        # the control channel keeps the connection subscribed even with no shows watched
-        await pubsub.subscribe(self._control, *self._channels)
         self._pubsub = pubsub
+        # the control channel keeps the connection subscribed even with no shows watched
+        unacknowledged = {self._control, *self._channels}
+        await pubsub.subscribe(*unacknowledged)
+        # the hub compares positions next: only once every channel is subscribed does a
+        # position read mean "everything after this will be delivered"
+        async with asyncio.timeout(10):
+            while unacknowledged:
+                message = await pubsub.get_message(timeout=None)
+                if message is not None:
+                    self._handle(message)
+                    if message["type"] == "subscribe":
+                        unacknowledged.discard(_text(message["channel"]))
         self._last_heard = time.monotonic()
         self._connected.set()
         metrics.redis_listener_up.set(1)
@@ -306,23 +316,24 @@ class RedisBroker:
         while True:
             # timeout=None blocks on the socket; a timeout of 0 would spin
             message = await pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            self._last_heard = time.monotonic()
-            kind = message["type"]
-            channel = _text(message["channel"])
-            if kind == "message":
-                if channel == self._control:
-                    continue
+            if message is not None:
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        self._last_heard = time.monotonic()
+        kind = message["type"]
+        channel = _text(message["channel"])
+        if kind == "message":
+            if channel != self._control:
                 self._dispatch(channel, message["data"])
-            elif kind == "subscribe":
-                acks = self._acks.get(channel)
-                if acks:
-                    ack = acks.popleft()
-                    if not ack.done():
-                        ack.set_result(None)
-                    if not acks:
-                        del self._acks[channel]
+        elif kind == "subscribe":
+            acks = self._acks.get(channel)
+            if acks:
+                ack = acks.popleft()
+                if not ack.done():
+                    ack.set_result(None)
+                if not acks:
+                    del self._acks[channel]
 
     def _dispatch(self, channel: str, data: bytes | str) -> None:
         show_id = show_of_channel(channel)

@@ -540,8 +540,7 @@ class Hub:
                 channel.last,
                 position,
             )
-            if channel.last is None or channel.last.epoch != position.epoch:
-                channel.last = position
+            _advance(channel, position)
             self.resync_show(channel, "reconnect")
 
     async def check_show(self, show_id: int) -> bool:
@@ -578,8 +577,8 @@ class Hub:
             position,
             len(suspects),
         )
-        if still_behind and last.epoch != position.epoch:
-            channel.last = position
+        if still_behind:
+            _advance(channel, position)
         self.resync_show(channel, "check")
         return True
 
@@ -613,6 +612,14 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._shows.clear()
+
+
+def _advance(channel: ShowChannel, position: Position) -> None:
+    """The channel is subscribed and its watchers are being resynced from `position` on:
+    what came before is theirs with the snapshot, so the next event is no gap."""
+    last = channel.last
+    if last is None or last.epoch != position.epoch or last.n < position.n:
+        channel.last = position
 
 
 def _frame_ts(events: list[RawEvent], frame: Frame) -> float | None:
