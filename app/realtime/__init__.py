@@ -1,0 +1,26 @@
+"""The realtime layer: the live seat map over WebSocket, fanned out through Redis.
+
+Modules (centrifuge's split): `broker` (Redis only: Lua publish with offsets, history and
+epoch, the one pub/sub connection, presence counts), `hub` (this process's watchers per
+show, frames encoded once, snapshots and resyncs), `protocol` (one connection: frames in,
+bounded queue out), `outbox` (publish after commit, relay rows left behind), `service`
+(the `Realtime` facade the core wires, docs/INTERFACES.md), `frames` (msgspec Structs).
+
+Wire protocol (`/ws`, JSON text frames; DESIGN.md "WebSocket /ws")
+- in: subscribe {show_id, offset?, encoding?: "rle"}, unsubscribe {show_id}, ping.
+  Subscribing again to a show is a resync request. At most 32 shows per connection.
+- out: snapshot, seats {show_id, offset, changes, ts}, show, announcement, presence, pong,
+  error {code, message, show_id?}. A `seats` frame may carry several commits' changes
+  (one per seat, the highest version); `ts` is the oldest commit time in it.
+- error codes: bad_json, invalid_frame, unknown_type, frame_too_large (> 16 KiB),
+  unknown_show, not_subscribed, too_many_subscriptions, rate_limited, unavailable.
+- close codes: 1008 flooding (20 frames/s, burst 40; closed after 50 over the limit within 10 s),
+  1012 server restarting, 4008 slow consumer (its backlog overflowed 1 MiB twice within
+  30 s; the first time it got a fresh snapshot instead), 4401 invalid `?token=`.
+- offsets are "<epoch>:<n>", opaque to clients; an offset from another epoch, trimmed
+  history (2,000 events per show) or the future gets a snapshot instead of a replay.
+
+Redis keys, all with the hash tag {show:ID}: modex:{show:ID}:meta (hash e=epoch,
+n=offset), :stream (history), :events (channel), :presence (hash instance -> count:ms),
+:availability (the core's cache, deleted on every seat change).
+"""

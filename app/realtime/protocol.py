@@ -62,8 +62,10 @@ class Limits:
     # frames per second a client may send, and the burst it may save up
     frame_rate: float = 20.0
     frame_burst: float = 40.0
-    # frames over the rate it may send before it is closed with 1008
+    # frames over the rate it may send within strike_window seconds before it is closed
+    # with 1008
     flood_strikes: int = 50
+    strike_window: float = 10.0
     # a second overflow within this many seconds closes the client with 4008
     slow_window: float = 30.0
     close_timeout: float = 1.0
@@ -95,6 +97,7 @@ class Connection:
     # thousands of these per process: no per-instance dict
     __slots__ = (
         "_budget",
+        "_first_strike",
         "_hub",
         "_idle",
         "_last_overflow",
@@ -138,6 +141,7 @@ class Connection:
         self._stalled: Awaitable[None] | None = None
         self._budget = FrameBudget(limits.frame_rate, limits.frame_burst)
         self._strikes = 0
+        self._first_strike = -1e9
         self._last_overflow = -1e9
         self.close_code: int | None = None
         self.close_reason = ""
@@ -284,6 +288,10 @@ class Connection:
             if data is None:
                 continue
             if not self._budget.take():
+                now = time.monotonic()
+                if now - self._first_strike > self._limits.strike_window:
+                    # an occasional burst long ago is forgiven (kiosks stay up for days)
+                    self._strikes, self._first_strike = 0, now
                 self._strikes += 1
                 if self._strikes >= self._limits.flood_strikes:
                     metrics.frames_rejected.labels("flood").inc()
