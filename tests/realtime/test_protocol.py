@@ -1,0 +1,71 @@
+"""Pieces of one connection's protocol that stand alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.realtime.protocol import FrameBudget, Stalled
+
+
+async def test_a_send_started_by_hand_is_finished_by_the_writer() -> None:
+    """The fast path runs the server's send without a task; when it suspends (socket
+    full), Stalled lets the writer task finish exactly that send."""
+    writable = asyncio.Event()
+    written: list[str] = []
+
+    async def send(frame: str) -> None:
+        await writable.wait()
+        written.append(frame)
+
+    coro = send("a")
+    waiting_on = coro.send(None)  # suspends: not writable yet
+    writer = asyncio.create_task(_await(Stalled(coro, waiting_on)))
+    await asyncio.sleep(0.01)
+    assert written == [] and not writer.done()
+    writable.set()
+    await writer
+    assert written == ["a"]
+
+
+async def test_cancelling_the_writer_cancels_the_stalled_send() -> None:
+    never = asyncio.Event()
+    cleaned: list[str] = []
+
+    async def send() -> None:
+        try:
+            await never.wait()
+        finally:
+            cleaned.append("send")
+
+    coro = send()
+    writer = asyncio.create_task(_await(Stalled(coro, coro.send(None))))
+    await asyncio.sleep(0.01)
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    assert cleaned == ["send"]
+
+
+async def test_an_error_in_the_stalled_send_reaches_the_writer() -> None:
+    writable = asyncio.Event()
+
+    async def send() -> None:
+        await writable.wait()
+        raise ConnectionResetError("peer gone")
+
+    coro = send()
+    writer = asyncio.create_task(_await(Stalled(coro, coro.send(None))))
+    writable.set()
+    with pytest.raises(ConnectionResetError):
+        await writer
+
+
+def test_frame_budget_allows_a_burst_then_the_rate() -> None:
+    budget = FrameBudget(rate=20.0, burst=5.0)
+    assert [budget.take() for _ in range(6)] == [True] * 5 + [False]
+
+
+async def _await(stalled: Stalled) -> None:
+    await stalled
