@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Send
 from starlette.websockets import WebSocket
@@ -124,7 +125,14 @@ class Realtime:
         metrics.events_published.labels("show").inc()
 
     async def position(self, show_id: int) -> str:
-        return str(await self.broker.position(show_id))
+        """The offset to stamp on a snapshot; "" when Redis cannot say (a client that
+        hands "" back on subscribe simply gets a snapshot): the seat map stays readable
+        while Redis is away."""
+        try:
+            return str(await self.broker.position(show_id))
+        except (RedisError, OSError) as exc:
+            log.warning("position of show %s unavailable: %r", show_id, exc)
+            return ""
 
     # ---- the WebSocket endpoint ----
 

@@ -171,6 +171,9 @@ async def test_every_watcher_converges_after_redis_restarts_empty(
                 await asyncio.sleep(0.1)
                 ready = await client_a.get("/ready")
             assert ready.status_code == 503
+            # the seat map stays readable, without an offset
+            away = await client_b.get(f"/shows/{show_id}/seats")
+            assert away.status_code == 200 and away.json()["offset"] == ""
 
             private_redis.start()  # empty: a new epoch for every show
             took = await converge(watchers, client_a, show, within=5)

@@ -27,8 +27,14 @@ async def seat_order(client: httpx.AsyncClient, show_id: int) -> list[str]:
 
 async def server_state(client: httpx.AsyncClient, show_id: int) -> dict[str, Any]:
     """The truth, over HTTP: seats and the show fields watchers are told about."""
-    seats = (await client.get(f"/shows/{show_id}/seats")).json()["seats"]
-    show = (await client.get(f"/shows/{show_id}")).json()
+    seats_response = await client.get(f"/shows/{show_id}/seats")
+    show_response = await client.get(f"/shows/{show_id}")
+    assert seats_response.status_code == show_response.status_code == 200, (
+        seats_response.text,
+        show_response.text,
+    )
+    seats = seats_response.json()["seats"]
+    show = show_response.json()
     state: dict[str, Any] = {s["label"]: (s["status"], s["version"]) for s in seats}
     for key in SHOW_FIELDS:
         state[f"show.{key}"] = _normal(key, show[key])
