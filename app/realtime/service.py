@@ -20,7 +20,7 @@ from starlette.types import Send
 from starlette.websockets import WebSocket
 
 from app.config import Settings
-from app.errors import ShowNotFound
+from app.errors import ModexError, ShowNotFound
 from app.events import Committed
 from app.realtime import metrics
 from app.realtime.broker import RedisBroker
@@ -41,6 +41,15 @@ from app.shards import ShardRouter
 log = logging.getLogger("modex.realtime")
 
 PRESENCE_INTERVAL = 1.0
+
+
+class LiveUpdatesUnavailable(ModexError):
+    """Redis is away: a show change or announcement cannot reach watchers now."""
+
+    status = 503
+    code = "live_updates_unavailable"
+
+
 SHUTDOWN_GRACE = 2.0
 
 
@@ -119,9 +128,16 @@ class Realtime:
         )
 
     async def publish_show(self, show_id: int, frame: dict[str, Any]) -> None:
-        """A show change or an announcement, to every watcher on every instance."""
+        """A show change or an announcement, to every watcher on every instance. Raises
+        LiveUpdatesUnavailable (503, Retry-After) when Redis cannot take it."""
         event = orjson.dumps({**frame, "show_id": show_id})
-        await self.broker.publish(show_id, event, invalidate_availability=False)
+        try:
+            await self.broker.publish(show_id, event, invalidate_availability=False)
+        except (RedisError, OSError) as exc:
+            log.warning("publishing to show %s failed: %r", show_id, exc)
+            raise LiveUpdatesUnavailable(
+                "live updates are unavailable right now; retry", retry_after=2
+            ) from exc
         metrics.events_published.labels("show").inc()
 
     async def position(self, show_id: int) -> str:

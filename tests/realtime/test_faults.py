@@ -174,6 +174,13 @@ async def test_every_watcher_converges_after_redis_restarts_empty(
             # the seat map stays readable, without an offset
             away = await client_b.get(f"/shows/{show_id}/seats")
             assert away.status_code == 200 and away.json()["offset"] == ""
+            # an announcement cannot go out now: the admin is told to retry
+            refused = await client_b.post(
+                f"/admin/shows/{show_id}/broadcast",
+                json={"message": "hello"},
+                headers=auth("admin", "admin"),
+            )
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
 
             private_redis.start()  # empty: a new epoch for every show
             took = await converge(watchers, client_a, show, within=5)
