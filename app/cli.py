@@ -93,6 +93,8 @@ def serve(args: argparse.Namespace) -> None:
         workers=args.workers,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        # frames over 16 KiB are refused anyway; don't buffer 16 MiB before saying so
+        ws_max_size=65536,
         log_config=None,
         access_log=False,
         proxy_headers=True,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import websockets
 
-from tests.support import JWT_SECRET, auth, token
+from tests.support import JWT_SECRET, ServerProcess, auth, token
 
 
 def bearer(value: str) -> dict[str, str]:
@@ -136,3 +138,14 @@ async def test_guest_token_is_a_short_lived_customer_token(client: httpx.AsyncCl
     assert claims["role"] == "customer" and claims["sub"] == guest.json()["user_id"]
     lifetime = claims["exp"] - datetime.now(UTC).timestamp()
     assert 0 < lifetime <= 2 * 3600 + 5
+
+
+async def test_tokens_never_reach_the_server_log(server: ServerProcess) -> None:
+    secret = token("log-reader", "kiosk")
+    async with websockets.connect(f"{server.ws_url}?token={secret}") as ws:
+        await ws.send('{"type":"ping"}')
+        assert "pong" in await ws.recv()
+    await asyncio.sleep(0.2)
+    log = server.log_path.read_text()
+    assert "WebSocket /ws" in log, "the handshake line is logged (without its query)"
+    assert secret not in log and "token=" not in log

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app import wire
 from app.auth import Principal, Role, principal_from_header, require_role
 from app.http.io import JSONResponse, decode_body, path_show_id
+from app.realtime.service import LiveUpdatesUnavailable
 from app.services import services
 from app.shows import show_frame
+
+log = logging.getLogger("app.admin")
 
 
 def admin(request: Request) -> Principal:
@@ -32,7 +37,11 @@ async def update_show(request: Request) -> Response:
     body = await decode_body(request, wire.UpdateShow)
     svc = services(request)
     show = await svc.catalog.update(show_id, body)
-    await svc.realtime.publish_show(show_id, show_frame(show))
+    try:
+        await svc.realtime.publish_show(show_id, show_frame(show))
+    except LiveUpdatesUnavailable:
+        # the change is saved; watchers see it when they next load the show
+        log.warning("show change not broadcast: Redis unavailable", extra={"show_id": show_id})
     return JSONResponse(show)
 
 

@@ -20,6 +20,19 @@ def _add_request_id(
     return event
 
 
+class HideQueryStrings(logging.Filter):
+    """uvicorn logs each WebSocket's path with its query string, which may carry a token
+    (`/ws?token=...`): keep the path, drop the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -48,3 +61,4 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # uvicorn's access log would print every request twice; ours carries the request id
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("uvicorn.error").addFilter(HideQueryStrings())

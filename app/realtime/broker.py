@@ -122,25 +122,39 @@ class RedisBroker:
 
     # ---- publishing and history (the shared client, any connection of its pool) ----
 
+    def _publish_call(
+        self, show_id: int, event: bytes, invalidate_availability: bool
+    ) -> tuple[list[str], list[Any]]:
+        keys = [
+            show_key(show_id, "meta"),
+            show_key(show_id, "stream"),
+            show_key(show_id, "availability"),
+        ]
+        args = [
+            channel_of(show_id),
+            event,
+            _new_epoch(),
+            HISTORY_LEN,
+            "1" if invalidate_availability else "0",
+            STREAM_TTL,
+        ]
+        return keys, args
+
     async def publish(
         self, show_id: int, event: bytes, *, invalidate_availability: bool
     ) -> Position:
-        n, epoch = await self._publish(
-            keys=[
-                show_key(show_id, "meta"),
-                show_key(show_id, "stream"),
-                show_key(show_id, "availability"),
-            ],
-            args=[
-                channel_of(show_id),
-                event,
-                _new_epoch(),
-                HISTORY_LEN,
-                "1" if invalidate_availability else "0",
-                STREAM_TTL,
-            ],
-        )
+        keys, args = self._publish_call(show_id, event, invalidate_availability)
+        n, epoch = await self._publish(keys=keys, args=args)
         return Position(_text(epoch), int(n))
+
+    async def publish_many(self, events: list[tuple[int, bytes]]) -> None:
+        """Seat events of several commits in one round trip (a pipeline of the same script),
+        in the order given; each still gets its own offset atomically."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for show_id, event in events:
+                keys, args = self._publish_call(show_id, event, True)
+                await self._publish(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     async def position(self, show_id: int) -> Position:
         n, epoch = await self._position(

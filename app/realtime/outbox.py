@@ -53,10 +53,12 @@ class Outbox:
     def __init__(self, router: ShardRouter, broker: RedisBroker) -> None:
         self._router = router
         self._broker = broker
+        self._to_publish: list[tuple[int, int, int, bytes]] = []
+        self._publishable = asyncio.Event()
         self._to_delete: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self._deletable = asyncio.Event()
 
-    async def publish_committed(
+    def queue_committed(
         self,
         show_id: int,
         shard: int,
@@ -64,15 +66,35 @@ class Outbox:
         changes: list[dict[str, Any]],
         committed_at: float,
     ) -> None:
-        """The fast path. If publishing fails the row stays and the relay retries it."""
-        event = seats_event(show_id, changes, committed_at)
-        try:
-            await self._broker.publish(show_id, event, invalidate_availability=True)
-        except Exception as exc:
-            log.warning("publishing show %s change failed, the relay will retry: %r", show_id, exc)
+        """The fast path, step 1: queue a committed change; publish_queued sends it."""
+        self._to_publish.append(
+            (show_id, shard, outbox_id, seats_event(show_id, changes, committed_at))
+        )
+        self._publishable.set()
+
+    async def publish_queued(self) -> None:
+        """The fast path, step 2: publish whatever commits queued up meanwhile in one Redis
+        round trip, then queue their rows for deletion. If publishing fails, the rows stay
+        and the relay retries them."""
+        while True:
+            await self._publishable.wait()
+            self._publishable.clear()
+            await self._publish_batch()
+
+    async def _publish_batch(self) -> None:
+        batch, self._to_publish = self._to_publish, []
+        if not batch:
             return
-        metrics.events_published.labels("fast").inc()
-        self._to_delete[shard].append((show_id, outbox_id))
+        try:
+            await self._broker.publish_many([(show, event) for show, _, _, event in batch])
+        except Exception as exc:
+            log.warning(
+                "publishing %d seat changes failed, the relay will retry: %r", len(batch), exc
+            )
+            return
+        metrics.events_published.labels("fast").inc(len(batch))
+        for show_id, shard, outbox_id, _ in batch:
+            self._to_delete[shard].append((show_id, outbox_id))
         self._deletable.set()
 
     async def delete_published(self) -> None:
@@ -96,7 +118,9 @@ class Outbox:
                 log.warning("deleting %d outbox rows on shard %s failed: %r", len(rows), index, exc)
 
     async def flush(self) -> None:
+        """On shutdown: publish what is queued and delete what was published."""
         with contextlib.suppress(Exception):
+            await self._publish_batch()
             await self._delete_batch()
 
     async def relay(self) -> None:

@@ -9,7 +9,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -71,7 +70,6 @@ class Realtime:
         self.outbox = Outbox(router, self.broker)
         self.limits = Limits()
         self._connections: set[Connection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
         self._all_closed = asyncio.Event()
@@ -83,6 +81,7 @@ class Realtime:
         if not await self.broker.wait_connected(5.0):
             log.error("Redis pub/sub not connected at start-up; live updates wait for it")
         self._background = [
+            asyncio.create_task(self.outbox.publish_queued(), name="outbox-publish"),
             asyncio.create_task(self.outbox.delete_published(), name="outbox-delete"),
             asyncio.create_task(self.outbox.relay(), name="outbox-relay"),
             asyncio.create_task(self._heartbeat_presence(), name="presence"),
@@ -100,7 +99,6 @@ class Realtime:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.outbox.flush()
         with contextlib.suppress(Exception):
             counts = [(show_id, 0) for show_id, _ in self.hub.local_counts()]
@@ -121,11 +119,7 @@ class Realtime:
         if self._settings.crash_before_publish:
             # fault injection: the commit is durable, its publish never happens
             os._exit(137)
-        self._spawn(
-            self.outbox.publish_committed(
-                c.show_id, c.shard, c.outbox_id, c.changes, c.committed_at
-            )
-        )
+        self.outbox.queue_committed(c.show_id, c.shard, c.outbox_id, c.changes, c.committed_at)
 
     async def publish_show(self, show_id: int, frame: dict[str, Any]) -> None:
         """A show change or an announcement, to every watcher on every instance. Raises
@@ -196,8 +190,3 @@ class Realtime:
                 log.warning("presence heartbeat failed: %r", exc)
                 continue
             self.hub.presence(totals)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
