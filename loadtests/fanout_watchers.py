@@ -1,0 +1,313 @@
+"""Watchers for bench_fanout.py: one process holding thousands of picows WebSocket clients.
+
+Started by the orchestrator (pinned with taskset to the load core) and driven through
+JSON lines on stdin/stdout:
+
+    {"cmd": "connect", "url": ..., "n": 1000, "show_id": 1, "encoding": "rle"}
+        open n more connections, each subscribes; answers once each got its snapshot
+    {"cmd": "window", "start": t0, "end": t1}   count frames received in [t0, t1)
+    {"cmd": "stats"}                             what the last window saw
+    {"cmd": "check", "versions": [...]}          watchers whose seat versions differ
+    {"cmd": "close"} / {"cmd": "exit"}
+
+Per frame: receive time - the frame's `ts` (commit time of the oldest change in it) into a
+1 ms histogram, for frames with at least one change this watcher had not seen (frames of
+only re-published, already seen changes are counted as stale instead); per watcher and
+seat the last version seen, so a version that skips one counts as missing and one not
+newer as a duplicate. All watchers get the same bytes
+(encode-once), so each distinct frame is parsed once and the parse is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from array import array
+from typing import Any
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+MAX_MS = 60_000
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rle_versions(version: str) -> list[int]:
+    out: list[int] = []
+    for run in version.split(",") if version else []:
+        value, _, count = run.partition("*")
+        out.extend([int(value)] * (int(count) if count else 1))
+    return out
+
+
+class State:
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}  # seat label -> position in map order
+        self.cache: dict[bytes, Any] = {}
+        self.listeners: list[Watcher] = []
+        self.w_start = 0.0
+        self.w_end = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.frames = 0
+        self.changes = 0
+        self.bytes = 0
+        self.missing = 0
+        self.dupes = 0
+        self.snapshots = 0
+        self.other = 0
+        self.errors: dict[str, int] = {}
+        self.hist = array("l", [0]) * (MAX_MS + 1)
+        self.no_ts = 0
+        self.late_snapshots = 0
+        self.stale_frames = 0
+
+    def parse(self, data: bytes) -> Any:
+        msg = orjson.loads(data)
+        kind = msg.get("type")
+        if kind == "seats":
+            index = self.index
+            changes = tuple(
+                (index.get(c["label"], -1), int(c["version"])) for c in msg.get("changes", ())
+            )
+            return ("seats", msg.get("ts"), changes)
+        if kind == "snapshot":
+            if msg.get("encoding") == "rle":
+                versions = array("l", rle_versions(msg["version"]))
+            else:
+                versions = array("l", [0]) * len(self.index)
+                for seat in msg.get("seats", ()):
+                    i = self.index.get(seat["label"], -1)
+                    if i >= 0:
+                        versions[i] = seat["version"]
+            return ("snapshot", None, versions)
+        if kind == "error":
+            return ("error", msg.get("code"), None)
+        return ("other", None, None)
+
+
+STATE = State()
+
+
+class Watcher(WSListener):
+    __slots__ = ("closed", "ready", "transport", "versions")
+
+    def __init__(self) -> None:
+        self.transport: WSTransport | None = None
+        self.versions: array[int] | None = None
+        self.ready = False
+        self.closed = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        transport.send(WSMsgType.TEXT, SUBSCRIBE[0])
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        now = time.time()
+        data = frame.get_payload_as_bytes()
+        st = STATE
+        parsed = st.cache.get(data)
+        if parsed is None:
+            if len(st.cache) > 20_000:
+                st.cache.clear()
+            parsed = st.cache[data] = st.parse(data)
+        kind, ts, body = parsed
+        in_window = st.w_start <= now < st.w_end
+        if kind == "seats":
+            versions = self.versions
+            fresh = 0
+            if versions is not None:
+                for i, v in body:
+                    if i < 0:
+                        continue
+                    last = versions[i]
+                    if v == last + 1:
+                        versions[i] = v
+                        fresh += 1
+                    elif v <= last:
+                        if in_window:
+                            st.dupes += 1
+                    else:
+                        if in_window:
+                            st.missing += v - last - 1
+                        versions[i] = v
+                        fresh += 1
+            if not in_window:
+                return
+            st.frames += 1
+            st.bytes += len(data)
+            st.changes += len(body)
+            if ts is None:
+                st.no_ts += 1
+            elif fresh or versions is None:
+                # commit-to-receive of frames that bring something new (a frame of only
+                # re-published, already seen changes carries their old commit time)
+                ms = int((now - ts) * 1000)
+                st.hist[ms if 0 <= ms < MAX_MS else (MAX_MS if ms > 0 else 0)] += 1
+            else:
+                st.stale_frames += 1
+        elif kind == "snapshot":
+            self.versions = array("l", body)
+            if self.ready and in_window:
+                st.late_snapshots += 1  # a resync (slow consumer, gap, check)
+            self.ready = True
+            if in_window:
+                st.snapshots += 1
+        elif kind == "error":
+            st.errors[str(ts)] = st.errors.get(str(ts), 0) + 1
+        else:
+            if in_window:
+                st.other += 1
+
+
+SUBSCRIBE = [b""]
+
+
+async def connect(cmd: dict[str, Any]) -> dict[str, Any]:
+    sub: dict[str, Any] = {"type": "subscribe", "show_id": cmd["show_id"]}
+    if cmd.get("encoding"):
+        sub["encoding"] = cmd["encoding"]
+    SUBSCRIBE[0] = orjson.dumps(sub)
+    n = cmd["n"]
+    sem = asyncio.Semaphore(cmd.get("parallel", 64))
+    new: list[Watcher] = []
+    failed: dict[str, int] = {}
+
+    async def one() -> None:
+        async with sem:
+            try:
+                _, listener = await ws_connect(Watcher, cmd["url"], websocket_handshake_timeout=60)
+                new.append(listener)  # type: ignore[arg-type]
+            except Exception as exc:
+                key = type(exc).__name__
+                failed[key] = failed.get(key, 0) + 1
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(n)))
+    t1 = time.monotonic()
+    deadline = time.monotonic() + cmd.get("timeout", 60)
+    while time.monotonic() < deadline and not all(w.ready or w.closed for w in new):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    STATE.listeners.extend(new)
+    return {
+        "connected": len(new),
+        "ready": sum(1 for w in new if w.ready),
+        "failed": failed,
+        "connect_s": t1 - t0,
+        "ready_s": time.monotonic() - t0,
+        "total": len(STATE.listeners),
+    }
+
+
+def stats() -> dict[str, Any]:
+    st = STATE
+    hist = {i: c for i, c in enumerate(st.hist) if c}
+    return {
+        "frames": st.frames,
+        "changes": st.changes,
+        "bytes": st.bytes,
+        "missing": st.missing,
+        "dupes": st.dupes,
+        "snapshots": st.snapshots,
+        "late_snapshots": st.late_snapshots,
+        "stale_frames": st.stale_frames,
+        "other": st.other,
+        "no_ts": st.no_ts,
+        "errors": st.errors,
+        "hist": hist,
+        "closed": sum(1 for w in st.listeners if w.closed),
+        "watchers": len(st.listeners),
+        "cpu_s": getattr(st, "cpu_s", 0.0),
+        "rss": _rss(),
+    }
+
+
+def _rss() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def window(start: float, end: float) -> None:
+    st = STATE
+    st.reset()
+    st.w_start, st.w_end = start, end
+    await asyncio.sleep(max(0.0, start - time.time()))
+    c0 = time.process_time()
+    await asyncio.sleep(max(0.0, end - time.time()))
+    st.cpu_s = time.process_time() - c0
+
+
+async def main() -> None:
+    raise_nofile()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout
+    tasks: set[asyncio.Task[None]] = set()
+
+    def reply(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        name = cmd["cmd"]
+        if name == "labels":
+            STATE.index = {label: i for i, label in enumerate(cmd["labels"])}
+            STATE.cache.clear()
+            reply({"ok": True})
+        elif name == "connect":
+            reply(await connect(cmd))
+        elif name == "window":
+            task = asyncio.create_task(window(cmd["start"], cmd["end"]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            reply({"ok": True})
+        elif name == "stats":
+            await asyncio.gather(*tasks)
+            reply(stats())
+        elif name == "check":
+            truth = cmd["versions"]
+            wrong = 0
+            for w in STATE.listeners:
+                if w.closed:
+                    continue
+                if w.versions is None or list(w.versions) != truth:
+                    wrong += 1
+            reply({"wrong": wrong, "live": sum(1 for w in STATE.listeners if not w.closed)})
+        elif name == "close":
+            for w in STATE.listeners:
+                if w.transport is not None and not w.closed:
+                    w.transport.disconnect()
+            await asyncio.sleep(0.5)
+            STATE.listeners.clear()
+            STATE.cache.clear()
+            reply({"ok": True})
+        elif name == "exit":
+            reply({"ok": True})
+            break
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(main())
