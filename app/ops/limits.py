@@ -1,5 +1,6 @@
 """Rate limits per user and per client IP on the write endpoints ("limits" library).
 
+Fixed windows (the cheapest check; a burst at a window edge can reach twice the limit).
 Counters live in this process's memory: a check costs microseconds instead of a Redis round
 trip on every hold. With N instances behind a balancer a client gets at most N times the
 limit; nginx's limit_req (deploy/nginx.conf) caps per-IP traffic in front of all of them.
@@ -11,7 +12,7 @@ import time
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter
 
 from app.errors import RateLimited
 
@@ -26,7 +27,7 @@ class RateLimits:
     def __init__(self, per_user: str, per_ip: str) -> None:
         self.per_user = _parse(per_user)
         self.per_ip = _parse(per_ip)
-        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.limiter = FixedWindowRateLimiter(MemoryStorage())
 
     async def check(self, user_id: str | None, client_ip: str | None) -> None:
         checks = [(item, "user", user_id) for item in self.per_user if user_id]

@@ -26,6 +26,7 @@ log = logging.getLogger("modex.realtime.outbox")
 
 RELAY_INTERVAL = 1.0
 RELAY_BATCH = 500
+DELETE_EVERY = 0.1
 
 DELETE_PUBLISHED = """
 DELETE FROM outbox
@@ -98,11 +99,14 @@ class Outbox:
         self._deletable.set()
 
     async def delete_published(self) -> None:
-        """Deletes published rows, one statement per shard for whatever piled up."""
+        """Deletes published rows, one statement per shard for whatever piled up. Each
+        delete is a commit (a WAL flush), so they are gathered for DELETE_EVERY seconds:
+        well inside the relay's one second, far fewer commits under load."""
         while True:
             await self._deletable.wait()
             self._deletable.clear()
             await self._delete_batch()
+            await asyncio.sleep(DELETE_EVERY)
 
     async def _delete_batch(self) -> None:
         batches, self._to_delete = self._to_delete, defaultdict(list)

@@ -13,13 +13,17 @@
 -- changes nothing. `moved` means an admin moved the show to another shard (its
 -- shard_shows row stays here as a tombstone): the caller routes again.
 
+-- (PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the session, a SQL
+-- function called from another function is planned again on every call.)
 CREATE FUNCTION lock_seats(p_show bigint, p_labels text[])
-RETURNS SETOF seats LANGUAGE sql AS $$
-    SELECT * FROM seats
-    WHERE show_id = p_show AND label = ANY(p_labels)
-    ORDER BY label
-    FOR UPDATE
-$$;
+RETURNS SETOF seats LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+        SELECT * FROM seats
+        WHERE show_id = p_show AND label = ANY(p_labels)
+        ORDER BY label
+        FOR UPDATE;
+END $$;
 
 CREATE FUNCTION show_moved(p_show bigint) RETURNS boolean LANGUAGE sql AS $$
     SELECT EXISTS (SELECT 1 FROM shard_shows WHERE show_id = p_show AND status = 'MOVED')
@@ -28,7 +32,8 @@ $$;
 CREATE FUNCTION write_seats(
     p_show bigint, p_labels text[], p_status text, p_hold text, p_until timestamptz,
     p_booking text, OUT event_id bigint, OUT event text
-) LANGUAGE sql AS $$
+) LANGUAGE plpgsql AS $$
+BEGIN
     WITH changed AS (
         UPDATE seats
         SET status = p_status, hold_id = p_hold, held_until = p_until, booking_id = p_booking,
@@ -37,11 +42,11 @@ CREATE FUNCTION write_seats(
         RETURNING label, status, version
     )
     INSERT INTO outbox (show_id, changes)
-    SELECT p_show, jsonb_agg(jsonb_build_object('label', label, 'status', status,
-                                                'version', version) ORDER BY label)
-    FROM changed
-    RETURNING id, changes::text
-$$;
+    SELECT p_show, jsonb_agg(jsonb_build_object('label', c.label, 'status', c.status,
+                                                'version', c.version) ORDER BY c.label)
+    FROM changed c
+    RETURNING id, changes::text INTO event_id, event;
+END $$;
 
 -- Lock the requested seats and say whether they can all be taken now.
 -- outcome: ok | no_show | moved | not_on_sale (detail: the show's status) | unknown | taken
