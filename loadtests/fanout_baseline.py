@@ -76,8 +76,8 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(max(0.0, start - time.time()))
         while True:
             due = start + k * interval
-            if due >= end:
-                break
+            if due >= end or time.time() >= end:
+                break  # when it cannot keep up it stops on time (fewer frames than offered)
             delay = due - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
