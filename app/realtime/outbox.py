@@ -148,12 +148,11 @@ class Outbox:
                 return 0
             async with conn.transaction():
                 rows = await conn.fetch(LOCK_LEFT_BEHIND, RELAY_BATCH)
-                for row in rows:
-                    await self._broker.publish(
-                        row["show_id"],
-                        seats_event(row["show_id"], row["changes"], row["ts"]),
-                        invalidate_availability=True,
-                    )
+                # one Redis round trip for the batch: the transaction (and its row locks)
+                # must stay short even on a busy event loop
+                await self._broker.publish_many(
+                    [(r["show_id"], seats_event(r["show_id"], r["changes"], r["ts"])) for r in rows]
+                )
                 if rows:
                     await conn.execute(
                         DELETE_PUBLISHED, [r["show_id"] for r in rows], [r["id"] for r in rows]
