@@ -179,6 +179,12 @@ class PrivateRedis:
             self._server.stop()
             self._server = None
 
+    def kill(self) -> None:
+        """Gone at once, and with it everything it held (it keeps nothing on disk)."""
+        if self._server is not None:
+            self._server.terminate()
+            self._server = None
+
 
 class ServerProcess:
     """One `modex serve` process on its own port."""

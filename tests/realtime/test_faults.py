@@ -5,11 +5,8 @@ that never reads, the server's memory stays within its bound)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,56 +22,16 @@ from websockets.exceptions import ConnectionClosed
 from app.realtime.broker import RedisBroker
 from tests.realtime.apply import ShowState, apply
 from tests.realtime.watch import Watcher, converge, hold, seat_order
-from tests.support import Cluster, ServerProcess, Services, auth, create_show, free_port
+from tests.support import (
+    Cluster,
+    PrivateRedis,
+    ServerProcess,
+    Services,
+    auth,
+    create_show,
+)
 
 COUNT_OUTBOX = "SELECT count(*) FROM outbox WHERE show_id = $1"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, without persistence: a restart loses everything."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
