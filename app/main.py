@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.holds import BoxOffice
+from app.holds import SWEEP_BATCH, BoxOffice
 from app.http.api import api_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.ops.limits import RateLimits
@@ -35,7 +35,7 @@ async def sweep_expired_holds(box_office: BoxOffice, interval: float) -> None:
     while True:
         for shard in box_office.router.shards:
             try:
-                while await box_office.release_expired_holds(shard) >= 200:
+                while await box_office.release_expired_holds(shard) >= SWEEP_BATCH:
                     pass  # a full batch: there may be more
             except Exception:
                 log.exception("sweeper failed", extra={"shard": shard.index})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -178,8 +179,6 @@ def show_frame(show: wire.Show) -> dict[str, Any]:
 
 async def seed_demo_shows(catalog: ShowCatalog) -> list[wire.Show]:
     """Demo data on first start: a small theatre, a concert hall and a 6,000-seat arena."""
-    from datetime import UTC, datetime, timedelta
-
     soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=7)
     demos = [
         wire.CreateShow(

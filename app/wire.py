@@ -95,10 +95,6 @@ class BroadcastRequest(Struct, forbid_unknown_fields=True):
     message: Annotated[str, Meta(min_length=1, max_length=1000)]
 
 
-class MoveShow(Struct, forbid_unknown_fields=True):
-    shard: Annotated[int, Meta(ge=0)]
-
-
 # ---- responses ----
 
 
