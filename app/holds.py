@@ -216,9 +216,10 @@ class BoxOffice:
             idempotency_key,
         )
         if row["outcome"] not in ("confirmed", "earlier"):
-            if row["outcome"] == "expired":
+            if row["outcome"] in ("expired", "not_on_sale"):
                 BOOKINGS_TOTAL.labels(BookingStatus.FAILED).inc()
-            raise _refusal(row["outcome"], show_id, None, f"hold {hold_id!r}")
+            detail = [row["booking"]] if row["outcome"] == "not_on_sale" else None
+            raise _refusal(row["outcome"], show_id, detail, f"hold {hold_id!r}")
         if row["outcome"] == "confirmed":
             BOOKINGS_TOTAL.labels(BookingStatus.CONFIRMED).inc()
             self._publish(show_id, shard, row)

@@ -249,3 +249,22 @@ async def test_sections_layout_with_categories_and_prices(client: httpx.AsyncCli
     by_label = {seat["label"]: seat for seat in seats}
     assert by_label["A1"]["category"] == "Stalls" and by_label["A1"]["price_cents"] == 5000
     assert by_label["C4"]["section"] == "Balcony" and by_label["C4"]["x"] == 13
+
+
+async def test_a_show_taken_off_sale_confirms_no_more_holds(
+    client: httpx.AsyncClient, user: str
+) -> None:
+    show = await create_show(client, rows=1, seats_per_row=3)
+    hold = (
+        await client.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user))
+    ).json()
+    cancelled = await client.patch(
+        f"/admin/shows/{show['id']}", json={"status": "CANCELLED"}, headers=auth("admin", "admin")
+    )
+    assert cancelled.status_code == 200
+    refused = await client.post(f"/holds/{hold['hold_id']}/confirm", headers=auth(user))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "show_not_on_sale"
+    assert "CANCELLED" in refused.json()["message"]
+    released = await client.delete(f"/holds/{hold['hold_id']}", headers=auth(user))
+    assert released.status_code == 204, "a customer can still let go of the seats"

@@ -181,7 +181,7 @@ BEGIN
 END $$;
 
 -- outcome: confirmed | earlier (a retry: the booking made before) | not_found | expired |
---          key_reused
+--          key_reused | not_on_sale (booking: the show's status)
 CREATE FUNCTION confirm_hold(
     p_show bigint, p_hold text, p_user text, p_booking text, p_key text,
     OUT outcome text, OUT booking text, OUT event_id bigint, OUT event text
@@ -190,6 +190,7 @@ DECLARE
     h holds;
     b bookings;
     r seats;
+    v_show_status text;
 BEGIN
     SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
     IF NOT FOUND OR h.user_id <> p_user THEN
@@ -214,6 +215,13 @@ BEGIN
     END IF;
     IF h.status <> 'ACTIVE' OR h.expires_at <= now() THEN
         outcome := 'expired';
+        RETURN;
+    END IF;
+    -- a show taken off sale (cancelled, ended) sells nothing more, held or not
+    SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
+    IF v_show_status <> 'ON_SALE' THEN
+        outcome := 'not_on_sale';
+        booking := v_show_status;
         RETURN;
     END IF;
     FOR r IN SELECT * FROM lock_seats(p_show, h.seats) LOOP
