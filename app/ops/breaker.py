@@ -6,7 +6,8 @@ import time
 
 
 class CircuitBreaker:
-    """Closed -> open after `threshold` consecutive failures; one trial call after `reset_after`.
+    """Closed -> open after `threshold` consecutive failures. After `reset_after` seconds
+    calls go through again (half-open): a success closes it, a failure re-opens it at once.
 
     Only connection-level failures count: a unique violation means the database answered.
     """
@@ -22,7 +23,7 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         if self.opened_at is None:
             return False
-        # half-open: let a trial through once the cool-down has passed
+        # half-open once the cool-down has passed: calls go through and decide
         return time.monotonic() - self.opened_at < self.reset_after
 
     def retry_after(self) -> int:
