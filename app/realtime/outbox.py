@@ -32,10 +32,13 @@ DELETE_PUBLISHED = """
 DELETE FROM outbox
 WHERE (show_id, id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
 """
+# a row this old was left behind; younger ones may still be on the fast path, which a busy
+# event loop (a fan-out to thousands) can delay past a second: relaying them too would only
+# publish them twice
 LOCK_LEFT_BEHIND = """
 SELECT show_id, id, changes, extract(epoch FROM created_at)::float8 AS ts
 FROM outbox
-WHERE created_at < now() - interval '1 second'
+WHERE created_at < now() - interval '2 seconds'
 ORDER BY created_at
 LIMIT $1
 FOR UPDATE SKIP LOCKED
