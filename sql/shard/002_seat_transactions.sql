@@ -25,9 +25,25 @@ BEGIN
         FOR UPDATE;
 END $$;
 
-CREATE FUNCTION show_moved(p_show bigint) RETURNS boolean LANGUAGE sql AS $$
-    SELECT EXISTS (SELECT 1 FROM shard_shows WHERE show_id = p_show AND status = 'MOVED')
+-- The outcome for a hold or booking this shard does not have: `moved` if the show moved
+-- away (the caller routes again), else `not_found`.
+CREATE FUNCTION not_here(p_show bigint) RETURNS text LANGUAGE sql AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM shard_shows WHERE show_id = p_show AND status = 'MOVED')
+                THEN 'moved' ELSE 'not_found' END
 $$;
+
+-- The caller's own hold, locked; all NULL when there is none (someone else's is none too).
+CREATE FUNCTION lock_own_hold(p_show bigint, p_hold text, p_user text)
+RETURNS holds LANGUAGE plpgsql AS $$
+DECLARE
+    h holds;
+BEGIN
+    SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
+    IF FOUND AND h.user_id = p_user THEN
+        RETURN h;
+    END IF;
+    RETURN NULL;
+END $$;
 
 CREATE FUNCTION write_seats(
     p_show bigint, p_labels text[], p_status text, p_hold text, p_until timestamptz,
@@ -124,9 +140,9 @@ CREATE FUNCTION extend_hold(
 DECLARE
     h holds;
 BEGIN
-    SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
-    IF NOT FOUND OR h.user_id <> p_user THEN
-        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
+    h := lock_own_hold(p_show, p_hold, p_user);
+    IF h.id IS NULL THEN
+        outcome := not_here(p_show);
         RETURN;
     END IF;
     IF h.status <> 'ACTIVE' OR h.expires_at <= now() THEN
@@ -158,9 +174,9 @@ DECLARE
     v_owned text[] := '{}';
     r seats;
 BEGIN
-    SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
-    IF NOT FOUND OR h.user_id <> p_user THEN
-        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
+    h := lock_own_hold(p_show, p_hold, p_user);
+    IF h.id IS NULL THEN
+        outcome := not_here(p_show);
         RETURN;
     END IF;
     IF h.status <> 'ACTIVE' THEN
@@ -192,9 +208,9 @@ DECLARE
     r seats;
     v_show_status text;
 BEGIN
-    SELECT * INTO h FROM holds WHERE show_id = p_show AND id = p_hold FOR UPDATE;
-    IF NOT FOUND OR h.user_id <> p_user THEN
-        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
+    h := lock_own_hold(p_show, p_hold, p_user);
+    IF h.id IS NULL THEN
+        outcome := not_here(p_show);
         RETURN;
     END IF;
     IF p_key IS NOT NULL THEN
@@ -282,7 +298,7 @@ DECLARE
 BEGIN
     SELECT * INTO b FROM bookings WHERE show_id = p_show AND id = p_booking FOR UPDATE;
     IF NOT FOUND OR (b.user_id <> p_user AND NOT p_admin) THEN
-        outcome := CASE WHEN show_moved(p_show) THEN 'moved' ELSE 'not_found' END;
+        outcome := not_here(p_show);
         RETURN;
     END IF;
     IF b.status <> 'CONFIRMED' THEN
