@@ -11,11 +11,18 @@ JSON lines on stdin/stdout:
     {"cmd": "close"} / {"cmd": "exit"}
 
 Per frame: receive time - the frame's `ts` (commit time of the oldest change in it) into a
-1 ms histogram, for frames with at least one change this watcher had not seen (frames of
-only re-published, already seen changes are counted as stale instead); per watcher and
+1 ms histogram, for EVERY frame with at least one change this watcher had not seen (frames
+of only re-published, already seen changes are counted as stale instead); per watcher and
 seat the last version seen, so a version that skips one counts as missing and one not
-newer as a duplicate. All watchers get the same bytes
-(encode-once), so each distinct frame is parsed once and the parse is shared.
+newer as a duplicate.
+
+Cheap per frame (the tool must stay well under one core): all watchers get the same bytes
+(encode-once), so each distinct frame is parsed once, and applying it is shared too. A
+watcher's seat versions are an immutable array; applying a frame to a given array gives
+a new array and the fresh/missing/duplicate counts, computed by the first watcher that
+applies that frame to that exact array (identity) and reused by every watcher holding the
+same array. A watcher with its own history (a resync, a late join) computes its own.
+Nothing is sampled: every frame of every watcher is checked and timed.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ def rle_versions(version: str) -> list[int]:
 class State:
     def __init__(self) -> None:
         self.index: dict[str, int] = {}  # seat label -> position in map order
-        self.cache: dict[bytes, Any] = {}
+        self.cache: dict[bytes, Parsed] = {}
         self.listeners: list[Watcher] = []
         self.w_start = 0.0
         self.w_end = 0.0
@@ -73,7 +80,7 @@ class State:
         self.late_snapshots = 0
         self.stale_frames = 0
 
-    def parse(self, data: bytes) -> Any:
+    def parse(self, data: bytes) -> Parsed:
         msg = orjson.loads(data)
         kind = msg.get("type")
         if kind == "seats":
@@ -81,7 +88,7 @@ class State:
             changes = tuple(
                 (index.get(c["label"], -1), int(c["version"])) for c in msg.get("changes", ())
             )
-            return ("seats", msg.get("ts"), changes)
+            return Parsed("seats", msg.get("ts"), changes, None)
         if kind == "snapshot":
             if msg.get("encoding") == "rle":
                 versions = array("l", rle_versions(msg["version"]))
@@ -91,11 +98,51 @@ class State:
                     i = self.index.get(seat["label"], -1)
                     if i >= 0:
                         versions[i] = seat["version"]
-            return ("snapshot", None, versions)
+            return Parsed("snapshot", None, (), versions)
         if kind == "error":
-            return ("error", msg.get("code"), None)
-        return ("other", None, None)
+            return Parsed("error", msg.get("code"), (), None)
+        return Parsed("other", None, (), None)
 
+
+class Parsed:
+    """One distinct frame, parsed once. `applied` caches its effect per input array:
+    id(versions before) -> (versions before, versions after, fresh, missing, dupes); the
+    entry keeps the input alive, so its id cannot be reused by another array."""
+
+    __slots__ = ("applied", "changes", "kind", "ts", "versions")
+
+    def __init__(
+        self, kind: str, ts: Any, changes: tuple[tuple[int, int], ...], versions: Any
+    ) -> None:
+        self.kind = kind
+        self.ts = ts
+        self.changes = changes
+        self.versions = versions  # a snapshot's seat versions (shared, never mutated)
+        self.applied: dict[int, Applied] = {}
+
+    def apply(self, before: array[int]) -> Applied:
+        after = array("l", before)
+        fresh = missing = dupes = 0
+        for i, v in self.changes:
+            if i < 0:
+                continue
+            last = after[i]
+            if v == last + 1:
+                after[i] = v
+                fresh += 1
+            elif v <= last:
+                dupes += 1
+            else:
+                missing += v - last - 1
+                after[i] = v
+                fresh += 1
+        result = (before, after, fresh, missing, dupes)
+        if len(self.applied) < 64:  # normally one entry: every watcher had the same state
+            self.applied[id(before)] = result
+        return result
+
+
+Applied = tuple["array[int]", "array[int]", int, int, int]
 
 STATE = State()
 
@@ -105,7 +152,7 @@ class Watcher(WSListener):
 
     def __init__(self) -> None:
         self.transport: WSTransport | None = None
-        self.versions: array[int] | None = None
+        self.versions: array[int] | None = None  # shared with other watchers: never mutate
         self.ready = False
         self.closed = False
 
@@ -124,38 +171,32 @@ class Watcher(WSListener):
         st = STATE
         parsed = st.cache.get(data)
         if parsed is None:
-            if len(st.cache) > 20_000:
+            if len(st.cache) > 5_000:
                 st.cache.clear()
             parsed = st.cache[data] = st.parse(data)
-        kind, ts, body = parsed
+        kind = parsed.kind
         in_window = st.w_start <= now < st.w_end
         if kind == "seats":
             versions = self.versions
-            fresh = 0
+            fresh = 1
             if versions is not None:
-                for i, v in body:
-                    if i < 0:
-                        continue
-                    last = versions[i]
-                    if v == last + 1:
-                        versions[i] = v
-                        fresh += 1
-                    elif v <= last:
-                        if in_window:
-                            st.dupes += 1
-                    else:
-                        if in_window:
-                            st.missing += v - last - 1
-                        versions[i] = v
-                        fresh += 1
+                applied = parsed.applied.get(id(versions))
+                if applied is None or applied[0] is not versions:
+                    applied = parsed.apply(versions)
+                self.versions = applied[1]
+                fresh = applied[2]
+                if in_window:
+                    st.missing += applied[3]
+                    st.dupes += applied[4]
             if not in_window:
                 return
             st.frames += 1
             st.bytes += len(data)
-            st.changes += len(body)
+            st.changes += len(parsed.changes)
+            ts = parsed.ts
             if ts is None:
                 st.no_ts += 1
-            elif fresh or versions is None:
+            elif fresh:
                 # commit-to-receive of frames that bring something new (a frame of only
                 # re-published, already seen changes carries their old commit time)
                 ms = int((now - ts) * 1000)
@@ -163,17 +204,16 @@ class Watcher(WSListener):
             else:
                 st.stale_frames += 1
         elif kind == "snapshot":
-            self.versions = array("l", body)
+            self.versions = parsed.versions
             if self.ready and in_window:
                 st.late_snapshots += 1  # a resync (slow consumer, gap, check)
             self.ready = True
             if in_window:
                 st.snapshots += 1
         elif kind == "error":
-            st.errors[str(ts)] = st.errors.get(str(ts), 0) + 1
-        else:
-            if in_window:
-                st.other += 1
+            st.errors[str(parsed.ts)] = st.errors.get(str(parsed.ts), 0) + 1
+        elif in_window:
+            st.other += 1
 
 
 SUBSCRIBE = [b""]
