@@ -1,6 +1,6 @@
 """The seat transactions: hold, extend, release, confirm, book, cancel, expire.
 
-Each one is a function in sql/shard/002_seat_transactions.sql, so a request costs a
+Each one is a function in sql/shard/functions/seat_transactions.sql, so a request costs a
 single round trip to the show's shard. Those functions keep the invariant (seats locked
 in label order, written only by the hold or booking that owns them, an outbox row with
 every change); BoxOffice routes to the shard, retries a lost lock race, turns each

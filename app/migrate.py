@@ -1,8 +1,16 @@
-"""Ordered SQL migrations: sql/meta/* on the metadata database, sql/shard/* on every shard."""
+"""SQL migrations: sql/meta/* on the metadata database, sql/shard/* on every shard.
+
+The numbered files (tables, indexes) run once each, in name order. The files in
+`functions/` define code, not data: each is applied again whenever its text changes, so a
+fixed function reaches every existing database (each such file first drops what it
+defines, since CREATE OR REPLACE cannot change a function's result columns).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 
 import asyncpg
 
@@ -25,9 +33,15 @@ APPLIED = "SELECT name FROM schema_migrations WHERE kind = $1"
 RECORD = "INSERT INTO schema_migrations (kind, name) VALUES ($1, $2)"
 
 
-async def apply_migrations(url: str, kind: str) -> list[str]:
-    """Apply the pending files of sql/<kind>/ in name order; returns what was applied."""
-    files = sorted((project_dir("sql") / kind).glob("*.sql"))
+async def apply_migrations(url: str, kind: str, sql_dir: Path | None = None) -> list[str]:
+    """Apply the pending files of sql/<kind>/ in name order, then every changed file of
+    sql/<kind>/functions/; returns what was applied."""
+    folder = (sql_dir or project_dir("sql")) / kind
+    files = [(path, path.name) for path in sorted(folder.glob("*.sql"))]
+    # a function file's ledger name carries its hash: a new text is a new migration
+    for path in sorted(folder.glob("functions/*.sql")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        files.append((path, f"functions/{path.name}@{digest}"))
     conn = await asyncpg.connect(url)
     applied_now: list[str] = []
     try:
@@ -35,12 +49,12 @@ async def apply_migrations(url: str, kind: str) -> list[str]:
             await conn.execute(MIGRATION_LOCK)
             await conn.execute(CREATE_LEDGER)
             done = {row["name"] for row in await conn.fetch(APPLIED, kind)}
-            for path in files:
-                if path.name in done:
+            for path, name in files:
+                if name in done:
                     continue
                 await conn.execute(path.read_text())
-                await conn.execute(RECORD, kind, path.name)
-                applied_now.append(path.name)
+                await conn.execute(RECORD, kind, name)
+                applied_now.append(name)
     finally:
         await conn.close()
     for name in applied_now:

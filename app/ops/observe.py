@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import time
@@ -14,6 +15,14 @@ from app.ops.metrics import HTTP_REQUEST_DURATION
 
 log = logging.getLogger("app.http")
 SLOW_REQUEST = 1.0
+# request ids only need to be unique: a random prefix per process and a counter, rather than
+# a system call for fresh randomness on every request
+_ID_PREFIX = secrets.token_hex(4)
+_request_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_request_numbers):x}"
 
 
 class ObserveRequests:
@@ -33,7 +42,7 @@ class ObserveRequests:
             if name == b"x-request-id":
                 rid = value.decode("latin-1")[:64]
                 break
-        rid = rid or secrets.token_hex(8)
+        rid = rid or new_request_id()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

@@ -13,6 +13,12 @@
 -- changes nothing. `moved` means an admin moved the show to another shard (its
 -- shard_shows row stays here as a tombstone): the caller routes again.
 
+-- This file is applied again whenever it changes (app/migrate.py), so it first drops every
+-- function it defines.
+DROP FUNCTION IF EXISTS lock_seats, not_here, lock_own_hold, write_seats, claim_seats,
+    hold_seats, extend_hold, release_hold, confirm_hold, book_seats, cancel_booking,
+    expire_holds;
+
 -- (PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the session, a SQL
 -- function called from another function is planned again on every call.)
 CREATE FUNCTION lock_seats(p_show bigint, p_labels text[])
@@ -166,29 +172,33 @@ BEGIN
 END $$;
 
 -- outcome: released | not_found | not_active
+-- A released hold is deleted rather than marked: release is how most holds end, and a
+-- delete adds nothing to the holds indexes where a status change adds a new entry to each.
 CREATE FUNCTION release_hold(
     p_show bigint, p_hold text, p_user text, OUT outcome text, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
-    h holds;
+    v_seats text[];
     v_owned text[] := '{}';
     r seats;
 BEGIN
-    h := lock_own_hold(p_show, p_hold, p_user);
-    IF h.id IS NULL THEN
-        outcome := not_here(p_show);
+    DELETE FROM holds
+    WHERE show_id = p_show AND id = p_hold AND user_id = p_user AND status = 'ACTIVE'
+    RETURNING seats INTO v_seats;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM holds
+                   WHERE show_id = p_show AND id = p_hold AND user_id = p_user) THEN
+            outcome := 'not_active';
+        ELSE
+            outcome := not_here(p_show);
+        END IF;
         RETURN;
     END IF;
-    IF h.status <> 'ACTIVE' THEN
-        outcome := 'not_active';
-        RETURN;
-    END IF;
-    FOR r IN SELECT * FROM lock_seats(p_show, h.seats) LOOP
+    FOR r IN SELECT * FROM lock_seats(p_show, v_seats) LOOP
         IF r.hold_id = p_hold THEN
             v_owned := v_owned || r.label;
         END IF;
     END LOOP;
-    UPDATE holds SET status = 'RELEASED' WHERE show_id = p_show AND id = p_hold;
     IF cardinality(v_owned) > 0 THEN
         SELECT w.event_id, w.event INTO event_id, event
         FROM write_seats(p_show, v_owned, 'AVAILABLE', NULL, NULL, NULL) w;
