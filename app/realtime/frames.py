@@ -124,6 +124,41 @@ encoder = msgspec.json.Encoder()
 event_decoder = msgspec.json.Decoder(Event)
 
 
+# ---- a server frame on the wire ----
+
+
+class Outgoing:
+    """A server frame encoded once: its JSON text (for a server whose sockets we cannot
+    write to directly) and the complete WebSocket text frame, built on first use and then
+    written byte for byte to every watcher (server frames are unmasked, and compression is
+    off, so the bytes are the same for every connection)."""
+
+    __slots__ = ("_wire", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = ws_text_frame(self.text.encode())
+        return wire
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """RFC 6455 5.2: FIN + text opcode, no mask, 7/16/64-bit payload length."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
 STATUS_LETTER = {"AVAILABLE": "A", "HELD": "H", "BOOKED": "B"}
 LETTER_STATUS = {letter: status for status, letter in STATUS_LETTER.items()}
 

@@ -7,8 +7,14 @@ the shared frames). Snapshots are taken by one `_sync_loop` task per show, which
 every watcher waiting at that moment with one PostgreSQL read and one encoding.
 
 The hub never talks to Redis or PostgreSQL itself: it is given a broker and a snapshot
-reader. Connections are `Sink`s: they queue text frames within a byte bound and call
+reader. Connections are `Sink`s: they take `Outgoing` frames (encoded once, the same bytes
+for every watcher), write them to the socket or queue them within a byte bound, and call
 `request_snapshot` for their subscriptions when they fall behind.
+
+A fan-out pass hands each frame to every LIVE watcher, FANOUT_CHUNK watchers per loop
+callback, so the publish path, HTTP requests and the Redis reader run between chunks; a
+show's next pass starts only after its current one ended (each watcher gets frames in
+offset order).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from app.realtime import metrics
 from app.realtime.broker import Position, RedisBroker
 from app.realtime.frames import (
     Event,
+    Outgoing,
     Presence,
     RleSnapshot,
     SeatChange,
@@ -51,6 +58,7 @@ SnapshotReader = Callable[[int], Awaitable[SeatStates]]
 COALESCE_SECONDS = 0.005
 FANOUT_SPACING = 0.25
 MAX_COALESCE_SECONDS = 0.25
+FANOUT_CHUNK = 500  # watchers per loop callback (~5 ms of socket writes)
 MAX_SYNC_BUFFER = 10_000  # events buffered per syncing watcher before it starts over
 UNSUBSCRIBE_LINGER = 1.0  # keep a show's channel this long after its last watcher left
 CHECK_INTERVAL = 5.0  # per-show position and seat-version check (last line of defence)
@@ -60,7 +68,7 @@ CHECK_GRACE = 2.0  # a difference must outlive this to count (fast path + relay 
 class Sink(Protocol):
     """One connection's send side: queue a frame without blocking."""
 
-    def send(self, frame: str) -> bool:
+    def send(self, frame: Outgoing) -> bool:
         """False when the frame was dropped with the backlog (the client fell behind)."""
         ...
 
@@ -94,9 +102,24 @@ class RawEvent:
 
 @dataclass(slots=True)
 class Frame:
-    text: str
+    out: Outgoing
     first: int  # first and last offset (n) of the events in the frame
     last: Position
+
+    @property
+    def text(self) -> str:
+        return self.out.text
+
+
+@dataclass(slots=True)
+class FanOut:
+    """A fan-out pass in progress: `frames` for the watchers that were LIVE when it began."""
+
+    frames: list[Frame]
+    events: list[RawEvent]
+    subs: list[Subscription]
+    done: int = 0  # watchers handled so far
+    cpu: float = 0.0
 
 
 @dataclass(eq=False)
@@ -106,7 +129,8 @@ class ShowChannel:
     syncing: set[Subscription] = field(default_factory=set)  # the SYNCING ones among subs
     last: Position | None = None  # last event seen on the channel
     pending: list[RawEvent] = field(default_factory=list)
-    flush_handle: asyncio.TimerHandle | None = None
+    flush_handle: asyncio.Handle | None = None  # the next flush, or the pass's next chunk
+    fanout: FanOut | None = None
     next_flush: float = 0.0  # loop time before which the next fan-out waits
     versions: dict[str, int] = field(default_factory=dict)  # what watchers were sent
     subscribed: asyncio.Task[None] | None = None
@@ -134,7 +158,7 @@ def build_frames(
             text = encoder.encode(
                 Seats(show_id=show_id, offset=str(last), changes=list(changes.values()), ts=ts)
             ).decode()
-            frames.append(Frame(text, first, last))
+            frames.append(Frame(Outgoing(text), first, last))
         changes, ts, last = {}, None, None
 
     for raw in events:
@@ -155,15 +179,18 @@ def build_frames(
                     changes[change.label] = change
             if not changes and newer_than is not None:
                 # nothing new for this watcher, but its position still moves on
-                frames.append(Frame("", raw.position.n, raw.position))
+                frames.append(Frame(NOTHING, raw.position.n, raw.position))
                 last = None
         else:
             close_seats()
             offset = str(raw.position).encode()
             text = (b'{"offset":"' + offset + b'",' + raw.payload[1:]).decode()
-            frames.append(Frame(text, raw.position.n, raw.position))
+            frames.append(Frame(Outgoing(text), raw.position.n, raw.position))
     close_seats()
     return frames
+
+
+NOTHING = Outgoing("")  # a frame with nothing new for the watcher: not sent
 
 
 def snapshot_frame(
@@ -275,6 +302,7 @@ class Hub:
         del self._shows[channel.show_id]
         if channel.flush_handle is not None:
             channel.flush_handle.cancel()
+        channel.fanout = None
         if channel.syncer is not None:
             channel.syncer.cancel()
         if channel.subscribed is not None:
@@ -312,14 +340,17 @@ class Hub:
                 sub.overflowed = True
                 sub.buffer = []
         channel.pending.append(raw)
-        if channel.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            delay = max(COALESCE_SECONDS, channel.next_flush - loop.time())
-            channel.flush_handle = loop.call_later(delay, self._flush, channel)
+        if channel.flush_handle is None and channel.fanout is None:
+            self._schedule_flush(channel)
         if gapped:
             # pub/sub lost something (or Redis lost its data): the truth is in PostgreSQL
             log.warning("show %s: gap after %s, got %s; resyncing", show_id, last, position)
             self.resync_show(channel, "gap")
+
+    def _schedule_flush(self, channel: ShowChannel) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(COALESCE_SECONDS, channel.next_flush - loop.time())
+        channel.flush_handle = loop.call_later(delay, self._flush, channel)
 
     def _flush(self, channel: ShowChannel) -> None:
         channel.flush_handle = None
@@ -332,19 +363,53 @@ class Hub:
             ts = _frame_ts(events, frame)
             if ts is not None:
                 metrics.fanout_lag_seconds.observe(max(0.0, time.time() - ts))
-        for sub in list(channel.subs):
-            if sub.state is not State.LIVE:
-                continue
-            for frame in frames:
-                if sub.state is not State.LIVE:
-                    break  # overflowed while sending: it is waiting for a snapshot now
-                self._deliver(sub, frame, events)
-        # most frames were written to the sockets right here (idle writers), so this is
-        # close to the real cost of the fan-out
-        took = time.thread_time() - started
-        channel.next_flush = asyncio.get_running_loop().time() + min(
-            MAX_COALESCE_SECONDS, FANOUT_SPACING * took
-        )
+        live = [sub for sub in channel.subs if sub.state is State.LIVE]
+        channel.fanout = FanOut(frames, events, live, cpu=time.thread_time() - started)
+        self._fan_out(channel)
+
+    def _fan_out(self, channel: ShowChannel) -> None:
+        """One chunk of the pass; the next chunk runs after the loop's pending callbacks."""
+        channel.flush_handle = None
+        fanout = channel.fanout
+        if fanout is None:
+            return
+        started = time.thread_time()
+        subs, frames, events = fanout.subs, fanout.frames, fanout.events
+        end = min(len(subs), fanout.done + FANOUT_CHUNK)
+        if len(frames) == 1:
+            # the usual pass: one frame, and every watcher's position right before it
+            frame = frames[0]
+            out, first, last = frame.out, frame.first, frame.last
+            epoch = last.epoch
+            for i in range(fanout.done, end):
+                sub = subs[i]
+                if not sub.active or sub.state is not State.LIVE:
+                    continue  # left, or overflowed: it is waiting for a snapshot now
+                position = sub.position
+                if position is not None and position.n < first and position.epoch == epoch:
+                    sub.position = last
+                    sub.sink.send(out)
+                else:
+                    self._deliver(sub, frame, events)
+        else:
+            for i in range(fanout.done, end):
+                sub = subs[i]
+                for frame in frames:
+                    if not sub.active or sub.state is not State.LIVE:
+                        break
+                    self._deliver(sub, frame, events)
+        fanout.done = end
+        # the frames were written to the sockets right here (or queued when a socket was
+        # full), so this is the real cost of the fan-out
+        fanout.cpu += time.thread_time() - started
+        loop = asyncio.get_running_loop()
+        if end < len(subs):
+            channel.flush_handle = loop.call_soon(self._fan_out, channel)
+            return
+        channel.fanout = None
+        channel.next_flush = loop.time() + min(MAX_COALESCE_SECONDS, FANOUT_SPACING * fanout.cpu)
+        if channel.pending:
+            self._schedule_flush(channel)
 
     def _deliver(self, sub: Subscription, frame: Frame, events: list[RawEvent]) -> None:
         position = sub.position
@@ -355,7 +420,7 @@ class Hub:
             return  # it got these with its snapshot or replay
         if frame.first > position.n:
             sub.position = frame.last
-            sub.sink.send(frame.text)
+            sub.sink.send(frame.out)
             return
         # partly seen (it went live in the middle of this batch): rebuild for it alone
         newer = [
@@ -365,7 +430,7 @@ class Hub:
         ]
         sub.position = frame.last
         for own in build_frames(sub.show_id, newer):
-            sub.sink.send(own.text)
+            sub.sink.send(own.out)
 
     # ---- bringing a watcher to the truth ----
 
@@ -426,17 +491,17 @@ class Hub:
             for label, version in versions.items():
                 if version > channel.versions.get(label, 0):
                     channel.versions[label] = version
-            texts: dict[str | None, str] = {}
+            outs: dict[str | None, Outgoing] = {}
             for sub in batch:
                 if not sub.active or sub.state is not State.SYNCING:
                     continue
-                text = texts.get(sub.encoding)
-                if text is None:
-                    text = texts[sub.encoding] = snapshot_frame(
-                        channel.show_id, position, states, sub.encoding
+                out = outs.get(sub.encoding)
+                if out is None:
+                    out = outs[sub.encoding] = Outgoing(
+                        snapshot_frame(channel.show_id, position, states, sub.encoding)
                     )
                 sub.position = position
-                if not sub.sink.send(text):
+                if not sub.sink.send(out):
                     self.request_snapshot(sub, "slow_consumer", again=True)
                     continue
                 self._go_live(channel, sub, versions)
@@ -456,7 +521,7 @@ class Hub:
                 log.error("undecodable history event on show %s at %s", sub.show_id, position)
         sub.position = since
         for frame in build_frames(sub.show_id, events):
-            if not sub.sink.send(frame.text):
+            if not sub.sink.send(frame.out):
                 self.request_snapshot(sub, "slow_consumer", again=True)
                 return
             sub.position = frame.last
@@ -483,7 +548,7 @@ class Hub:
                 newer.append(raw)
         sub.buffer = []
         for frame in build_frames(sub.show_id, newer, snapshot):
-            if frame.text and not sub.sink.send(frame.text):
+            if frame.out is not NOTHING and not sub.sink.send(frame.out):
                 # dropped with the backlog while it was still syncing: start over
                 self.request_snapshot(sub, "slow_consumer", again=True)
                 return
@@ -510,13 +575,16 @@ class Hub:
             if channel is None:
                 continue
             channel.presence = total
+            out: Outgoing | None = None
             for sub in channel.subs:
                 if sub.state is State.LIVE and sub.presence_sent != total:
-                    self._send_presence(sub, total)
+                    if out is None:
+                        out = _presence_frame(show_id, total)
+                    self._send_presence(sub, total, out)
 
-    def _send_presence(self, sub: Subscription, total: int) -> None:
+    def _send_presence(self, sub: Subscription, total: int, out: Outgoing | None = None) -> None:
         sub.presence_sent = total
-        sub.sink.send(encoder.encode(Presence(show_id=sub.show_id, watchers=total)).decode())
+        sub.sink.send(out or _presence_frame(sub.show_id, total))
 
     # ---- catching what was lost ----
 
@@ -620,6 +688,10 @@ def _advance(channel: ShowChannel, position: Position) -> None:
     last = channel.last
     if last is None or last.epoch != position.epoch or last.n < position.n:
         channel.last = position
+
+
+def _presence_frame(show_id: int, total: int) -> Outgoing:
+    return Outgoing(encoder.encode(Presence(show_id=show_id, watchers=total)).decode())
 
 
 def _frame_ts(events: list[RawEvent], frame: Frame) -> float | None:

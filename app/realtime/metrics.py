@@ -19,3 +19,15 @@ slow_consumers = Counter(
     "realtime_slow_consumers_total", "Watchers whose backlog overflowed", ["action"]
 )
 frames_rejected = Counter("realtime_frames_rejected_total", "Bad client frames", ["code"])
+
+# Frames written straight to a connection's transport (the fan-out's fast path), counted in
+# a plain list (a Counter's lock would cost more than the write's bookkeeping); a test
+# fails when it stays at 0 under the real server.
+DIRECT_WRITES = [0]
+direct_frames = Gauge(
+    "realtime_direct_frames", "Frames written straight to a socket (encode once, no ASGI send)"
+)
+direct_frames.set_function(lambda: DIRECT_WRITES[0])
+ws_direct_connections = Gauge(
+    "ws_direct_connections", "Open WebSocket connections whose frames skip the ASGI send"
+)

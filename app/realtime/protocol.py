@@ -3,9 +3,14 @@ ping in, frames out through a queue bounded in bytes.
 
 The endpoint runs a reader and a writer as two tasks in one TaskGroup. The reader decodes
 each frame once (msgspec tagged union); a bad frame gets an `error` frame and the
-connection stays up. The writer drains the queue; when a client falls behind by more than
-`max_queue_bytes` its backlog is dropped and it is resynced with fresh snapshots; when
-that keeps happening it is closed with 4008 so it reconnects and resumes by offset.
+connection stays up. Frames go out without a task switch while the socket takes them:
+under uvicorn's `websockets-sansio` the already framed bytes (`Outgoing.wire`) are written
+straight to the connection's transport (what websockets.broadcast() does, minus the
+per-connection framing); under any other server the ASGI send is driven in place. When
+the socket is full, frames queue and the writer drains the queue through the ASGI send;
+when a client falls behind by more than `max_queue_bytes` its backlog is dropped and it is
+resynced with fresh snapshots; when that keeps happening it is closed with 4008 so it
+reconnects and resumes by offset.
 
 Close codes: 1008 flooding (rate limit), 1012 server restart, 4008 slow consumer,
 4401 invalid token (the socket is accepted first, so a browser can read the code).
@@ -28,11 +33,14 @@ import jwt
 import msgspec
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.protocol import State as WsState
+from websockets.server import ServerProtocol
 
 from app.realtime import metrics
 from app.realtime.frames import (
     MAX_CLIENT_FRAME,
     Error,
+    Outgoing,
     Ping,
     Pong,
     Subscribe,
@@ -41,6 +49,7 @@ from app.realtime.frames import (
     encoder,
 )
 from app.realtime.hub import Hub, Subscription
+from app.realtime.metrics import DIRECT_WRITES
 
 log = logging.getLogger("modex.realtime.protocol")
 
@@ -49,7 +58,7 @@ CLOSE_RESTART = 1012
 CLOSE_SLOW = 4008
 CLOSE_UNAUTHORIZED = 4401
 
-PONG = encoder.encode(Pong()).decode()
+PONG = Outgoing(encoder.encode(Pong()).decode())
 MAX_SHOWS_PER_CONNECTION = 32
 
 # ShowValidator(show_id) raises LookupError for a show that does not exist
@@ -98,6 +107,7 @@ class Connection:
     __slots__ = (
         "_budget",
         "_first_strike",
+        "_high_water",
         "_hub",
         "_idle",
         "_last_overflow",
@@ -108,8 +118,10 @@ class Connection:
         "_stalled",
         "_strikes",
         "_tasks",
+        "_transport",
         "_validate_show",
         "_wakeup",
+        "_ws",
         "close_code",
         "close_reason",
         "subs",
@@ -123,16 +135,27 @@ class Connection:
         hub: Hub,
         validate_show: ShowValidator,
         limits: Limits,
+        direct: Any = None,
     ) -> None:
         self.websocket = websocket
         # the server's own send: a frame goes out without the per-message checks and
-        # wrappers of Starlette's WebSocket (the hot path of the fan-out)
+        # wrappers of Starlette's WebSocket
         self._send = send
+        # `direct`: uvicorn's protocol object (see `direct_socket`): frames are written to
+        # its transport while the transport takes them
+        self._transport: Any = None
+        self._ws: ServerProtocol | None = None
+        self._high_water = 0
+        if direct is not None:
+            self._send = direct.send  # no Starlette wrapper around each queued frame
+            self._transport = direct.transport
+            self._ws = direct.conn
+            self._high_water = self._transport.get_write_buffer_limits()[1]
         self._hub = hub
         self._validate_show = validate_show
         self._limits = limits
         self.subs: dict[int, Subscription] = {}
-        self._queue: deque[str] = deque()
+        self._queue: deque[Outgoing] = deque()
         self._queued = 0
         self._wakeup = asyncio.Event()
         # the writer task is parked with nothing to do: a frame may be written at once
@@ -149,13 +172,26 @@ class Connection:
 
     # ---- the Sink side, called by the hub ----
 
-    def send(self, frame: str) -> bool:
+    def send(self, frame: Outgoing) -> bool:
         if self.close_code is not None:
             return True  # closing: nothing more will reach it anyway
-        if self._idle:
-            self._write_now(frame)
-            return True
-        size = len(frame)  # frames are ASCII JSON (msgspec escapes nothing it need not)
+        if self._idle:  # nothing queued or in flight: it may go out right here
+            transport = self._transport
+            if transport is None:
+                self._write_now(frame.text)
+                return True
+            ws = self._ws
+            assert ws is not None
+            if ws.state is not WsState.OPEN or transport.is_closing():
+                return True  # a close frame was sent or the peer left: the reader ends it
+            if transport.get_write_buffer_size() <= self._high_water:
+                transport.write(frame.wire)
+                DIRECT_WRITES[0] += 1
+                return True
+            # the socket is full (the transport paused uvicorn's sends): queue from here on,
+            # so no frame overtakes another
+            self._idle = False
+        size = len(frame.text)
         if self._queued and self._queued + size > self._limits.max_queue_bytes:
             self._overflow()
             return False
@@ -190,7 +226,8 @@ class Connection:
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
         metrics.frames_rejected.labels(code).inc()
-        self.send(encoder.encode(Error(code=code, message=message, show_id=show_id)).decode())
+        error = Error(code=code, message=message, show_id=show_id)
+        self.send(Outgoing(encoder.encode(error).decode()))
 
     def _overflow(self) -> None:
         """The client fell behind: drop its backlog. A seat map collapses, so a fresh
@@ -249,7 +286,8 @@ class Connection:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._limits.close_timeout):
                 while self._queue:  # e.g. the error frames before a 1008
-                    await self._send({"type": "websocket.send", "text": self._queue.popleft()})
+                    text = self._queue.popleft().text
+                    await self._send({"type": "websocket.send", "text": text})
                 await self.websocket.close(code, reason)
 
     async def _write_frames(self) -> None:
@@ -268,7 +306,7 @@ class Connection:
                 except OSError as exc:  # the server's ClientDisconnected
                     raise WebSocketDisconnect(1006) from exc
             while queue:
-                frame = queue.popleft()
+                frame = queue.popleft().text
                 self._queued -= len(frame)
                 try:
                     await send({"type": "websocket.send", "text": frame})
@@ -406,13 +444,40 @@ class Stalled:
 
 class WebSocketApp:
     """`/ws` as a plain ASGI app (Starlette wraps a function endpoint's send in per-message
-    layers); the handler gets the WebSocket for the handshake and the raw send for frames."""
+    layers); the handler gets the WebSocket for the handshake, the raw send for frames and
+    the server's connection object when frames can be written to it directly."""
 
-    def __init__(self, handler: Callable[[WebSocket, Send], Awaitable[None]]) -> None:
+    def __init__(self, handler: Callable[[WebSocket, Send, Receive], Awaitable[None]]) -> None:
         self._handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._handler(WebSocket(scope, receive, send), send)
+        await self._handler(WebSocket(scope, receive, send), send, receive)
+
+
+def direct_socket(receive: Receive) -> Any:
+    """uvicorn's `websockets-sansio` connection behind `receive` (a bound method of it, as
+    Starlette passes `receive` through untouched), after the handshake; None when it is
+    not exactly what the fast path writes to (another server or uvicorn version, another
+    --ws implementation, an extension such as permessage-deflate that changes the bytes):
+    frames then take the ASGI send."""
+    proto = getattr(receive, "__self__", None)
+    if type(proto).__name__ != "WebSocketsSansIOProtocol":
+        return None
+    conn = getattr(proto, "conn", None)
+    transport = getattr(proto, "transport", None)
+    if (
+        not isinstance(conn, ServerProtocol)
+        or conn.state is not WsState.OPEN
+        or conn.extensions
+        or not isinstance(getattr(proto, "writable", None), asyncio.Event)
+        or not callable(getattr(proto, "send", None))
+        or transport is None
+    ):
+        return None
+    for method in ("write", "is_closing", "get_write_buffer_size", "get_write_buffer_limits"):
+        if not callable(getattr(transport, method, None)):
+            return None
+    return proto
 
 
 def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:

@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.types import Send
+from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
 from app.config import Settings
@@ -31,6 +31,7 @@ from app.realtime.protocol import (
     Connection,
     Limits,
     WebSocketApp,
+    direct_socket,
     origin_allowed,
     verify_token,
 )
@@ -146,7 +147,7 @@ class Realtime:
 
     # ---- the WebSocket endpoint ----
 
-    async def _endpoint(self, websocket: WebSocket, send: Send) -> None:
+    async def _endpoint(self, websocket: WebSocket, send: Send, receive: Receive) -> None:
         if not origin_allowed(websocket, self._settings.allowed_origins):
             await websocket.close(1008)  # before accept: the handshake is refused (403)
             return
@@ -158,14 +159,19 @@ class Realtime:
         if self._stopping:
             await websocket.close(CLOSE_RESTART, "server restarting")
             return
-        conn = Connection(websocket, send, self.hub, self._validate_show, self.limits)
+        direct = direct_socket(receive)
+        conn = Connection(websocket, send, self.hub, self._validate_show, self.limits, direct)
         self._connections.add(conn)
         metrics.ws_connections.inc()
+        if direct is not None:
+            metrics.ws_direct_connections.inc()
         try:
             await conn.run()
         finally:
             self._connections.discard(conn)
             metrics.ws_connections.dec()
+            if direct is not None:
+                metrics.ws_direct_connections.dec()
             if self._stopping and not self._connections:
                 self._all_closed.set()
 

@@ -264,3 +264,30 @@ async def test_graceful_shutdown_closes_sockets_with_1012(
             assert closed.rcvd is not None and closed.rcvd.code == 1012
     finally:
         leaving.stop()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_frames_go_straight_to_the_socket_under_the_real_server(
+    server: ServerProcess, client: httpx.AsyncClient, show: dict[str, Any], user: str
+) -> None:
+    """The fan-out's fast path (the encoded frame written to uvicorn's transport as is) is
+    what the real server uses: should uvicorn's internals change, frames would silently
+    take the slower ASGI send (still correct) and this test fails."""
+    show_id = show["id"]
+    order = await seat_order(client, show_id)
+    before = (await client.get("/metrics")).text
+    async with Watcher(server.ws_url) as watcher:
+        await watcher.subscribe(show_id, order)
+        await hold(client, show_id, user, ["C7"])
+        frame = await watcher.wait_for(lambda f: f["type"] == "seats", within=3)
+        assert [c["label"] for c in frame["changes"]] == ["C7"]
+        after = (await client.get("/metrics")).text
+        assert _metric(after, "ws_direct_connections") >= 1
+    assert _metric(after, "realtime_direct_frames") > _metric(before, "realtime_direct_frames")
+    await converge([watcher], client, show)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.realtime.broker import Position, RedisBroker
-from app.realtime.frames import Event, SeatChange, rle_decode, rle_encode
+from app.realtime.frames import Event, Outgoing, SeatChange, rle_decode, rle_encode
 from app.realtime.hub import Hub, RawEvent, State, build_frames, snapshot_frame
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
@@ -138,8 +138,8 @@ class Collect:
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
 
-    def send(self, frame: str) -> bool:
-        self.frames.append(check_schema(frame))
+    def send(self, frame: Outgoing) -> bool:
+        self.frames.append(check_schema(frame.text))
         return True
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from websockets.frames import Frame, Opcode
 
-from app.realtime.protocol import FrameBudget, Stalled
+from app.realtime.frames import Outgoing, ws_text_frame
+from app.realtime.protocol import FrameBudget, Stalled, direct_socket
 
 
 async def test_a_send_started_by_hand_is_finished_by_the_writer() -> None:
@@ -69,3 +71,17 @@ def test_frame_budget_allows_a_burst_then_the_rate() -> None:
 
 async def _await(stalled: Stalled) -> None:
     await stalled
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70_000])
+def test_a_frame_encoded_once_is_what_websockets_would_send(size: int) -> None:
+    payload = ("x" * size).encode()
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert Outgoing("x" * size).wire == ws_text_frame(payload) == expected
+
+
+def test_no_direct_socket_behind_a_receive_that_is_not_uvicorns() -> None:
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    assert direct_socket(receive) is None
