@@ -107,6 +107,7 @@ class Connection:
     __slots__ = (
         "_budget",
         "_first_strike",
+        "_gone",
         "_high_water",
         "_hub",
         "_idle",
@@ -114,13 +115,13 @@ class Connection:
         "_limits",
         "_queue",
         "_queued",
+        "_reader",
         "_send",
         "_stalled",
         "_strikes",
-        "_tasks",
         "_transport",
         "_validate_show",
-        "_wakeup",
+        "_writer",
         "_ws",
         "close_code",
         "close_reason",
@@ -157,18 +158,21 @@ class Connection:
         self.subs: dict[int, Subscription] = {}
         self._queue: deque[Outgoing] = deque()
         self._queued = 0
-        self._wakeup = asyncio.Event()
-        # the writer task is parked with nothing to do: a frame may be written at once
-        self._idle = False
+        # nothing queued, no send in flight: a frame may be written at once
+        self._idle = True
         # a send that found the socket full, finished by the writer when it drains
         self._stalled: Awaitable[None] | None = None
+        # the reader is the endpoint's own task; a writer task exists only while frames
+        # wait for a full socket (two fewer tasks per idle watcher)
+        self._reader: asyncio.Task[Any] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._gone = False  # a send failed: the peer left, the reader will see it
         self._budget = FrameBudget(limits.frame_rate, limits.frame_burst)
         self._strikes = 0
         self._first_strike = -1e9
         self._last_overflow = -1e9
         self.close_code: int | None = None
         self.close_reason = ""
-        self._tasks: list[asyncio.Task[None]] = []
 
     # ---- the Sink side, called by the hub ----
 
@@ -191,38 +195,44 @@ class Connection:
             # the socket is full (the transport paused uvicorn's sends): queue from here on,
             # so no frame overtakes another
             self._idle = False
+        if self._gone:
+            return True
         size = len(frame.text)
         if self._queued and self._queued + size > self._limits.max_queue_bytes:
             self._overflow()
             return False
         self._queue.append(frame)
         self._queued += size
-        self._wakeup.set()
+        self._start_writer()
         return True
 
     def _write_now(self, frame: str) -> None:
-        """The fan-out's fast path: with the writer parked and nothing queued, run the
-        server's send right here. It completes without suspending unless the socket's
-        buffer is full; then the writer task finishes it and later frames queue up. This
-        saves a task switch per frame per watcher (measured: about half the cost)."""
+        """The fast path under a server we cannot write to directly: with nothing queued,
+        run the server's send right here. It completes without suspending unless the
+        socket's buffer is full; then a writer task finishes it and later frames queue up.
+        This saves a task switch per frame per watcher (measured: about half the cost)."""
         sending = self._send({"type": "websocket.send", "text": frame})
+        self._idle = False
         if type(sending) is not CoroutineType:  # a server whose send is no coroutine
-            self._idle = False
             self._stalled = sending
-            self._wakeup.set()
+            self._start_writer()
             return
         coro = sending
         try:
             waiting_on = coro.send(None)
         except StopIteration:
+            self._idle = True
             return
         except Exception:
             # the peer is gone (ClientDisconnected) or closing: the reader ends the connection
-            self._idle = False
+            self._gone = True
             return
-        self._idle = False
         self._stalled = Stalled(coro, waiting_on)
-        self._wakeup.set()
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_frames())
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
         metrics.frames_rejected.labels(code).inc()
@@ -246,9 +256,9 @@ class Connection:
             self._hub.request_snapshot(sub, "slow_consumer")
 
     def abort(self, code: int, reason: str, *, drop_queue: bool = True) -> None:
-        """End the connection with `code`: stop both tasks (the writer may be blocked on
-        a socket the peer never drains), then the endpoint sends what is still queued
-        (unless dropped) and the close frame, each within the close timeout."""
+        """End the connection with `code`: stop the reader and the writer (which may be
+        blocked on a socket the peer never drains), then the endpoint sends what is still
+        queued (unless dropped) and the close frame, each within the close timeout."""
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason
@@ -256,23 +266,30 @@ class Connection:
         if drop_queue:
             self._queue.clear()
             self._queued = 0
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()  # run() takes this cancellation back (close_code is set)
 
-    # ---- the two tasks ----
+    # ---- the tasks ----
 
     async def run(self) -> None:
+        """Read frames in the endpoint's task until the peer leaves or abort() ends it."""
+        reader = self._reader = asyncio.current_task()
+        assert reader is not None
         try:
-            async with asyncio.TaskGroup() as group:
-                self._tasks = [
-                    group.create_task(self._read_frames()),
-                    group.create_task(self._write_frames()),
-                ]
-        except* WebSocketDisconnect:
+            await self._read_frames()
+        except WebSocketDisconnect:
             pass  # the peer went away: nothing to close
+        except asyncio.CancelledError:
+            # abort()'s own cancellation is taken back; any other one goes on
+            if self.close_code is None or reader.uncancel() > 0:
+                raise
         finally:
+            self._reader = None
+            if self._writer is not None:
+                self._writer.cancel()
             for sub in self.subs.values():
                 self._hub.unwatch(sub)
             self.subs.clear()
@@ -291,27 +308,31 @@ class Connection:
                 await self.websocket.close(code, reason)
 
     async def _write_frames(self) -> None:
+        """Finish a stalled send and drain the queue in order through the server's send
+        (which waits for the socket to drain); then frames go out directly again."""
         send = self._send
         queue = self._queue
-        while True:
-            if not queue and self._stalled is None:
-                self._idle = True
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            self._idle = False
+        try:
             stalled, self._stalled = self._stalled, None
             if stalled is not None:
-                try:
-                    await stalled
-                except OSError as exc:  # the server's ClientDisconnected
-                    raise WebSocketDisconnect(1006) from exc
+                await stalled
             while queue:
                 frame = queue.popleft().text
                 self._queued -= len(frame)
-                try:
-                    await send({"type": "websocket.send", "text": frame})
-                except OSError as exc:  # the server's ClientDisconnected
-                    raise WebSocketDisconnect(1006) from exc
+                await send({"type": "websocket.send", "text": frame})
+        except OSError:  # the server's ClientDisconnected: the reader sees the disconnect
+            self._gone = True
+            self._queue.clear()
+            self._queued = 0
+        except Exception as exc:  # e.g. the server refusing a send: end the connection
+            log.warning("writer of %s failed: %r", self.websocket.client, exc)
+            self._writer = None
+            self.abort(1011, "internal error")
+        else:
+            if self.close_code is None:
+                self._idle = True
+        finally:
+            self._writer = None
 
     async def _read_frames(self) -> None:
         receive = self.websocket.receive

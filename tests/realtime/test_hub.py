@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 from app.config import Settings
 from app.realtime.broker import Position, RedisBroker
 from app.realtime.frames import Event, Outgoing, SeatChange, rle_decode, rle_encode
-from app.realtime.hub import Hub, RawEvent, State, build_frames, snapshot_frame
+from app.realtime.hub import FANOUT_CHUNK, Hub, RawEvent, State, build_frames, snapshot_frame
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
 from tests.realtime.apply import ShowState, apply, check_schema
-from tests.realtime.watch import seat_order, server_state
+from tests.realtime.watch import hold, seat_order, server_state
 from tests.support import JWT_SECRET, Cluster, Services, auth
 
 
@@ -223,6 +223,90 @@ async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapsho
             apply(state, frame)
         truth = await server_state(client, show_id)
         assert state.seats == {k: v for k, v in truth.items() if not k.startswith("show.")}
+    finally:
+        await hub.stop()
+        await broker.stop()
+        await redis.aclose()
+
+
+class Texts:
+    """A cheap sink for many watchers: frames decoded, not schema-checked. The first
+    seats frame handed to any of them queues a loop callback that records how many seats
+    frames had been handed out by the time it ran."""
+
+    def __init__(self, seen: list[int], between: list[int]) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self._seen = seen
+        self._between = between
+
+    def send(self, frame: Outgoing) -> bool:
+        decoded = json.loads(frame.text)
+        if decoded["type"] == "seats":
+            seen = self._seen
+            seen[0] += 1
+            if seen[0] == 1:
+                asyncio.get_running_loop().call_soon(lambda: self._between.append(seen[0]))
+        self.frames.append(decoded)
+        return True
+
+    def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
+        raise AssertionError(f"error frame {code}: {message}")
+
+
+async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_watcher_in_order(
+    router: ShardRouter,
+    services: Services,
+    client: httpx.AsyncClient,
+    show: dict[str, Any],
+    user: str,
+) -> None:
+    show_id = show["id"]
+
+    async def read_snapshot(wanted: int) -> list[tuple[str, str, int]]:
+        _, shard = await router.for_show(wanted)
+        return list(await read_seat_states(shard, wanted))
+
+    redis = aioredis.Redis.from_url(services.redis_url)
+    hub: Hub
+    broker = RedisBroker(
+        redis,
+        services.redis_url,
+        "hub-chunks",
+        lambda *a: hub.on_message(*a),
+        lambda: hub.on_reconnect(),
+    )
+    hub = Hub(broker, read_snapshot)
+    await broker.start()
+    seen = [0]  # seats frames handed to any sink so far
+    between: list[int] = []
+    sinks = [Texts(seen, between) for _ in range(2 * FANOUT_CHUNK + 100)]
+    try:
+        subs = await asyncio.gather(*(hub.watch(s, show_id, None, None) for s in sinks))
+        for _ in range(500):
+            if all(sub.state is State.LIVE for sub in subs):
+                break
+            await asyncio.sleep(0.01)
+        for seat in ("D1", "D2", "D3"):
+            await hold(client, show_id, user, [seat])
+        for _ in range(500):
+            got = [
+                {c["label"] for f in s.frames if f["type"] == "seats" for c in f["changes"]}
+                for s in sinks
+            ]
+            if all(g >= {"D1", "D2", "D3"} for g in got):
+                break
+            await asyncio.sleep(0.01)
+        assert between and between[0] < len(sinks)  # the loop ran before the pass ended
+        truth = await server_state(client, show_id)
+        order = await seat_order(client, show_id)
+        for sink in sinks:
+            offsets = [int(f["offset"].rpartition(":")[2]) for f in sink.frames if "offset" in f]
+            assert offsets == sorted(set(offsets))  # in order, none twice
+            state = ShowState(order)
+            for frame in sink.frames:
+                if frame["type"] != "presence":
+                    apply(state, frame)
+            assert state.seats == {k: v for k, v in truth.items() if not k.startswith("show.")}
     finally:
         await hub.stop()
         await broker.stop()
