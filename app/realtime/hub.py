@@ -11,10 +11,16 @@ reader. Connections are `Sink`s: they take `Outgoing` frames (encoded once, the 
 for every watcher), write them to the socket or queue them within a byte bound, and call
 `request_snapshot` for their subscriptions when they fall behind.
 
-A fan-out pass hands each frame to every LIVE watcher, FANOUT_CHUNK watchers per loop
-callback, so the publish path, HTTP requests and the Redis reader run between chunks; a
-show's next pass starts only after its current one ended (each watcher gets frames in
-offset order).
+A fan-out pass visits every LIVE watcher of a show, FANOUT_CHUNK watchers per loop
+callback, so the publish path, HTTP requests and the Redis reader run between chunks.
+Events that arrive during a pass join it at the next chunk: each watcher gets, when the
+pass reaches it, ONE frame with every change it has not seen (built once per distinct
+position, i.e. once for nearly all watchers); the watchers visited before the events
+joined get them in the next pass, which starts MIN_PASS_INTERVAL after the previous one
+began, or right after it ended when it took longer. So a change waits about one interval
+or one pass at most, a watcher gets at most 1/MIN_PASS_INTERVAL frames a second, and as
+the audience (and with it the pass) grows, the frames per watcher fall instead of the
+latency growing without bound.
 """
 
 from __future__ import annotations
@@ -50,15 +56,14 @@ log = logging.getLogger("modex.realtime.hub")
 SeatStates = Sequence[tuple[str, str, int]]  # (label, status, version) in map order
 SnapshotReader = Callable[[int], Awaitable[SeatStates]]
 
-# Seat changes of one show that arrive within a window share one frame. The window is at
-# least COALESCE_SECONDS and adapts to the show's audience: after a fan-out that took d
-# seconds of CPU the next waits at least FANOUT_SPACING * d, so one busy show leaves the
-# loop a share of its time (HTTP, other shows) and the frame rate per watcher falls as
-# the number of watchers grows instead of latency growing without bound.
+# Seat changes that arrive within COALESCE_SECONDS of an idle show's first one share a
+# frame; during a pass, everything that arrived before the pass reaches a watcher does.
 COALESCE_SECONDS = 0.005
-FANOUT_SPACING = 0.25
-MAX_COALESCE_SECONDS = 0.25
-FANOUT_CHUNK = 500  # watchers per loop callback (~5 ms of socket writes)
+# At most 12.5 frames a second per watcher: smooth for a person, light for a phone.
+MIN_PASS_INTERVAL = 0.08
+# Watchers per loop callback (~2-3 ms of socket writes): the publish path of a change
+# needs several loop turns, and each waits for at most one chunk.
+FANOUT_CHUNK = 200
 MAX_SYNC_BUFFER = 10_000  # events buffered per syncing watcher before it starts over
 UNSUBSCRIBE_LINGER = 1.0  # keep a show's channel this long after its last watcher left
 CHECK_INTERVAL = 5.0  # per-show position and seat-version check (last line of defence)
@@ -113,13 +118,15 @@ class Frame:
 
 @dataclass(slots=True)
 class FanOut:
-    """A fan-out pass in progress: `frames` for the watchers that were LIVE when it began."""
+    """A pass in progress over the watchers that were LIVE when it began."""
 
-    frames: list[Frame]
-    events: list[RawEvent]
+    events: list[RawEvent]  # what the pass delivers; grows at chunk boundaries
     subs: list[Subscription]
-    done: int = 0  # watchers handled so far
-    cpu: float = 0.0
+    done: int = 0  # watchers visited so far
+    joined: int = 0  # events[joined:] arrived during the pass (the next pass's events)
+    # position.n -> (frames for a watcher there, its position after them); cleared when
+    # events join
+    plans: dict[int, tuple[list[Outgoing], Position]] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -131,7 +138,7 @@ class ShowChannel:
     pending: list[RawEvent] = field(default_factory=list)
     flush_handle: asyncio.Handle | None = None  # the next flush, or the pass's next chunk
     fanout: FanOut | None = None
-    next_flush: float = 0.0  # loop time before which the next fan-out waits
+    pass_started: float = -1e9  # loop time the last pass began
     versions: dict[str, int] = field(default_factory=dict)  # what watchers were sent
     subscribed: asyncio.Task[None] | None = None
     waiting: list[Subscription] = field(default_factory=list)  # want a snapshot
@@ -349,22 +356,19 @@ class Hub:
 
     def _schedule_flush(self, channel: ShowChannel) -> None:
         loop = asyncio.get_running_loop()
-        delay = max(COALESCE_SECONDS, channel.next_flush - loop.time())
+        delay = max(COALESCE_SECONDS, channel.pass_started + MIN_PASS_INTERVAL - loop.time())
         channel.flush_handle = loop.call_later(delay, self._flush, channel)
 
     def _flush(self, channel: ShowChannel) -> None:
+        """Start a pass with what is pending."""
         channel.flush_handle = None
         events, channel.pending = channel.pending, []
         if not events or not channel.subs:
             return
-        started = time.thread_time()  # CPU, not wall: a busy machine must not stretch it
-        frames = build_frames(channel.show_id, events)
-        for frame in frames:
-            ts = _frame_ts(events, frame)
-            if ts is not None:
-                metrics.fanout_lag_seconds.observe(max(0.0, time.time() - ts))
+        _observe_lag(events)
         live = [sub for sub in channel.subs if sub.state is State.LIVE]
-        channel.fanout = FanOut(frames, events, live, cpu=time.thread_time() - started)
+        channel.fanout = FanOut(events, live, joined=len(events))
+        channel.pass_started = asyncio.get_running_loop().time()
         self._fan_out(channel)
 
     def _fan_out(self, channel: ShowChannel) -> None:
@@ -373,64 +377,51 @@ class Hub:
         fanout = channel.fanout
         if fanout is None:
             return
-        started = time.thread_time()
-        subs, frames, events = fanout.subs, fanout.frames, fanout.events
+        if channel.pending:  # arrived since the last chunk: they join the pass here
+            fanout.events.extend(channel.pending)
+            channel.pending = []
+            fanout.plans.clear()
+        subs, plans = fanout.subs, fanout.plans
+        epoch = fanout.events[-1].position.epoch
         end = min(len(subs), fanout.done + FANOUT_CHUNK)
-        if len(frames) == 1:
-            # the usual pass: one frame, and every watcher's position right before it
-            frame = frames[0]
-            out, first, last = frame.out, frame.first, frame.last
-            epoch = last.epoch
-            for i in range(fanout.done, end):
-                sub = subs[i]
-                if not sub.active or sub.state is not State.LIVE:
-                    continue  # left, or overflowed: it is waiting for a snapshot now
-                position = sub.position
-                if position is not None and position.n < first and position.epoch == epoch:
-                    sub.position = last
-                    sub.sink.send(out)
-                else:
-                    self._deliver(sub, frame, events)
-        else:
-            for i in range(fanout.done, end):
-                sub = subs[i]
-                for frame in frames:
-                    if not sub.active or sub.state is not State.LIVE:
-                        break
-                    self._deliver(sub, frame, events)
+        for i in range(fanout.done, end):
+            sub = subs[i]
+            if not sub.active or sub.state is not State.LIVE:
+                continue  # left, or overflowed: it is waiting for a snapshot now
+            position = sub.position
+            if position is None or position.epoch != epoch:
+                self.request_snapshot(sub, "epoch")  # its stream ended (Redis lost it)
+                continue
+            plan = plans.get(position.n)
+            if plan is None:
+                plan = plans[position.n] = self._plan(channel.show_id, fanout.events, position)
+            outs, sub.position = plan
+            for out in outs:
+                if not sub.sink.send(out):
+                    break  # overflowed: it is waiting for a snapshot now
         fanout.done = end
-        # the frames were written to the sockets right here (or queued when a socket was
-        # full), so this is the real cost of the fan-out
-        fanout.cpu += time.thread_time() - started
         loop = asyncio.get_running_loop()
         if end < len(subs):
             channel.flush_handle = loop.call_soon(self._fan_out, channel)
             return
+        # the watchers visited before events joined still need them: the next pass
         channel.fanout = None
-        channel.next_flush = loop.time() + min(MAX_COALESCE_SECONDS, FANOUT_SPACING * fanout.cpu)
+        channel.pending = fanout.events[fanout.joined :] + channel.pending
         if channel.pending:
             self._schedule_flush(channel)
 
-    def _deliver(self, sub: Subscription, frame: Frame, events: list[RawEvent]) -> None:
-        position = sub.position
-        if position is None or position.epoch != frame.last.epoch:
-            self.request_snapshot(sub, "epoch")
-            return
-        if frame.last.n <= position.n:
-            return  # it got these with its snapshot or replay
-        if frame.first > position.n:
-            sub.position = frame.last
-            sub.sink.send(frame.out)
-            return
-        # partly seen (it went live in the middle of this batch): rebuild for it alone
+    @staticmethod
+    def _plan(
+        show_id: int, events: list[RawEvent], position: Position
+    ) -> tuple[list[Outgoing], Position]:
+        """The frames for a watcher at `position`: the events after it, merged."""
         newer = [
-            e
-            for e in events
-            if position.n < e.position.n <= frame.last.n and e.position.epoch == position.epoch
+            e for e in events if e.position.epoch == position.epoch and e.position.n > position.n
         ]
-        sub.position = frame.last
-        for own in build_frames(sub.show_id, newer):
-            sub.sink.send(own.out)
+        frames = build_frames(show_id, newer)
+        if not frames:
+            return [], position
+        return [f.out for f in frames], frames[-1].last
 
     # ---- bringing a watcher to the truth ----
 
@@ -694,9 +685,8 @@ def _presence_frame(show_id: int, total: int) -> Outgoing:
     return Outgoing(encoder.encode(Presence(show_id=show_id, watchers=total)).decode())
 
 
-def _frame_ts(events: list[RawEvent], frame: Frame) -> float | None:
-    ts: float | None = None
+def _observe_lag(events: list[RawEvent]) -> None:
+    now = time.time()
     for raw in events:
-        if frame.first <= raw.position.n <= frame.last.n and raw.event.ts is not None:
-            ts = raw.event.ts if ts is None else min(ts, raw.event.ts)
-    return ts
+        if raw.event.ts is not None:
+            metrics.fanout_lag_seconds.observe(max(0.0, now - raw.event.ts))

@@ -56,6 +56,22 @@ def test_consecutive_seat_changes_share_one_frame() -> None:
     }
 
 
+def test_a_watcher_gets_one_frame_with_every_change_after_its_position() -> None:
+    """A fan-out pass takes in events that arrive while it runs; a watcher it reaches
+    gets what it has not seen as one frame, built once per position."""
+    events = [
+        seats_event(4, [("A1", "HELD", 2)], 1.0),
+        seats_event(5, [("A1", "AVAILABLE", 3), ("A2", "HELD", 2)], 2.0),
+        seats_event(6, [("B1", "HELD", 5)], 3.0),
+    ]
+    outs, last = Hub._plan(7, events, Position("e1", 4))
+    [frame] = [check_schema(out.text) for out in outs]
+    assert frame["offset"] == "e1:6" and last == Position("e1", 6)
+    assert frame["ts"] == 2.0  # the oldest change it carries
+    assert {c["label"]: c["version"] for c in frame["changes"]} == {"A1": 3, "A2": 2, "B1": 5}
+    assert Hub._plan(7, events, Position("e1", 6)) == ([], Position("e1", 6))
+
+
 def test_show_frames_keep_their_place_and_epochs_never_mix() -> None:
     payload = b'{"type":"announcement","show_id":7,"message":"hi"}'
     announcement = RawEvent(Position("e1", 3), Event("announcement", 7), payload)
