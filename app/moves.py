@@ -17,6 +17,7 @@ import asyncpg
 
 from app.errors import ModexError
 from app.shards import ShardRouter
+from app.shows import ANALYZE_SEATS
 
 TABLES = ("seats", "holds", "bookings", "outbox")
 SHOW_ON_SHARD = "SELECT status, hold_seconds FROM shard_shows WHERE show_id = $1 FOR UPDATE"
@@ -70,6 +71,8 @@ async def move_show(router: ShardRouter, show_id: int, target_index: int) -> str
             for table, (columns, records) in copies.items():
                 if records:
                     await dst.copy_records_to_table(table, columns=columns, records=records)
+        async with target.connection("move_show") as dst:
+            await dst.execute(ANALYZE_SEATS)  # as after creating a show: see shows.py
 
         for table in TABLES:
             await src.execute(f"DELETE FROM {table} WHERE show_id = $1", show_id)

@@ -109,8 +109,20 @@ async def create_pool(url: str, size: int) -> asyncpg.Pool:
         timeout=5,  # to open a connection
         command_timeout=10,  # a hung database must not hang requests
         reset=_no_reset,
-        # a seat lock is held for microseconds; waiting seconds means something is wrong
-        server_settings={"lock_timeout": "2000", "idle_in_transaction_session_timeout": "10000"},
+        server_settings={
+            # a seat lock is held for microseconds; waiting seconds means something is wrong
+            "lock_timeout": "2000",
+            "idle_in_transaction_session_timeout": "10000",
+            # every query is keyed by show_id and a few labels, so one plan suits every call;
+            # left to choose, PostgreSQL planned the seat functions' array queries afresh on
+            # every call, a third of its CPU under load
+            "plan_cache_mode": "force_generic_plan",
+            # ... and that plan walks the primary key in label order, one probe per seat (a
+            # claim's UPDATE locks its seats in the order it reaches them). Without these a
+            # generic plan on a small shard scanned the whole show, in physical order.
+            "enable_seqscan": "off",
+            "enable_bitmapscan": "off",
+        },
     )
 
 

@@ -59,6 +59,9 @@ def _show(info: ShowInfo, available: int | None = None) -> wire.Show:
     )
 
 
+ANALYZE_SEATS = "ANALYZE seats"
+
+
 class ShowCatalog:
     def __init__(self, router: ShardRouter, redis: aioredis.Redis, default_hold_seconds: int):
         self.router = router
@@ -90,6 +93,10 @@ class ShowCatalog:
                     for i, s in enumerate(seats)
                 ],
             )
+        async with shard.connection("analyze_seats") as conn:
+            # fresh statistics, so the planner knows a show has many seats and reaches a few
+            # of them by the primary key rather than reading the whole show
+            await conn.execute(ANALYZE_SEATS)
         row = await self.router.meta.fetchrow(
             INSERT_SHOW,
             show_id,

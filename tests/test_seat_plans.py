@@ -1,0 +1,48 @@
+"""The seat writes reach their seats through the primary key, in label order.
+
+A claim's UPDATE locks seats in the order it reaches them, so the plan is part of the
+deadlock-freedom argument in sql/shard/functions/seat_transactions.sql: a sequential or
+bitmap scan would lock them in the table's physical order instead.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.shards import create_pool
+from tests.support import Cluster
+
+CLAIM = """
+UPDATE seats SET status = 'HELD', version = version + 1
+WHERE show_id = $1 AND label = ANY($2)
+  AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now()))
+"""
+
+
+def scans(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    found = [(plan["Node Type"], plan.get("Index Name"))]
+    for child in plan.get("Plans", []):
+        found += scans(child)
+    return found
+
+
+async def test_a_claim_walks_the_primary_key_with_the_servers_settings(
+    cluster: Cluster, show: dict[str, Any]
+) -> None:
+    for url in cluster.shard_urls:
+        pool = await create_pool(url, 1)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"PREPARE claim(bigint, text[]) AS {CLAIM}")
+                show_id = int(show["id"])
+                raw = await conn.fetchval(
+                    f"EXPLAIN (FORMAT JSON) EXECUTE claim({show_id}, '{{A1,A2}}')"
+                )
+                await conn.execute("DEALLOCATE claim")
+        finally:
+            await pool.close()
+        plan = json.loads(raw)[0]["Plan"]
+        nodes = scans(plan)
+        assert ("Index Scan", "seats_pkey") in nodes, nodes
+        assert not any("Seq Scan" in n or "Bitmap" in n for n, _ in nodes), nodes
