@@ -129,22 +129,15 @@ event_decoder = msgspec.json.Decoder(Event)
 
 class Outgoing:
     """A server frame encoded once: its JSON text (for a server whose sockets we cannot
-    write to directly) and the complete WebSocket text frame, built on first use and then
-    written byte for byte to every watcher (server frames are unmasked, and compression is
-    off, so the bytes are the same for every connection)."""
+    write to directly) and the complete WebSocket text frame, written byte for byte to
+    every watcher (server frames are unmasked, and compression is off, so the bytes are
+    the same for every connection)."""
 
-    __slots__ = ("_wire", "text")
+    __slots__ = ("text", "wire")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        wire = self._wire
-        if wire is None:
-            wire = self._wire = ws_text_frame(self.text.encode())
-        return wire
+        self.wire = ws_text_frame(text.encode())
 
 
 def ws_text_frame(payload: bytes) -> bytes:

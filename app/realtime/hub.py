@@ -61,9 +61,9 @@ SnapshotReader = Callable[[int], Awaitable[SeatStates]]
 COALESCE_SECONDS = 0.005
 # At most 12.5 frames a second per watcher: smooth for a person, light for a phone.
 MIN_PASS_INTERVAL = 0.08
-# Watchers per loop callback (~2-3 ms of socket writes): the publish path of a change
+# Watchers per loop callback (~1-2 ms of socket writes): the publish path of a change
 # needs several loop turns, and each waits for at most one chunk.
-FANOUT_CHUNK = 200
+FANOUT_CHUNK = 100
 MAX_SYNC_BUFFER = 10_000  # events buffered per syncing watcher before it starts over
 UNSUBSCRIBE_LINGER = 1.0  # keep a show's channel this long after its last watcher left
 CHECK_INTERVAL = 5.0  # per-show position and seat-version check (last line of defence)
@@ -383,10 +383,11 @@ class Hub:
             fanout.plans.clear()
         subs, plans = fanout.subs, fanout.plans
         epoch = fanout.events[-1].position.epoch
+        live = State.LIVE
         end = min(len(subs), fanout.done + FANOUT_CHUNK)
         for i in range(fanout.done, end):
             sub = subs[i]
-            if not sub.active or sub.state is not State.LIVE:
+            if not sub.active or sub.state is not live:
                 continue  # left, or overflowed: it is waiting for a snapshot now
             position = sub.position
             if position is None or position.epoch != epoch:

@@ -59,6 +59,7 @@ CLOSE_SLOW = 4008
 CLOSE_UNAUTHORIZED = 4401
 
 PONG = Outgoing(encoder.encode(Pong()).decode())
+OPEN = WsState.OPEN
 MAX_SHOWS_PER_CONNECTION = 32
 
 # ShowValidator(show_id) raises LookupError for a show that does not exist
@@ -186,7 +187,7 @@ class Connection:
                 return True
             ws = self._ws
             assert ws is not None
-            if ws.state is not WsState.OPEN or transport.is_closing():
+            if ws.state is not OPEN or transport.is_closing():
                 return True  # a close frame was sent or the peer left: the reader ends it
             if transport.get_write_buffer_size() <= self._high_water:
                 transport.write(frame.wire)
