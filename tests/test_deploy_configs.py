@@ -392,7 +392,8 @@ def test_k8s_deployment_agrees_with_the_app() -> None:
     (container,) = pod["containers"]
     assert container["command"] == SERVE
     assert [p["containerPort"] for p in container["ports"]] == [4000]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    # not /ready: a shared dependency failing must not take every pod out of the Service
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["resources"] == {
         "requests": {"memory": "256Mi", "cpu": "500m"},
