@@ -1029,6 +1029,10 @@ async def amain(args: argparse.Namespace) -> None:
         if not args.skip_snapshot:
             bench.results["snapshot"] = await bench.snapshot_bench()
             print(f"snapshot: {bench.results['snapshot']}", flush=True)
+            # idle memory is measured on a fresh process: the 60,000-seat snapshot's
+            # freed memory would otherwise absorb the first watchers and flatter the slope
+            common.stop_process(bench.server)
+            bench.start_server()
         n_procs = args.watcher_procs or max(1, -(-args.watchers_max // 5000))
         await bench.start_watchers(n_procs)
         await bench.phase("full")
