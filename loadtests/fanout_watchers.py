@@ -40,6 +40,7 @@ import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 MAX_MS = 60_000
+TEXT = WSMsgType.TEXT  # an enum attribute lookup per frame showed up in the profile
 
 
 def raise_nofile() -> int:
@@ -107,9 +108,11 @@ class State:
 class Parsed:
     """One distinct frame, parsed once. `applied` caches its effect per input array:
     id(versions before) -> (versions before, versions after, fresh, missing, dupes); the
-    entry keeps the input alive, so its id cannot be reused by another array."""
+    entry keeps the input alive, so its id cannot be reused by another array. Equal
+    results are one array (`results`), so watchers whose histories differ (snapshots at
+    different times) share again once their seat versions agree."""
 
-    __slots__ = ("applied", "changes", "kind", "ts", "versions")
+    __slots__ = ("applied", "changes", "kind", "results", "ts", "versions")
 
     def __init__(
         self, kind: str, ts: Any, changes: tuple[tuple[int, int], ...], versions: Any
@@ -119,6 +122,7 @@ class Parsed:
         self.changes = changes
         self.versions = versions  # a snapshot's seat versions (shared, never mutated)
         self.applied: dict[int, Applied] = {}
+        self.results: dict[bytes, array[int]] = {}
 
     def apply(self, before: array[int]) -> Applied:
         after = array("l", before)
@@ -136,8 +140,9 @@ class Parsed:
                 missing += v - last - 1
                 after[i] = v
                 fresh += 1
+        after = self.results.setdefault(after.tobytes(), after)
         result = (before, after, fresh, missing, dupes)
-        if len(self.applied) < 64:  # normally one entry: every watcher had the same state
+        if len(self.applied) < 1024:  # normally a few entries: watchers share states
             self.applied[id(before)] = result
         return result
 
@@ -164,7 +169,7 @@ class Watcher(WSListener):
         self.closed = True
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type != WSMsgType.TEXT:
+        if frame.msg_type != TEXT:
             return
         now = time.time()
         data = frame.get_payload_as_bytes()
