@@ -81,11 +81,11 @@ BEGIN
         RETURNING label, status, version
     )
     INSERT INTO outbox (show_id, changes)
-    SELECT p_show, jsonb_agg(jsonb_build_object('label', c.label, 'status', c.status,
-                                                'version', c.version) ORDER BY c.label)
+    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
+                                              'version', c.version) ORDER BY c.label)
     FROM changed c
     HAVING count(*) > 0
-    RETURNING id, changes::text, jsonb_array_length(changes) INTO event_id, event, v_written;
+    RETURNING id, changes::text, json_array_length(changes) INTO event_id, event, v_written;
     IF p_claim AND coalesce(v_written, 0) < cardinality(p_labels) THEN
         RAISE EXCEPTION 'another customer took one of these seats a moment ago'
             USING ERRCODE = 'serialization_failure';
@@ -179,11 +179,11 @@ BEGIN
         RETURNING label, status, version
     )
     INSERT INTO outbox (show_id, changes)
-    SELECT p_show, jsonb_agg(jsonb_build_object('label', c.label, 'status', c.status,
-                                                'version', c.version) ORDER BY c.label)
+    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
+                                              'version', c.version) ORDER BY c.label)
     FROM changed c
     HAVING count(*) > 0
-    RETURNING id, changes::text, jsonb_array_length(changes) INTO event_id, event, v_written;
+    RETURNING id, changes::text, json_array_length(changes) INTO event_id, event, v_written;
     IF coalesce(v_written, 0) < cardinality(p_labels) THEN
         RAISE EXCEPTION 'another customer took one of these seats a moment ago'
             USING ERRCODE = 'serialization_failure';
@@ -256,8 +256,8 @@ BEGIN
         RETURNING label, status, version
     )
     INSERT INTO outbox (show_id, changes)
-    SELECT p_show, jsonb_agg(jsonb_build_object('label', c.label, 'status', c.status,
-                                                'version', c.version) ORDER BY c.label)
+    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
+                                              'version', c.version) ORDER BY c.label)
     FROM changed c
     HAVING count(*) > 0
     RETURNING id, changes::text INTO event_id, event;
