@@ -153,17 +153,21 @@ DECLARE
 BEGIN
     SELECT s.status, s.hold_seconds INTO v_show_status, v_seconds
     FROM shard_shows s WHERE s.show_id = p_show;
-    IF NOT FOUND OR v_show_status <> 'ON_SALE' THEN
-        -- the rare refusals: let check_claim say which
-        SELECT c.outcome, c.detail INTO outcome, detail FROM check_claim(p_show, p_labels) c;
-        RETURN;
+    IF v_show_status = 'ON_SALE' THEN
+        SELECT count(*), array_agg(label ORDER BY label) FILTER (
+                   WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now()))
+        INTO v_found, detail
+        FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
     END IF;
-    SELECT count(*), array_agg(label ORDER BY label) FILTER (
-               WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now()))
-    INTO v_found, detail
-    FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
-    IF v_found < cardinality(p_labels) OR detail IS NOT NULL THEN
+    IF v_show_status IS DISTINCT FROM 'ON_SALE' OR v_found < cardinality(p_labels)
+       OR detail IS NOT NULL THEN
+        -- a refusal: check_claim says which (each statement sees the latest commits, so
+        -- its look may find the seats free by now: then start again)
         SELECT c.outcome, c.detail INTO outcome, detail FROM check_claim(p_show, p_labels) c;
+        IF outcome = 'ok' THEN
+            RAISE EXCEPTION 'these seats changed while this hold was being checked'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
         RETURN;
     END IF;
     hold_until := now() + make_interval(secs => v_seconds);
