@@ -14,8 +14,9 @@
 --     each other in a cycle, and there is never a show-wide lock;
 --   * a seat is written only if it is free (a claim) or still owned by the hold or
 --     booking doing the writing (a late confirm never takes a seat that was resold);
---   * every seat write goes through write_seats(), which bumps each seat's version and
---     writes the outbox row that the realtime layer publishes after commit;
+--   * every seat write is write_seats()' statement, which bumps each seat's version and
+--     writes the outbox row that the realtime layer publishes after commit (hold_seats()
+--     and release_hold() write that statement out: see hold_seats());
 --   * an expired hold is as good as released: a HELD seat whose held_until has passed
 --     counts as free.
 -- Each function answers with an `outcome` the caller maps to a response; a refusal
@@ -25,8 +26,8 @@
 -- This file is applied again whenever it changes (app/migrate.py), so it first drops every
 -- function it defines.
 DROP FUNCTION IF EXISTS lock_seats, not_here, lock_own_hold, write_seats, check_claim,
-    claim_seats, hold_seats, extend_hold, release_hold, confirm_hold, book_seats, cancel_booking,
-    expire_holds;
+    claim_seats, hold_seats, extend_hold, release_hold, confirm_hold, book_seats,
+    cancel_booking, expire_holds;
 
 -- (PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the session, a SQL
 -- function called from another function is planned again on every call.)
