@@ -268,25 +268,10 @@ class Bench:
                     raise
                 time.sleep(0.1)
 
-    async def _admin(self, sql: str, url: str | None = None) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(url or self.args.database_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     async def create_database(self) -> None:
-        await self._admin(f'CREATE DATABASE "{self.name}"')
+        await common.create_database(self.args.database_url, self.name)
         self.created_db = True
-        proc = await asyncio.create_subprocess_exec(
-            PY, "-m", "app", "migrate", env=self.env(), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(out.decode())
+        await common.migrate(self.env(), ROOT)
 
     def start_server(self) -> None:
         log_path = self.folder / "server.log"
@@ -397,7 +382,7 @@ class Bench:
             common.stop_process(proc)
         if self.created_db:
             try:
-                await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                await common.drop_database(self.args.database_url, self.name)
             except Exception as exc:
                 print(f"dropping {self.name} failed: {exc!r}")
         if not self.args.keep_logs:

@@ -74,13 +74,28 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, int] = {}
     counters = {"warmup_requests": 0}
 
-    def fail(kind: str, status: int, body: bytes, in_window: bool) -> None:
-        if not in_window:
-            return
-        key = f"{kind} {status}"
-        failures[key] = failures.get(key, 0) + 1
-        if len(samples) < 5:
-            samples.append(f"{key}: {body[:300].decode(errors='replace')}")
+    def record(kind: str, t0: float, t1: float, status: int, expected: int, body: bytes) -> bool:
+        """Count one answered request (in the window, or as warm-up); True if it was the
+        expected status."""
+        in_window = w_start <= t1 < w_end
+        if in_window:
+            latencies.append(t1 - t0)
+            kinds[kind].append(t1 - t0)
+        else:
+            counters["warmup_requests"] += 1
+        if status == expected:
+            return True
+        if in_window:
+            key = f"{kind} {status}"
+            failures[key] = failures.get(key, 0) + 1
+            if len(samples) < 5:
+                samples.append(f"{key}: {body[:300].decode(errors='replace')}")
+        return False
+
+    def lost(client: common.RawClient, exc: BaseException) -> None:
+        """A request that got no answer: count it and reconnect on the next send."""
+        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        client.conn = None
 
     clients = []
     for spec in cfg["clients"]:
@@ -113,20 +128,12 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             try:
                 status, body = await client.send(hold_reqs[k & 1])
             except (common.HTTPError, OSError) as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                client.conn = None
+                lost(client, exc)
                 await asyncio.sleep(0.01)
                 continue
             t1 = perf()
             k += 1
-            in_window = w_start <= t1 < w_end
-            if in_window:
-                latencies.append(t1 - t0)
-                kinds["hold"].append(t1 - t0)
-            else:
-                counters["warmup_requests"] += 1
-            if status != 201:
-                fail("hold", status, body, in_window)
+            if not record("hold", t0, t1, status, 201, body):
                 continue
             hold_id = orjson.loads(body)["hold_id"]
             try:
@@ -134,18 +141,9 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
                     client.build("DELETE", f"/holds/{hold_id}", b"", auth_only)
                 )
             except (common.HTTPError, OSError) as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                client.conn = None
+                lost(client, exc)
                 continue
-            t2 = perf()
-            in_window = w_start <= t2 < w_end
-            if in_window:
-                latencies.append(t2 - t1)
-                kinds["release"].append(t2 - t1)
-            else:
-                counters["warmup_requests"] += 1
-            if status != 204:
-                fail("release", status, body, in_window)
+            record("release", t1, perf(), status, 204, body)
 
     async def run_baseline(client: common.RawClient, spec: dict[str, Any]) -> None:
         raw = client.build("POST", f"/bump/{cfg['show_id']}/{spec['seats'][0]}")
@@ -157,19 +155,10 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             try:
                 status, body = await client.send(raw)
             except (common.HTTPError, OSError) as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                client.conn = None
+                lost(client, exc)
                 await asyncio.sleep(0.01)
                 continue
-            t1 = perf()
-            in_window = w_start <= t1 < w_end
-            if in_window:
-                latencies.append(t1 - t0)
-                kinds["bump"].append(t1 - t0)
-            else:
-                counters["warmup_requests"] += 1
-            if status != 200:
-                fail("bump", status, body, in_window)
+            record("bump", t0, perf(), status, 200, body)
 
     # everyone starts together, at the wall-clock time the orchestrator chose
     delay = start_at - time.time()
@@ -288,42 +277,19 @@ class Bench:
     def taskset(self, cpu: int) -> list[str]:
         return ["taskset", "-c", str(cpu)] if self.pin else []
 
-    async def _admin(self, sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.args.database_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     def create_database(self) -> None:
-        asyncio.run(self._admin(f'CREATE DATABASE "{self.name}"'))
+        asyncio.run(common.create_database(self.args.database_url, self.name))
         self.created_db = True
-        subprocess.run(
-            [sys.executable, "-m", "app", "migrate"],
-            env=self.env(),
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        asyncio.run(common.migrate(self.env(), ROOT))
         # a show id no other session uses, so a shared Redis never mixes channels
         start = secrets.randbelow(10**9) * 1000 + 1
-
-        async def restart_seq() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(self.db_url)
-            try:
-                await conn.execute(f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}")
-            finally:
-                await conn.close()
-
-        asyncio.run(restart_seq())
+        asyncio.run(
+            common.run_sql(self.db_url, f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}")
+        )
 
     def drop_database(self) -> None:
         if self.created_db:
-            asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            asyncio.run(common.drop_database(self.args.database_url, self.name))
 
     def _start(
         self, argv: list[str], port: int, log_name: str, cpu: int

@@ -211,6 +211,36 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
+async def run_sql(url: str, sql: str) -> None:
+    """One statement on a connection of its own (CREATE/DROP DATABASE refuse transactions)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    await run_sql(admin_url, f'CREATE DATABASE "{name}"')
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    await run_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def migrate(env: dict[str, str], cwd: str | os.PathLike[str]) -> None:
+    """`python -m app migrate` against the databases named in env."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "migrate", env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(out.decode())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
