@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -175,6 +176,32 @@ async def router(cluster: Cluster, services: Services) -> AsyncIterator[ShardRou
     await found.close()
 
 
+@asynccontextmanager
+async def running_hub(
+    services: Services,
+    name: str,
+    read_snapshot: Callable[[int], Awaitable[list[tuple[str, str, int]]]],
+) -> AsyncIterator[Hub]:
+    """A hub on the session's Redis, wired to its own broker as the server wires them."""
+    redis = aioredis.Redis.from_url(services.redis_url)
+    hub: Hub
+    broker = RedisBroker(
+        redis,
+        services.redis_url,
+        name,
+        lambda *a: hub.on_message(*a),
+        lambda: hub.on_reconnect(),
+    )
+    hub = Hub(broker, read_snapshot)
+    await broker.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+        await broker.stop()
+        await redis.aclose()
+
+
 async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapshot_has_them(
     router: ShardRouter,
     services: Services,
@@ -193,19 +220,8 @@ async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapsho
         await after_read.wait()
         return states
 
-    redis = aioredis.Redis.from_url(services.redis_url)
-    hub: Hub
-    broker = RedisBroker(
-        redis,
-        services.redis_url,
-        "hub-test",
-        lambda *a: hub.on_message(*a),
-        lambda: hub.on_reconnect(),
-    )
-    hub = Hub(broker, read_snapshot)
-    await broker.start()
-    sink = Collect()
-    try:
+    async with running_hub(services, "hub-test", read_snapshot) as hub:
+        sink = Collect()
         sub = await hub.watch(sink, show_id, None, None)  # subscribed (acknowledged) here
         assert sub.state is State.SYNCING
 
@@ -239,10 +255,6 @@ async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapsho
             apply(state, frame)
         truth = await server_state(client, show_id)
         assert state.seats == {k: v for k, v in truth.items() if not k.startswith("show.")}
-    finally:
-        await hub.stop()
-        await broker.stop()
-        await redis.aclose()
 
 
 class Texts:
@@ -282,21 +294,10 @@ async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_w
         _, shard = await router.for_show(wanted)
         return list(await read_seat_states(shard, wanted))
 
-    redis = aioredis.Redis.from_url(services.redis_url)
-    hub: Hub
-    broker = RedisBroker(
-        redis,
-        services.redis_url,
-        "hub-chunks",
-        lambda *a: hub.on_message(*a),
-        lambda: hub.on_reconnect(),
-    )
-    hub = Hub(broker, read_snapshot)
-    await broker.start()
-    seen = [0]  # seats frames handed to any sink so far
-    between: list[int] = []
-    sinks = [Texts(seen, between) for _ in range(2 * FANOUT_CHUNK + 100)]
-    try:
+    async with running_hub(services, "hub-chunks", read_snapshot) as hub:
+        seen = [0]  # seats frames handed to any sink so far
+        between: list[int] = []
+        sinks = [Texts(seen, between) for _ in range(2 * FANOUT_CHUNK + 100)]
         subs = await asyncio.gather(*(hub.watch(s, show_id, None, None) for s in sinks))
         for _ in range(500):
             if all(sub.state is State.LIVE for sub in subs):
@@ -323,7 +324,3 @@ async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_w
                 if frame["type"] != "presence":
                     apply(state, frame)
             assert state.seats == {k: v for k, v in truth.items() if not k.startswith("show.")}
-    finally:
-        await hub.stop()
-        await broker.stop()
-        await redis.aclose()
