@@ -50,6 +50,23 @@ def auth(user: str, role: str = "customer") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user, role)}"}
 
 
+async def run_modex(env: dict[str, str], *argv: str) -> str:
+    """`python -m app ARGV...` (what `modex ARGV...` runs); its output, asserting success."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        *argv,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate()
+    assert proc.returncode == 0, output.decode()
+    return output.decode()
+
+
 class Services:
     """PostgreSQL + Redis for the session: the machine's (CI) or embedded ones."""
 
@@ -122,18 +139,7 @@ class Cluster:
                 await admin.execute(f'CREATE DATABASE "{db}"')
         finally:
             await admin.close()
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app",
-            "migrate",
-            env=self.env(),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await migrate.communicate()
-        assert migrate.returncode == 0, output.decode()
+        await run_modex(self.env(), "migrate")
         # Show ids differ between test sessions, so sessions sharing one Redis never share
         # a show's keys or channels.
         meta = await asyncpg.connect(self.meta_url)

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import httpx
 
-from tests.support import ROOT, Cluster, ServerProcess, auth, create_show
+from tests.support import Cluster, ServerProcess, auth, create_show, run_modex
 
 
 async def run_move(cluster: Cluster, show_id: int, to: int) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app",
-        "move-show",
-        str(show_id),
-        "--to",
-        str(to),
-        env=cluster.env(),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await proc.communicate()
-    assert proc.returncode == 0, output.decode()
-    return output.decode()
+    return await run_modex(cluster.env(), "move-show", str(show_id), "--to", str(to))
 
 
 async def test_a_moved_show_keeps_its_holds_bookings_and_ids(
