@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 import jwt
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -171,11 +171,9 @@ async def burst(
     }
 
 
-async def first_visit(browser: Browser, url: str, show_id: int, kind: str) -> float:
-    """A fresh browser's first visit (cold caches): time to the first full render."""
-    ctx = await browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = await ctx.new_page()
-    await page.goto(f"{url}/{kind}/{show_id}")
+async def open_map(page: Page, url: str) -> float:
+    """Open a map page and wait until it is drawn and live; ms to the first full render."""
+    await page.goto(url)
     await page.wait_for_function(
         "document.querySelector('#seatmap')?.dataset.rendered === '1'", timeout=60_000
     )
@@ -183,8 +181,16 @@ async def first_visit(browser: Browser, url: str, show_id: int, kind: str) -> fl
     await page.wait_for_function(
         "document.querySelector('#conn')?.dataset.state === 'connected'", timeout=60_000
     )
-    await ctx.close()
     return float(ms)
+
+
+async def first_visit(browser: Browser, url: str, show_id: int, kind: str) -> float:
+    """A fresh browser's first visit (cold caches): time to the first full render."""
+    ctx = await browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = await ctx.new_page()
+    ms = await open_map(page, f"{url}/{kind}/{show_id}")
+    await ctx.close()
+    return ms
 
 
 async def measure(
@@ -194,14 +200,7 @@ async def measure(
     page = await ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    await page.goto(f"{url}/{kind}/{show_id}")
-    await page.wait_for_function(
-        "document.querySelector('#seatmap')?.dataset.rendered === '1'", timeout=60_000
-    )
-    render_ms = await page.evaluate("performance.getEntriesByName('seatmap-rendered')[0].startTime")
-    await page.wait_for_function(
-        "document.querySelector('#conn')?.dataset.state === 'connected'", timeout=60_000
-    )
+    render_ms = await open_map(page, f"{url}/{kind}/{show_id}")
     live_ms = await page.evaluate("performance.now()")
     mode = await page.evaluate("document.querySelector('#seatmap').dataset.mode")
     # one full redraw, timed on its own (what a pan/zoom costs)

@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,16 @@ class Watchers:
         await self.all({"cmd": "close"})
         for p in self.procs:
             p.count = 0
+
+
+def median_build_ms(times: int, build: Callable[[], str]) -> tuple[float, str]:
+    """The median time of `times` calls of build, in ms, and what the last one built."""
+    took = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        text = build()
+        took.append(time.perf_counter() - t0)
+    return statistics.median(took) * 1000, text
 
 
 # ---- the bench ----
@@ -431,30 +442,20 @@ class Bench:
         seats = self.seat_map(self.big_id)["seats"]
         states = [(s["label"], s["status"], s["version"]) for s in seats]
         pos = Position(secrets.token_hex(6), 12345)
-        build = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            text = snapshot_frame(self.big_id, pos, states, "rle")
-            build.append(time.perf_counter() - t0)
-        res["rle_build_ms"] = statistics.median(build) * 1000
+        ms, text = median_build_ms(7, lambda: snapshot_frame(self.big_id, pos, states, "rle"))
+        res["rle_build_ms"] = ms
         res["rle_build_bytes"] = len(text)
-        build = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            text = snapshot_frame(self.big_id, pos, states, None)
-            build.append(time.perf_counter() - t0)
-        res["plain_build_ms"] = statistics.median(build) * 1000
+        res["plain_build_ms"], _ = median_build_ms(
+            3, lambda: snapshot_frame(self.big_id, pos, states, None)
+        )
         # a realistic map: every 7th seat held, every 5th booked (runs get short)
         mixed = [
             (label, "HELD" if i % 7 == 0 else "BOOKED" if i % 5 == 0 else "AVAILABLE", 1 + i % 3)
             for i, (label, _, _) in enumerate(states)
         ]
-        build = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            text = snapshot_frame(self.big_id, pos, mixed, "rle")
-            build.append(time.perf_counter() - t0)
-        res["rle_mixed_build_ms"] = statistics.median(build) * 1000
+        res["rle_mixed_build_ms"], text = median_build_ms(
+            5, lambda: snapshot_frame(self.big_id, pos, mixed, "rle")
+        )
         res["rle_mixed_bytes"] = len(text)
         return res
 
