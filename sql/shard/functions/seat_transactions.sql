@@ -62,11 +62,11 @@ BEGIN
 END $$;
 
 -- Writes the named seats and their outbox row, skipping seats that are not free when
--- p_claim (and then raising if any was skipped: see the rules above) and seats that are
--- not held by p_owner_hold when that is given. No row at all when nothing was written.
+-- p_claim (and then raising if any was skipped: see the rules above). No outbox row when
+-- nothing was written.
 CREATE FUNCTION write_seats(
     p_show bigint, p_labels text[], p_status text, p_hold text, p_until timestamptz,
-    p_booking text, p_claim boolean DEFAULT false, p_owner_hold text DEFAULT NULL,
+    p_booking text, p_claim boolean DEFAULT false,
     OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -78,7 +78,6 @@ BEGIN
             version = version + 1
         WHERE show_id = p_show AND label = ANY(p_labels)
           AND (NOT p_claim OR status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now()))
-          AND (p_owner_hold IS NULL OR hold_id = p_owner_hold)
         RETURNING label, status, version
     )
     INSERT INTO outbox (show_id, changes)
@@ -252,8 +251,8 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    -- write_seats(p_show, v_seats, 'AVAILABLE', NULL, NULL, NULL, p_owner_hold => p_hold),
-    -- written out for the reason given at hold_seats():
+    -- write_seats()' statement with an owner guard, written out for the reason given at
+    -- hold_seats():
     WITH changed AS (
         UPDATE seats
         SET status = 'AVAILABLE', hold_id = NULL, held_until = NULL, version = version + 1
