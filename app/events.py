@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,5 +12,6 @@ class Committed:
     show_id: int
     shard: int
     outbox_id: int
-    changes: list[dict[str, Any]]  # [{"label": "A1", "status": "HELD", "version": 7}]
+    # the outbox row's JSON text: [{"label": "A1", "status": "HELD", "version": 7}, ...]
+    changes_json: str
     committed_at: float

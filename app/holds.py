@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import orjson
 
 from app import wire
 from app.domain import BookingStatus, new_client_id
@@ -162,7 +161,7 @@ class BoxOffice:
                 show_id=show_id,
                 shard=shard.index,
                 outbox_id=row["event_id"],
-                changes=orjson.loads(row["event"]),
+                changes_json=row["event"],
                 committed_at=time.time(),
             )
         )

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from typing import Any
 
 import orjson
 
@@ -46,11 +45,15 @@ FOR UPDATE SKIP LOCKED
 COUNT_BACKLOG = "SELECT count(*) FROM outbox"
 
 
-def seats_event(show_id: int, changes: list[dict[str, Any]] | str, ts: float) -> bytes:
-    """The published form of a seat change: the frame without its offset."""
-    if isinstance(changes, str):
-        changes = orjson.loads(changes)
-    return orjson.dumps({"type": "seats", "show_id": show_id, "changes": changes, "ts": ts})
+def seats_event(show_id: int, changes_json: str, ts: float) -> bytes:
+    """The published form of a seat change: the frame without its offset. The changes go
+    in as the outbox row holds them (a JSON array PostgreSQL wrote), not parsed and
+    printed again."""
+    return b'{"type":"seats","show_id":%d,"changes":%s,"ts":%s}' % (
+        show_id,
+        changes_json.encode(),
+        orjson.dumps(ts),
+    )
 
 
 class Outbox:
@@ -67,12 +70,12 @@ class Outbox:
         show_id: int,
         shard: int,
         outbox_id: int,
-        changes: list[dict[str, Any]],
+        changes_json: str,
         committed_at: float,
     ) -> None:
         """The fast path, step 1: queue a committed change; publish_queued sends it."""
         self._to_publish.append(
-            (show_id, shard, outbox_id, seats_event(show_id, changes, committed_at))
+            (show_id, shard, outbox_id, seats_event(show_id, changes_json, committed_at))
         )
         self._publishable.set()
 

@@ -120,7 +120,7 @@ class Realtime:
         if self._settings.crash_before_publish:
             # fault injection: the commit is durable, its publish never happens
             os._exit(137)
-        self.outbox.queue_committed(c.show_id, c.shard, c.outbox_id, c.changes, c.committed_at)
+        self.outbox.queue_committed(c.show_id, c.shard, c.outbox_id, c.changes_json, c.committed_at)
 
     async def publish_show(self, show_id: int, frame: dict[str, Any]) -> None:
         """A show change or an announcement, to every watcher on every instance. Raises
