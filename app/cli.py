@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +49,15 @@ def start_embedded_servers() -> list[object]:
     return keep
 
 
+def stop_embedded_servers(keep: list[object]) -> None:
+    """Stop what start_embedded_servers started (a server left running would hold its port
+    and data folder, and the next start would run a second one beside it)."""
+    for server in reversed(keep):
+        stop = getattr(server, "cleanup", None) or getattr(server, "stop", None)
+        if stop is not None:
+            stop()
+
+
 async def prepare(load_demo: bool) -> None:
     from app.config import Settings
     from app.migrate import migrate_all
@@ -76,9 +86,19 @@ async def prepare(load_demo: bool) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    keep = start_embedded_servers()
+    # uvicorn re-raises the SIGTERM it shut down on once it is done; with the default
+    # handler that kills the process before `finally` could stop the embedded servers
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        run_server(args)
+    finally:
+        stop_embedded_servers(keep)
+
+
+def run_server(args: argparse.Namespace) -> None:
     import uvicorn
 
-    keep = start_embedded_servers()
     os.environ["MODEX_JWT_SECRET"] = jwt_secret()
     from app.config import Settings
 
@@ -105,7 +125,6 @@ def serve(args: argparse.Namespace) -> None:
         timeout_keep_alive=75,
         backlog=4096,
     )
-    del keep
 
 
 def migrate(args: argparse.Namespace) -> None:
