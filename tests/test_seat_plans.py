@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.realtime.outbox import LOCK_LEFT_BEHIND
 from app.shards import create_pool
 from tests.support import Cluster
 
@@ -46,3 +47,19 @@ async def test_a_claim_walks_the_primary_key_with_the_servers_settings(
         nodes = scans(plan)
         assert ("Index Scan", "seats_pkey") in nodes, nodes
         assert not any("Seq Scan" in n or "Bitmap" in n for n, _ in nodes), nodes
+
+
+async def test_the_outbox_relays_scan_is_not_compiled(cluster: Cluster) -> None:
+    """The relay's query has no index to use, so enable_seqscan=off prices it far above
+    jit_above_cost; compiling it once a second cost a tenth of PostgreSQL's CPU."""
+    pool = await create_pool(cluster.shard_urls[0], 1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            raw = await conn.fetchval(
+                f"EXPLAIN (FORMAT JSON) {LOCK_LEFT_BEHIND}".replace("$1", "500")
+            )
+    finally:
+        await pool.close()
+    plan = json.loads(raw)[0]
+    assert plan["Plan"]["Total Cost"] > 100_000  # still priced above jit_above_cost...
+    assert "JIT" not in plan, plan  # ... and not compiled
