@@ -123,8 +123,9 @@ class RedisBroker:
     # ---- publishing and history (the shared client, any connection of its pool) ----
 
     def _publish_call(
-        self, show_id: int, event: bytes, invalidate_availability: bool
+        self, show_id: int, events: list[bytes], invalidate_availability: bool
     ) -> tuple[list[str], list[Any]]:
+        """publish.lua's keys and arguments for events of one show."""
         keys = [
             show_key(show_id, "meta"),
             show_key(show_id, "stream"),
@@ -132,30 +133,33 @@ class RedisBroker:
         ]
         args = [
             channel_of(show_id),
-            event,
             _new_epoch(),
             HISTORY_LEN,
             "1" if invalidate_availability else "0",
             STREAM_TTL,
+            *events,
         ]
         return keys, args
 
     async def publish(
         self, show_id: int, event: bytes, *, invalidate_availability: bool
     ) -> Position:
-        keys, args = self._publish_call(show_id, event, invalidate_availability)
+        keys, args = self._publish_call(show_id, [event], invalidate_availability)
         n, epoch = await self._publish(keys=keys, args=args)
         return Position(_text(epoch), int(n))
 
     async def publish_many(self, events: list[tuple[int, bytes]]) -> None:
-        """Seat events of several commits in one round trip (a pipeline of EVALSHA of the
-        same script), in the order given; each still gets its own offset atomically.
-        EVALSHA by hand: with the Script object in a pipeline, redis-py asks SCRIPT EXISTS
-        before every batch, a second round trip on the path of every hold."""
+        """Seat events of several commits in one round trip: one call of the script per
+        show with all of that show's events, in the order given; each still gets its own
+        offset. EVALSHA by hand: with the Script object in a pipeline, redis-py asks
+        SCRIPT EXISTS before every batch, a second round trip on the path of every hold."""
+        by_show: dict[int, list[bytes]] = {}
+        for show_id, event in events:
+            by_show.setdefault(show_id, []).append(event)
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for show_id, event in events:
-                    keys, args = self._publish_call(show_id, event, True)
+                for show_id, show_events in by_show.items():
+                    keys, args = self._publish_call(show_id, show_events, True)
                     pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
                 try:
                     await pipe.execute()

@@ -86,6 +86,32 @@ async def test_publish_assigns_consecutive_offsets_in_one_epoch(
     assert received[2][2] == b'{"type":"announcement","show_id":1,"message":"2"}'
 
 
+async def test_publish_many_numbers_each_shows_events_in_the_order_given(
+    broker: tuple[RedisBroker, Received, list[int]], show_id: int
+) -> None:
+    """One script call per show per batch: events of two shows interleaved keep their
+    order, and each show's offsets run on from where they were."""
+    b, received, _ = broker
+    other = show_id + 1
+    await b.subscribe(show_id)
+    await b.subscribe(other)
+    await b.publish(show_id, b'{"n":0}', invalidate_availability=False)
+    await b.publish_many(
+        [(show_id, b'{"n":1}'), (other, b'{"m":1}'), (show_id, b'{"n":2}'), (show_id, b'{"n":3}')]
+    )
+    await b.publish_many([(other, b'{"m":2}')])
+    await eventually(lambda: len(received) == 6)
+    mine = [(p.n, e) for s, p, e in received if s == show_id]
+    theirs = [(p.n, e) for s, p, e in received if s == other]
+    assert mine == [(1, b'{"n":0}'), (2, b'{"n":1}'), (3, b'{"n":2}'), (4, b'{"n":3}')]
+    assert theirs == [(1, b'{"m":1}'), (2, b'{"m":2}')]
+    top = await b.position(show_id)
+    assert top.n == 4
+    history = await b.history(show_id, Position(top.epoch, 1))
+    assert history is not None
+    assert [event for _, event in history] == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+
+
 async def test_availability_cache_is_deleted_only_when_asked(
     broker: tuple[RedisBroker, Received, list[int]], redis: aioredis.Redis, show_id: int
 ) -> None:
