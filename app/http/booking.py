@@ -16,7 +16,7 @@ async def customer(request: Request) -> Principal:
     svc = services(request)
     principal = principal_from_header(svc.settings.jwt_secret, request.headers.get("authorization"))
     require_role(principal, Role.CUSTOMER)
-    await svc.limits.check(principal.user_id, request.client.host if request.client else None)
+    svc.limits.check(principal.user_id, request.client.host if request.client else None)
     return principal
 
 
@@ -84,7 +84,7 @@ async def my_bookings(request: Request) -> Response:
 async def cancel_booking(request: Request) -> Response:
     who = reader(request)
     svc = services(request)
-    await svc.limits.check(who.user_id, request.client.host if request.client else None)
+    svc.limits.check(who.user_id, request.client.host if request.client else None)
     booking = await svc.box_office.cancel(
         path_client_id(request, "booking_id"), who.user_id, who.is_admin
     )

@@ -60,7 +60,7 @@ async def guest_token(request: Request) -> Response:
     svc = services(request)
     if not svc.settings.guest_tokens:
         raise Forbidden("guest tokens are switched off on this server")
-    await svc.limits.check(None, request.client.host if request.client else None)
+    svc.limits.check(None, request.client.host if request.client else None)
     user_id = guest_user_id()
     token, expires_at = mint_token(svc.settings.jwt_secret, user_id, Role.CUSTOMER, GUEST_TOKEN_TTL)
     return JSONResponse(
