@@ -189,8 +189,14 @@ API: list[Endpoint] = [
 ]
 
 
+# Starlette tries every route in turn until one matches: the seat writes of an on-sale
+# rush go first rather than after a score of regular expressions
+HOT_PATHS = ("/shows/{show_id}/holds", "/holds/{hold_id}", "/holds/{hold_id}/confirm")
+
+
 def api_routes() -> list[Route]:
-    return [Route(e.path, e.handler, methods=[e.method]) for e in API] + [
+    ordered = sorted(API, key=lambda e: e.path not in HOT_PATHS)  # stable: table order else
+    return [Route(e.path, e.handler, methods=[e.method]) for e in ordered] + [
         Route("/openapi.json", openapi_json, methods=["GET"])
     ]
 
