@@ -226,11 +226,11 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
             await asyncio.sleep(0.5)
             rss_before = process.memory_info().rss
 
-            # 16 MiB of announcements through the real publish script
+            # 32 MiB of announcements through the real publish script
             publisher = RedisBroker(
                 redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
             )
-            count = 4 * 1024
+            count = 8 * 1024
             started = time.monotonic()
             for i in range(count):
                 await publisher.publish(
@@ -250,7 +250,10 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
             assert got == list(range(count))
             growth = rss_after - rss_before
             # far less than went through: the queue of the client that never reads is bounded
-            assert growth < 6 * 1024 * 1024, f"server grew {growth / 2**20:.1f} MiB"
+            # (1 MiB), so is the healthy watcher's while it catches up; the rest is the
+            # allocator's high-water mark, 2-6 MiB in runs with 16 MiB through. An unbounded
+            # queue would hold all 32 MiB.
+            assert growth < 12 * 1024 * 1024, f"server grew {growth / 2**20:.1f} MiB"
 
             async with httpx.AsyncClient(base_url=server.url) as own:
                 metrics = (await own.get("/metrics")).text
