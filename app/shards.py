@@ -122,9 +122,9 @@ async def create_pool(url: str, size: int) -> asyncpg.Pool:
             # generic plan on a small shard scanned the whole show, in physical order.
             "enable_seqscan": "off",
             "enable_bitmapscan": "off",
-            # ... which prices the one scan that has no index (the outbox relay's, once a
-            # second) above jit_above_cost, and compiling it with LLVM cost a tenth of
-            # PostgreSQL's CPU under load. Every query here is short: none gains from JIT.
+            # ... which (PostgreSQL 15-17) prices the one scan that has no index, the outbox
+            # relay's once a second, above jit_above_cost: compiling it with LLVM cost a
+            # tenth of PostgreSQL's CPU under load. Every query here is short: none gains.
             "jit": "off",
         },
     )
