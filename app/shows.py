@@ -39,6 +39,7 @@ FROM shows ORDER BY starts_at, id LIMIT 500
 """
 # cached counts: invalidated by the realtime publisher on every seat change of the show
 AVAILABILITY_TTL = 5
+Counts = dict[int, dict[str, int]]  # {show_id: {"AVAILABLE": n, "HELD": n, "BOOKED": n}}
 
 
 def availability_key(show_id: int) -> str:
@@ -67,6 +68,8 @@ class ShowCatalog:
         self.router = router
         self.redis = redis
         self.default_hold_seconds = default_hold_seconds
+        # counts being read from a shard, by (shard, show ids): see _count
+        self._counting: dict[tuple[int, tuple[int, ...]], asyncio.Future[Counts]] = {}
 
     async def create(self, body: wire.CreateShow) -> wire.Show:
         """Seats first on the shard, then the directory row: a show is visible only once
@@ -158,9 +161,7 @@ class ShowCatalog:
                 counts[info.id] = orjson.loads(raw)
             else:
                 missing.setdefault(info.shard, []).append(info.id)
-        fetched = await asyncio.gather(
-            *(count_seats(self.router.shard(shard), ids) for shard, ids in missing.items())
-        )
+        fetched = await asyncio.gather(*(self._count(shard, ids) for shard, ids in missing.items()))
         fresh: dict[int, dict[str, int]] = {}
         for part in fetched:
             fresh.update(part)
@@ -171,6 +172,24 @@ class ShowCatalog:
                 await pipe.execute()
         counts.update(fresh)
         return counts
+
+    async def _count(self, shard: int, show_ids: list[int]) -> Counts:
+        """count_seats, once at a time per shard and set of shows. Every seat change deletes
+        a show's cached counts, so during an on-sale each list request misses: requests
+        arriving while a count is under way wait for it instead of each counting again."""
+        key = (shard, tuple(show_ids))
+        counting = self._counting.get(key)
+        if counting is None:
+            counting = asyncio.ensure_future(count_seats(self.router.shard(shard), show_ids))
+            self._counting[key] = counting
+            counting.add_done_callback(lambda done: self._counted(key, done))
+        # shielded: a caller that gives up does not cancel the count for the others
+        return await asyncio.shield(counting)
+
+    def _counted(self, key: tuple[int, tuple[int, ...]], done: asyncio.Future[Counts]) -> None:
+        self._counting.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller gave up
 
 
 def show_frame(show: wire.Show) -> dict[str, Any]:
