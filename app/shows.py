@@ -162,29 +162,31 @@ class ShowCatalog:
             else:
                 missing.setdefault(info.shard, []).append(info.id)
         fetched = await asyncio.gather(*(self._count(shard, ids) for shard, ids in missing.items()))
-        fresh: dict[int, dict[str, int]] = {}
         for part in fetched:
-            fresh.update(part)
-        if fresh:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for show_id, value in fresh.items():
-                    pipe.set(availability_key(show_id), orjson.dumps(value), ex=AVAILABILITY_TTL)
-                await pipe.execute()
-        counts.update(fresh)
+            counts.update(part)
         return counts
 
     async def _count(self, shard: int, show_ids: list[int]) -> Counts:
-        """count_seats, once at a time per shard and set of shows. Every seat change deletes
-        a show's cached counts, so during an on-sale each list request misses: requests
-        arriving while a count is under way wait for it instead of each counting again."""
+        """Counts from the shard, then cached; once at a time per shard and set of shows.
+        Every seat change deletes a show's cached counts, so during an on-sale each list
+        request misses: those arriving while a count is under way wait for it instead of
+        each counting (and caching) again."""
         key = (shard, tuple(show_ids))
         counting = self._counting.get(key)
         if counting is None:
-            counting = asyncio.ensure_future(count_seats(self.router.shard(shard), show_ids))
+            counting = asyncio.ensure_future(self._count_and_cache(shard, show_ids))
             self._counting[key] = counting
             counting.add_done_callback(lambda done: self._counted(key, done))
         # shielded: a caller that gives up does not cancel the count for the others
         return await asyncio.shield(counting)
+
+    async def _count_and_cache(self, shard: int, show_ids: list[int]) -> Counts:
+        fresh = await count_seats(self.router.shard(shard), show_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for show_id, value in fresh.items():
+                pipe.set(availability_key(show_id), orjson.dumps(value), ex=AVAILABILITY_TTL)
+            await pipe.execute()
+        return fresh
 
     def _counted(self, key: tuple[int, tuple[int, ...]], done: asyncio.Future[Counts]) -> None:
         self._counting.pop(key, None)
