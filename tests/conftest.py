@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tests.support import Cluster, ServerProcess, Services, create_show
 
@@ -18,6 +19,14 @@ def services() -> Iterator[Services]:
     found = Services()
     yield found
     found.close()
+
+
+@pytest.fixture
+async def redis(services: Services) -> AsyncIterator[aioredis.Redis]:
+    """A client of the Redis the session's servers use."""
+    client = aioredis.Redis.from_url(services.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")
