@@ -281,6 +281,9 @@ class Bench:
         asyncio.run(common.create_database(self.args.database_url, self.name))
         self.created_db = True
         asyncio.run(common.migrate(self.env(), ROOT))
+        if self.args.apply_sql:
+            # an experiment on the benchmark's own database only (see loadtests/variants/)
+            asyncio.run(common.run_sql(self.db_url, Path(self.args.apply_sql).read_text()))
         # a show id no other session uses, so a shared Redis never mixes channels
         start = secrets.randbelow(10**9) * 1000 + 1
         asyncio.run(
@@ -649,6 +652,12 @@ def main() -> None:
     parser.add_argument(
         "--server-cmd",
         help="run this instead of `python -m app serve` (for experiments; --port is appended)",
+    )
+    parser.add_argument(
+        "--apply-sql",
+        metavar="FILE",
+        help="run this SQL on the benchmark's database after migrating (experiments: see "
+        "loadtests/variants/)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="OUT", help="also write every figure to this file")
