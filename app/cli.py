@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -103,28 +105,39 @@ def run_server(args: argparse.Namespace) -> None:
     from app.config import Settings
 
     asyncio.run(prepare(Settings.from_env().demo))
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # several workers share one port: each keeps its metrics in a file here, so /metrics
+        # adds them up whichever worker answers (see app/ops/metrics.py). Set only now, for
+        # the workers uvicorn spawns, not for this process's own metrics.
+        metrics_dir = tempfile.mkdtemp(prefix="modex-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     host = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
     print(f"Modex Seatmap on http://{host}:{args.port}/", flush=True)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        # frames over 16 KiB are refused anyway; don't buffer 16 MiB before saying so
-        ws_max_size=65536,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("MODEX_TRUSTED_PROXIES", "127.0.0.1"),
-        timeout_graceful_shutdown=10,
-        # longer than any proxy's idle keep-alive, so the proxy closes first and never
-        # sends a request on a connection we are closing
-        timeout_keep_alive=75,
-        backlog=4096,
-    )
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            ws="websockets-sansio",
+            ws_per_message_deflate=False,
+            # frames over 16 KiB are refused anyway; don't buffer 16 MiB before saying so
+            ws_max_size=65536,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=os.environ.get("MODEX_TRUSTED_PROXIES", "127.0.0.1"),
+            timeout_graceful_shutdown=10,
+            # longer than any proxy's idle keep-alive, so the proxy closes first and never
+            # sends a request on a connection we are closing
+            timeout_keep_alive=75,
+            backlog=4096,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def migrate(args: argparse.Namespace) -> None:

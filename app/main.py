@@ -21,6 +21,7 @@ from app.http.api import api_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.ops.limits import RateLimits
 from app.ops.logs import configure_logging
+from app.ops.metrics import worker_exiting
 from app.ops.observe import ObserveRequests
 from app.paths import project_dir
 from app.realtime.service import Realtime
@@ -86,6 +87,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await realtime.stop()
         await redis.aclose()
         await router.close()
+        worker_exiting()
 
 
 def page(name: str) -> Route:

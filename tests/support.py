@@ -195,8 +195,11 @@ class PrivateRedis:
 class ServerProcess:
     """One `modex serve` process on its own port."""
 
-    def __init__(self, cluster: Cluster, log_dir: Path, **env: str) -> None:
+    def __init__(
+        self, cluster: Cluster, log_dir: Path, serve_args: tuple[str, ...] = (), **env: str
+    ) -> None:
         self.cluster = cluster
+        self.serve_args = serve_args
         self.port = free_port()
         self.extra_env = env
         self.log_path = log_dir / f"server-{self.port}.log"
@@ -213,7 +216,7 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> ServerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "app", "serve", "--port", str(self.port), *self.serve_args],
                 env=self.cluster.env(**self.extra_env),
                 cwd=ROOT,
                 stdout=log,

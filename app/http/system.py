@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +14,7 @@ from app import wire
 from app.auth import Role, guest_user_id, mint_token
 from app.errors import Forbidden
 from app.http.io import JSONResponse
+from app.ops.metrics import exposition
 from app.services import services
 
 GUEST_TOKEN_TTL = timedelta(hours=2)
@@ -53,7 +54,7 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def guest_token(request: Request) -> Response:

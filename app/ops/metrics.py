@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# `modex serve --workers N` (N > 1) sets this for its workers before they start: each worker
+# then keeps its values in a file there and /metrics, whichever worker answers, adds up every
+# worker's (prometheus_client's multiprocess mode). Gauges say how workers' values combine.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROCESS = bool(os.environ.get(MULTIPROCESS_DIR))
 
 HTTP_REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",
@@ -19,4 +34,24 @@ DB_QUERY_DURATION = Histogram(
 BOOKINGS_TOTAL = Counter("bookings_total", "Bookings by outcome", ["status"])
 HOLDS_TOTAL = Counter("holds_total", "Hold requests by result", ["result"])
 HOLDS_EXPIRED_TOTAL = Counter("holds_expired_total", "Holds released by the sweeper")
-CIRCUIT_BREAKER_OPEN = Gauge("circuit_breaker_open", "1 while a shard's breaker is open", ["shard"])
+CIRCUIT_BREAKER_OPEN = Gauge(
+    "circuit_breaker_open",
+    "1 while a shard's breaker is open (in any worker)",
+    ["shard"],
+    multiprocess_mode="livemax",
+)
+
+
+def exposition() -> bytes:
+    """The text /metrics serves: this process's metrics, or every live worker's together."""
+    if not MULTIPROCESS:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+def worker_exiting() -> None:
+    """Drops this worker's live gauges (connections, listener, breakers) from the sums."""
+    if MULTIPROCESS:
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -190,6 +190,7 @@ class Realtime:
     async def _heartbeat_presence(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_INTERVAL)
+            metrics.sync_direct_frames()
             try:
                 totals = await self.broker.presence(self.hub.local_counts())
             except Exception as exc:
