@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
+from app.events import Committed
 from app.holds import SWEEP_BATCH, BoxOffice
 from app.http.api import api_routes
 from app.http.errors import EXCEPTION_HANDLERS
@@ -25,6 +26,7 @@ from app.ops.metrics import worker_exiting
 from app.ops.observe import ObserveRequests
 from app.paths import project_dir
 from app.realtime.service import Realtime
+from app.seatmap import SeatMaps
 from app.services import Services
 from app.shards import ShardRouter
 from app.shows import ShowCatalog
@@ -65,7 +67,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     router = await ShardRouter.connect(settings)
     redis = aioredis.from_url(settings.redis_url, health_check_interval=10)
     realtime = Realtime(settings, router, redis)
-    box_office = BoxOffice(router, realtime.seats_committed, settings.max_hold_extensions)
+    seat_maps = SeatMaps(router, realtime.position)
+
+    def seats_committed(change: Committed) -> None:
+        seat_maps.changed(change.show_id)  # this server's next map read sees it at once
+        realtime.seats_committed(change)
+
+    box_office = BoxOffice(router, seats_committed, settings.max_hold_extensions)
     app.state.services = Services(
         settings=settings,
         router=router,
@@ -74,6 +82,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         catalog=ShowCatalog(router, redis, settings.default_hold_seconds),
         limits=RateLimits(settings.rate_limit_user, settings.rate_limit_ip),
         realtime=realtime,
+        seat_maps=seat_maps,
     )
     app.router.routes.extend(realtime.routes())
     await realtime.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from app.config import Settings
 from app.holds import BoxOffice
 from app.ops.limits import RateLimits
+from app.seatmap import SeatMaps
 from app.shards import ShardRouter
 from app.shows import ShowCatalog
 
@@ -28,8 +29,7 @@ class Services:
     catalog: ShowCatalog
     limits: RateLimits
     realtime: Realtime
-    # last good seat map per show (encoded), served marked stale while its shard is down
-    seat_map_cache: dict[int, bytes] = field(default_factory=dict)
+    seat_maps: SeatMaps
 
 
 def services(conn: HTTPConnection) -> Services:

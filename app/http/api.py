@@ -66,6 +66,7 @@ API: list[Endpoint] = [
         "The seat map, with the offset to resume live updates from",
         response=wire.SeatMap,
         errors=(404, 503),
+        headers=("Cache-Control",),
     ),
     Endpoint(
         "GET",

@@ -26,8 +26,11 @@ async def seat_order(client: httpx.AsyncClient, show_id: int) -> list[str]:
 
 
 async def server_state(client: httpx.AsyncClient, show_id: int) -> dict[str, Any]:
-    """The truth, over HTTP: seats and the show fields watchers are told about."""
-    seats_response = await client.get(f"/shows/{show_id}/seats")
+    """The truth, over HTTP: seats (read now, not a map the server keeps: a change nobody
+    published moves no offset) and the show fields watchers are told about."""
+    seats_response = await client.get(
+        f"/shows/{show_id}/seats", headers={"Cache-Control": "no-cache"}
+    )
     show_response = await client.get(f"/shows/{show_id}")
     assert seats_response.status_code == show_response.status_code == 200, (
         seats_response.text,

@@ -1,0 +1,124 @@
+"""Seat maps are encoded once and served again while exact (app/seatmap.py SeatMaps)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import Cluster, ServerProcess, Services, auth, create_show
+
+READS = re.compile(r'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
+
+
+async def seat_reads(client: httpx.AsyncClient) -> float:
+    """How many times this server has read a show's seats from its shard."""
+    found = READS.search((await client.get("/metrics")).text)
+    return float(found.group(1)) if found else 0.0
+
+
+def status_of(seat_map: dict[str, Any], label: str) -> str:
+    status: str = next(s["status"] for s in seat_map["seats"] if s["label"] == label)
+    return status
+
+
+async def test_an_unchanged_map_is_not_read_again(
+    client: httpx.AsyncClient, show: dict[str, Any]
+) -> None:
+    url = f"/shows/{show['id']}/seats"
+    first = await client.get(url)
+    reads = await seat_reads(client)
+    for _ in range(5):
+        again = await client.get(url)
+        assert again.status_code == 200 and again.content == first.content
+    assert await seat_reads(client) == reads
+
+
+async def test_misses_at_the_same_moment_share_one_read(
+    client: httpx.AsyncClient, cluster: Cluster
+) -> None:
+    show = await create_show(client)
+    reads = await seat_reads(client)
+    # The read cannot finish while the seats table is locked, so every request of the burst
+    # arrives while it is under way (lock_timeout is 2 s on the server's side).
+    shard = await cluster.connect_shard(show["shard"])
+    try:
+        async with shard.transaction():
+            await shard.execute("LOCK TABLE seats IN ACCESS EXCLUSIVE MODE")
+            burst = asyncio.gather(*(client.get(f"/shows/{show['id']}/seats") for _ in range(30)))
+            await asyncio.sleep(1.0)
+        answers = await burst
+    finally:
+        await shard.close()
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert await seat_reads(client) == reads + 1
+
+
+async def test_a_hold_shows_in_the_next_map_on_this_server_and_the_other(
+    servers: list[ServerProcess], show: dict[str, Any], user: str
+) -> None:
+    url = f"/shows/{show['id']}/seats"
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
+        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
+    ):
+        before_here = (await here.get(url)).json()
+        before_there = (await there.get(url)).json()
+        assert status_of(before_here, "A1") == status_of(before_there, "A1") == "AVAILABLE"
+
+        hold = await here.post(
+            f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+        )
+        assert hold.status_code == 201, hold.text
+        # the server that committed it: at once. The change is usually published before this
+        # request arrives anyway; SeatMaps.changed() covers the moments it is not.
+        assert status_of((await here.get(url)).json(), "A1") == "HELD"
+        # another server: as soon as the change is published (the show's offset moves)
+        deadline = time.monotonic() + 5
+        while status_of(now := (await there.get(url)).json(), "A1") != "HELD":
+            assert time.monotonic() < deadline, "the other server kept serving the old map"
+            await asyncio.sleep(0.05)
+        assert now["offset"] != before_there["offset"]
+
+
+@pytest.fixture
+async def unswept_cluster(services: Services) -> AsyncIterator[Cluster]:
+    found = Cluster(services, shard_count=1)
+    await found.create()
+    yield found
+    await found.drop()
+
+
+async def test_a_map_with_a_lapsed_hold_is_read_again(
+    unswept_cluster: Cluster, log_dir: Path, user: str
+) -> None:
+    # no sweeper here: only the map's own deadline can notice that the hold lapsed
+    server = ServerProcess(unswept_cluster, log_dir, MODEX_SWEEP_INTERVAL="3600").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            show = await create_show(client, rows=1, seats_per_row=3, hold_seconds=5)
+            url = f"/shows/{show['id']}/seats"
+            hold = await client.post(
+                f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+            )
+            assert hold.status_code == 201, hold.text
+            lapses_in = datetime.fromisoformat(hold.json()["expires_at"]).timestamp() - time.time()
+            # keep a map read less than a second before the hold lapses (a map is kept for a
+            # second at most), then ask again just after it lapsed
+            await asyncio.sleep(lapses_in - 0.5)
+            held = (await client.get(url)).json()
+            assert status_of(held, "A1") == "HELD"
+            await asyncio.sleep(0.6)
+            lapsed = (await client.get(url)).json()
+            assert status_of(lapsed, "A1") == "AVAILABLE"
+            assert lapsed["offset"] == held["offset"], "something published: not the deadline"
+    finally:
+        server.stop()
