@@ -102,7 +102,9 @@ class SeatMaps:
         self._position = position
         self._max_shows = max_shows
         self._maps: dict[int, EncodedMap] = {}  # oldest first
-        self._reading: dict[tuple[int, str], asyncio.Task[bytes]] = {}
+        # seat changes committed here, per show: a read that began before one is not kept
+        self._changes: dict[int, int] = {}
+        self._reading: dict[tuple[int, str, int], asyncio.Task[bytes]] = {}
 
     async def get(self, show_id: int, *, fresh: bool = False) -> bytes:
         """The show's map as JSON; with `fresh`, read after this call began (a client's
@@ -113,7 +115,7 @@ class SeatMaps:
         found = self._maps.get(show_id)
         if found and offset and found.offset == offset and time.monotonic() < found.good_until:
             return found.body
-        key = (show_id, offset)
+        key = (show_id, offset, self._changes.get(show_id, 0))
         reading = self._reading.get(key)
         if reading is None:
             reading = asyncio.create_task(self._read(show_id, offset))
@@ -123,8 +125,9 @@ class SeatMaps:
         return await asyncio.shield(reading)
 
     def changed(self, show_id: int) -> None:
-        """A seat of the show changed here: the next read here must see it, even before
+        """A seat of the show changed here: the next request here must see it, even before
         its event is published (the last map stays as the outage fallback)."""
+        self._changes[show_id] = self._changes.get(show_id, 0) + 1
         found = self._maps.get(show_id)
         if found:
             found.good_until = 0.0
@@ -135,6 +138,7 @@ class SeatMaps:
         return found.body if found else None
 
     async def _read(self, show_id: int, offset: str) -> bytes:
+        changes = self._changes.get(show_id, 0)
         _, shard = await self._router.for_show(show_id)
         seats, held_for = await read_seats(shard, show_id)
         if not seats:
@@ -145,7 +149,6 @@ class SeatMaps:
         self._maps.pop(show_id, None)
         if len(self._maps) >= self._max_shows:
             self._maps.pop(next(iter(self._maps)))
-        self._maps[show_id] = EncodedMap(
-            offset, body, time.monotonic() + min(held_for, self.MAX_AGE)
-        )
+        good_for = min(held_for, self.MAX_AGE) if self._changes.get(show_id, 0) == changes else 0
+        self._maps[show_id] = EncodedMap(offset, body, time.monotonic() + good_for)
         return body
