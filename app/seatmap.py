@@ -146,9 +146,12 @@ class SeatMaps:
             _, shard = await self._router.for_show(show_id, fresh=True)
             seats, held_for = await read_seats(shard, show_id)
         body = msgspec.json.encode(wire.SeatMap(show_id, offset, seats))
+        current = self._changes.get(show_id, 0) == changes
+        if not current and show_id in self._maps:
+            return body  # a change committed here meanwhile: keep the map read after it
         self._maps.pop(show_id, None)
         if len(self._maps) >= self._max_shows:
             self._maps.pop(next(iter(self._maps)))
-        good_for = min(held_for, self.MAX_AGE) if self._changes.get(show_id, 0) == changes else 0
+        good_for = min(held_for, self.MAX_AGE) if current else 0.0
         self._maps[show_id] = EncodedMap(offset, body, time.monotonic() + good_for)
         return body

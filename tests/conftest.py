@@ -11,7 +11,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support import Cluster, ServerProcess, Services, create_show
+from app.config import Settings
+from app.shards import ShardRouter
+from tests.support import JWT_SECRET, Cluster, ServerProcess, Services, create_show
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +43,20 @@ async def cluster(services: Services) -> AsyncIterator[Cluster]:
     await found.create()
     yield found
     await found.drop()
+
+
+@pytest.fixture
+async def router(cluster: Cluster, services: Services) -> AsyncIterator[ShardRouter]:
+    """The cluster's shard routing in this process, as a server builds it."""
+    settings = Settings(
+        database_url=cluster.meta_url,
+        shard_urls=tuple(cluster.shard_urls),
+        redis_url=services.redis_url,
+        jwt_secret=JWT_SECRET,
+    )
+    found = await ShardRouter.connect(settings)
+    yield found
+    await found.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.seatmap import SeatMaps
+from app.shards import Shard, ShardRouter, ShowInfo
 from tests.support import Cluster, ServerProcess, Services, auth, create_show
 
 READS = re.compile(r'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
@@ -78,8 +81,8 @@ async def test_a_hold_shows_in_the_next_map_on_this_server_and_the_other(
             f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
         )
         assert hold.status_code == 201, hold.text
-        # the server that committed it: at once. The change is usually published before this
-        # request arrives anyway; SeatMaps.changed() covers the moments it is not.
+        # the server that committed it: at once (usually the change is published before this
+        # request arrives anyway; the test below covers the moments it is not)
         assert status_of((await here.get(url)).json(), "A1") == "HELD"
         # another server: as soon as the change is published (the show's offset moves)
         deadline = time.monotonic() + 5
@@ -87,6 +90,73 @@ async def test_a_hold_shows_in_the_next_map_on_this_server_and_the_other(
             assert time.monotonic() < deadline, "the other server kept serving the old map"
             await asyncio.sleep(0.05)
         assert now["offset"] != before_there["offset"]
+
+
+class CountingRouter:
+    """The router SeatMaps is given, counting its reads; `gate`, when set, holds each read
+    until it is opened."""
+
+    def __init__(self, router: ShardRouter) -> None:
+        self.router = router
+        self.reads = 0
+        self.gate: asyncio.Event | None = None
+
+    async def for_show(self, show_id: int, *, fresh: bool = False) -> tuple[ShowInfo, Shard]:
+        self.reads += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return await self.router.for_show(show_id, fresh=fresh)
+
+
+async def test_a_change_committed_here_is_in_the_next_map_before_it_is_published(
+    router: ShardRouter, client: httpx.AsyncClient, show: dict[str, Any], user: str
+) -> None:
+    """In this process, with an offset that never moves: as if no change were published."""
+    counting = CountingRouter(router)
+
+    async def unpublished(show_id: int) -> str:
+        return "epoch:7"
+
+    maps = SeatMaps(counting, unpublished)  # type: ignore[arg-type]
+    show_id = int(show["id"])
+    assert status_of(json.loads(await maps.get(show_id)), "A1") == "AVAILABLE"
+    hold = await client.post(f"/shows/{show_id}/holds", json={"seats": ["A1"]}, headers=auth(user))
+    assert hold.status_code == 201, hold.text
+    # nothing published, under a second old: the kept map is served
+    assert status_of(json.loads(await maps.get(show_id)), "A1") == "AVAILABLE"
+    assert counting.reads == 1
+    maps.changed(show_id)  # what the server does when its own transaction commits
+    assert status_of(json.loads(await maps.get(show_id)), "A1") == "HELD"
+    assert counting.reads == 2
+
+    # a request that arrives after a change committed here does not wait for a read that
+    # was under way before it
+    counting.gate = asyncio.Event()
+    maps.changed(show_id)
+    under_way = asyncio.ensure_future(maps.get(show_id))
+    await asyncio.sleep(0.1)
+    maps.changed(show_id)
+    after = asyncio.ensure_future(maps.get(show_id))
+    await asyncio.sleep(0.1)
+    assert counting.reads == 4  # the later request started a read of its own
+    counting.gate.set()
+    await asyncio.gather(under_way, after)
+
+    # a read under way when a change commits here is served to whoever asked for it, but not
+    # kept: the next request reads again
+    counting.gate = asyncio.Event()
+    maps.changed(show_id)
+    under_way = asyncio.ensure_future(maps.get(show_id))
+    await asyncio.sleep(0.1)
+    maps.changed(show_id)
+    counting.gate.set()
+    await under_way
+    counting.gate = None
+    reads = counting.reads
+    await maps.get(show_id)
+    assert counting.reads == reads + 1
+    await maps.get(show_id)
+    assert counting.reads == reads + 1  # and that read is kept
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
-from app.config import Settings
 from app.realtime.broker import Position, RedisBroker
 from app.realtime.frames import Event, Outgoing, SeatChange, rle_decode, rle_encode
 from app.realtime.hub import FANOUT_CHUNK, Hub, RawEvent, State, build_frames, snapshot_frame
@@ -22,7 +20,7 @@ from app.seatmap import read_seat_states
 from app.shards import ShardRouter
 from tests.realtime.apply import ShowState, apply, check_schema
 from tests.realtime.watch import hold, seat_order, server_state
-from tests.support import JWT_SECRET, Cluster, Services, auth
+from tests.support import Services, auth
 
 
 def seats_event(
@@ -161,19 +159,6 @@ class Collect:
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None:
         raise AssertionError(f"error frame {code}: {message}")
-
-
-@pytest.fixture
-async def router(cluster: Cluster, services: Services) -> AsyncIterator[ShardRouter]:
-    settings = Settings(
-        database_url=cluster.meta_url,
-        shard_urls=tuple(cluster.shard_urls),
-        redis_url=services.redis_url,
-        jwt_secret=JWT_SECRET,
-    )
-    found = await ShardRouter.connect(settings)
-    yield found
-    await found.close()
 
 
 @asynccontextmanager
