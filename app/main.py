@@ -22,7 +22,7 @@ from app.http.api import api_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.ops.limits import RateLimits
 from app.ops.logs import configure_logging
-from app.ops.metrics import worker_exiting
+from app.ops.metrics import worker_exiting, worker_starting
 from app.ops.observe import ObserveRequests
 from app.paths import project_dir
 from app.realtime.service import Realtime
@@ -64,6 +64,7 @@ async def sweep_expired_holds(box_office: BoxOffice, interval: float) -> None:
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = Settings.from_env()
+    worker_starting()
     router = await ShardRouter.connect(settings)
     redis = aioredis.from_url(settings.redis_url, health_check_interval=10)
     realtime = Realtime(settings, router, redis)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -100,6 +102,22 @@ async def test_metrics_add_up_across_workers(cluster: Cluster, log_dir: Path) ->
             # gauges combine as declared, not one series per worker: the listener is up
             # only if it is up in every worker
             assert re.search(r"^redis_listener_up 1\.0$", text, re.MULTILINE), text[:2000]
+
+        # a worker killed outright: uvicorn starts another, which drops the dead one's live
+        # gauges; the counts it made still add up
+        killed = workers[0]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while killed in (workers := workers_of(server.proc.pid)) or len(workers) < 2:
+            assert time.monotonic() < deadline, "uvicorn did not replace the killed worker"
+            await asyncio.sleep(0.1)
+        while list(metrics_dir.glob(f"gauge_live*_{killed}.db")):
+            assert time.monotonic() < deadline, sorted(p.name for p in metrics_dir.iterdir())
+            await asyncio.sleep(0.1)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            text = (await client.get("/metrics")).text
+        found = COUNT.search(text)
+        assert found and float(found.group(1)) == sent, text[:2000]
     finally:
         server.stop()
     assert not metrics_dir.exists(), "the workers' metric files were left behind"

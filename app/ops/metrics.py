@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -55,3 +56,18 @@ def worker_exiting() -> None:
     """Drops this worker's live gauges (connections, listener, breakers) from the sums."""
     if MULTIPROCESS:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def worker_starting() -> None:
+    """Drops the live gauges of workers that died without exiting (killed, crashed): uvicorn
+    starts a new worker in their place, and their last values must not count any more."""
+    if not MULTIPROCESS:
+        return
+    for path in Path(os.environ[MULTIPROCESS_DIR]).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, someone else's
