@@ -87,13 +87,19 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     )
     app.router.routes.extend(realtime.routes())
     await realtime.start()
-    sweeper = asyncio.create_task(sweep_expired_holds(box_office, settings.sweep_interval))
+    # 0: this server leaves the sweeping to the others (reads treat lapsed holds as free)
+    sweeper = (
+        asyncio.create_task(sweep_expired_holds(box_office, settings.sweep_interval))
+        if settings.sweep_interval > 0
+        else None
+    )
     tune_garbage_collector()
     log.info("server ready", extra={"shards": len(router.shards)})
     try:
         yield
     finally:
-        sweeper.cancel()
+        if sweeper is not None:
+            sweeper.cancel()
         await realtime.stop()
         await redis.aclose()
         await router.close()

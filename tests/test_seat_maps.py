@@ -171,7 +171,7 @@ async def test_a_map_with_a_lapsed_hold_is_read_again(
     unswept_cluster: Cluster, log_dir: Path, user: str
 ) -> None:
     # no sweeper here: only the map's own deadline can notice that the hold lapsed
-    server = ServerProcess(unswept_cluster, log_dir, MODEX_SWEEP_INTERVAL="3600").start()
+    server = ServerProcess(unswept_cluster, log_dir, MODEX_SWEEP_INTERVAL="0").start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             show = await create_show(client, rows=1, seats_per_row=3, hold_seconds=5)
