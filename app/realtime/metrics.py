@@ -34,9 +34,8 @@ frames_rejected = Counter("realtime_frames_rejected_total", "Bad client frames",
 
 # Frames written straight to a connection's transport (the fan-out's fast path), counted in
 # a plain list (a Counter's lock would cost more than the write's bookkeeping); a test
-# fails when it stays at 0 under the real server.
-# counted in a plain int on the fan-out's hot path; read when scraped, or with several
-# workers copied into the shared gauge every second (sync_direct_frames)
+# fails when it stays at 0 under the real server. Read when scraped or, with several
+# workers, copied into the shared gauge every second (sync_direct_frames).
 DIRECT_WRITES = [0]
 direct_frames = Gauge(
     "realtime_direct_frames",
