@@ -46,6 +46,33 @@ async def cluster(services: Services) -> AsyncIterator[Cluster]:
 
 
 @pytest.fixture
+async def own_cluster(services: Services) -> AsyncIterator[Cluster]:
+    """Databases of this test's own (2 shards), for tests that break them or keep their
+    outbox from the session's servers."""
+    found = Cluster(services, shard_count=2)
+    await found.create()
+    yield found
+    await found.drop()
+
+
+@pytest.fixture(scope="module")
+async def sweepless_cluster(services: Services) -> AsyncIterator[Cluster]:
+    found = Cluster(services, shard_count=1)
+    await found.create()
+    yield found
+    await found.drop()
+
+
+@pytest.fixture(scope="module")
+def sweepless_server(sweepless_cluster: Cluster, log_dir: Path) -> Iterator[ServerProcess]:
+    """A server whose sweeper never runs (and no other sweeps its databases), so only a
+    lazy check can notice that a hold lapsed."""
+    server = ServerProcess(sweepless_cluster, log_dir, MODEX_SWEEP_INTERVAL="0").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def router(cluster: Cluster, services: Services) -> AsyncIterator[ShardRouter]:
     """The cluster's shard routing in this process, as a server builds it."""
     settings = Settings(

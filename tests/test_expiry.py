@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.support import Cluster, ServerProcess, Services, auth, create_show
+from tests.support import Cluster, ServerProcess, auth, create_show
 
 
 def seconds_until(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp() - time.time()
-
-
-@pytest.fixture(scope="module")
-async def sweepless_cluster(services: Services) -> AsyncIterator[Cluster]:
-    found = Cluster(services, shard_count=1)
-    await found.create()
-    yield found
-    await found.drop()
-
-
-@pytest.fixture(scope="module")
-def sweepless_server(sweepless_cluster: Cluster, log_dir: Path) -> Iterator[ServerProcess]:
-    """A server whose sweeper never runs, so only the lazy check can free a seat."""
-    server = ServerProcess(sweepless_cluster, log_dir, MODEX_SWEEP_INTERVAL="3600").start()
-    yield server
-    server.stop()
 
 
 async def test_expired_hold_is_free_at_once_without_the_sweeper(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 from starlette.routing import Route
 
 from app.http.api import API, api_routes
-from tests.support import Cluster, PrivateRedis, ServerProcess, Services, auth
+from tests.support import Cluster, PrivateRedis, ServerProcess, auth
 
 
 async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
@@ -57,19 +55,11 @@ async def test_openapi_describes_every_route_with_its_bodies(client: httpx.Async
             assert str(code) in op["responses"]
 
 
-@pytest.fixture
-async def fragile_cluster(services: Services) -> AsyncIterator[Cluster]:
-    found = Cluster(services, shard_count=2)
-    await found.create()
-    yield found
-    await found.drop()
-
-
 async def test_ready_names_the_redis_and_the_shard_that_failed(
-    fragile_cluster: Cluster, log_dir: Path, tmp_path: Path
+    own_cluster: Cluster, log_dir: Path, tmp_path: Path
 ) -> None:
     redis = PrivateRedis(tmp_path / "redis").start()
-    server = ServerProcess(fragile_cluster, log_dir, REDIS_URL=redis.url).start()
+    server = ServerProcess(own_cluster, log_dir, REDIS_URL=redis.url).start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             assert (await client.get("/ready")).status_code == 200
@@ -84,9 +74,9 @@ async def test_ready_names_the_redis_and_the_shard_that_failed(
             else:
                 raise AssertionError("not ready again after Redis came back")
 
-            admin = await asyncpg.connect(fragile_cluster.services.pg_admin_url)
+            admin = await asyncpg.connect(own_cluster.services.pg_admin_url)
             try:
-                await admin.execute(f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
+                await admin.execute(f'DROP DATABASE "{own_cluster.databases[1]}" WITH (FORCE)')
             finally:
                 await admin.close()
             down = await client.get("/ready")
@@ -98,9 +88,9 @@ async def test_ready_names_the_redis_and_the_shard_that_failed(
 
 
 async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
-    fragile_cluster: Cluster, log_dir: Path
+    own_cluster: Cluster, log_dir: Path
 ) -> None:
-    server = ServerProcess(fragile_cluster, log_dir).start()
+    server = ServerProcess(own_cluster, log_dir).start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
             show = None
@@ -125,9 +115,9 @@ async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
             fresh = await client.get(f"/shows/{show['id']}/seats")
             assert fresh.status_code == 200 and fresh.json()["stale"] is False
 
-            admin = await asyncpg.connect(fragile_cluster.services.pg_admin_url)
+            admin = await asyncpg.connect(own_cluster.services.pg_admin_url)
             try:
-                await admin.execute(f'DROP DATABASE "{fragile_cluster.databases[1]}" WITH (FORCE)')
+                await admin.execute(f'DROP DATABASE "{own_cluster.databases[1]}" WITH (FORCE)')
             finally:
                 await admin.close()
             statuses = []

@@ -6,17 +6,14 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from app.seatmap import SeatMaps
 from app.shards import Shard, ShardRouter, ShowInfo
-from tests.support import Cluster, ServerProcess, Services, auth, create_show
+from tests.support import Cluster, ServerProcess, auth, create_show
 
 READS = re.compile(r'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
 
@@ -159,36 +156,24 @@ async def test_a_change_committed_here_is_in_the_next_map_before_it_is_published
     assert counting.reads == reads + 1  # and that read is kept
 
 
-@pytest.fixture
-async def unswept_cluster(services: Services) -> AsyncIterator[Cluster]:
-    found = Cluster(services, shard_count=1)
-    await found.create()
-    yield found
-    await found.drop()
-
-
 async def test_a_map_with_a_lapsed_hold_is_read_again(
-    unswept_cluster: Cluster, log_dir: Path, user: str
+    sweepless_server: ServerProcess, user: str
 ) -> None:
-    # no sweeper here: only the map's own deadline can notice that the hold lapsed
-    server = ServerProcess(unswept_cluster, log_dir, MODEX_SWEEP_INTERVAL="0").start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            show = await create_show(client, rows=1, seats_per_row=3, hold_seconds=5)
-            url = f"/shows/{show['id']}/seats"
-            hold = await client.post(
-                f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
-            )
-            assert hold.status_code == 201, hold.text
-            lapses_in = datetime.fromisoformat(hold.json()["expires_at"]).timestamp() - time.time()
-            # keep a map read less than a second before the hold lapses (a map is kept for a
-            # second at most), then ask again just after it lapsed
-            await asyncio.sleep(lapses_in - 0.5)
-            held = (await client.get(url)).json()
-            assert status_of(held, "A1") == "HELD"
-            await asyncio.sleep(0.6)
-            lapsed = (await client.get(url)).json()
-            assert status_of(lapsed, "A1") == "AVAILABLE"
-            assert lapsed["offset"] == held["offset"], "something published: not the deadline"
-    finally:
-        server.stop()
+    # no sweeper: only the map's own deadline can notice that the hold lapsed
+    async with httpx.AsyncClient(base_url=sweepless_server.url, timeout=30) as client:
+        show = await create_show(client, rows=1, seats_per_row=3, hold_seconds=5)
+        url = f"/shows/{show['id']}/seats"
+        hold = await client.post(
+            f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+        )
+        assert hold.status_code == 201, hold.text
+        lapses_in = datetime.fromisoformat(hold.json()["expires_at"]).timestamp() - time.time()
+        # keep a map read less than a second before the hold lapses (a map is kept for a
+        # second at most), then ask again just after it lapsed
+        await asyncio.sleep(lapses_in - 0.5)
+        held = (await client.get(url)).json()
+        assert status_of(held, "A1") == "HELD"
+        await asyncio.sleep(0.6)
+        lapsed = (await client.get(url)).json()
+        assert status_of(lapsed, "A1") == "AVAILABLE"
+        assert lapsed["offset"] == held["offset"], "something published: not the deadline"

@@ -26,7 +26,6 @@ from tests.support import (
     Cluster,
     PrivateRedis,
     ServerProcess,
-    Services,
     auth,
     create_show,
 )
@@ -43,21 +42,13 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
-async def private_cluster(services: Services) -> AsyncIterator[Cluster]:
-    """Databases of the test's own: their outbox is relayed only to the private Redis."""
-    found = Cluster(services, shard_count=2)
-    await found.create()
-    yield found
-    await found.drop()
-
-
-@pytest.fixture
 async def private_servers(
-    private_redis: PrivateRedis, private_cluster: Cluster, log_dir: Path
+    private_redis: PrivateRedis, own_cluster: Cluster, log_dir: Path
 ) -> AsyncIterator[list[ServerProcess]]:
+    """Two servers on databases of the test's own, so their outbox is relayed only to the
+    private Redis."""
     started = [
-        ServerProcess(private_cluster, log_dir, REDIS_URL=private_redis.url).start()
-        for _ in range(2)
+        ServerProcess(own_cluster, log_dir, REDIS_URL=private_redis.url).start() for _ in range(2)
     ]
     yield started
     for server in started:
@@ -96,7 +87,7 @@ def announcement(show_id: int, i: int, size: int) -> bytes:
 async def test_every_watcher_converges_after_redis_restarts_empty(
     private_redis: PrivateRedis,
     private_servers: list[ServerProcess],
-    private_cluster: Cluster,
+    own_cluster: Cluster,
     user: str,
 ) -> None:
     a, b = private_servers
@@ -152,7 +143,7 @@ async def test_every_watcher_converges_after_redis_restarts_empty(
             assert (await client_a.get("/ready")).status_code == 200
 
             # the changes made while Redis was away were relayed from the outbox
-            await outbox_drains(private_cluster, show)
+            await outbox_drains(own_cluster, show)
         finally:
             for w in watchers:
                 await w.close()
