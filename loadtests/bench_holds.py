@@ -284,11 +284,7 @@ class Bench:
         if self.args.apply_sql:
             # an experiment on the benchmark's own database only (see loadtests/variants/)
             asyncio.run(common.run_sql(self.db_url, Path(self.args.apply_sql).read_text()))
-        # a show id no other session uses, so a shared Redis never mixes channels
-        start = secrets.randbelow(10**9) * 1000 + 1
-        asyncio.run(
-            common.run_sql(self.db_url, f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}")
-        )
+        asyncio.run(common.start_show_ids_apart(self.db_url))
 
     def drop_database(self) -> None:
         if self.created_db:

@@ -165,9 +165,7 @@ def main() -> None:
     server = None
     try:
         asyncio.run(common.migrate(env, ROOT))
-        # a show id no other run uses, so a shared Redis never mixes channels
-        start = secrets.randbelow(10**9) * 1000 + 1
-        asyncio.run(common.run_sql(db_url, f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}"))
+        asyncio.run(common.start_show_ids_apart(db_url))
         log_path = Path(tempfile.mkdtemp(prefix="mxmap-")) / "server.log"
         with log_path.open("wb") as log:
             server = subprocess.Popen(

@@ -230,6 +230,14 @@ async def drop_database(admin_url: str, name: str) -> None:
     await run_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def start_show_ids_apart(db_url: str) -> None:
+    """Show ids no other run uses, so runs sharing one Redis never mix their channels."""
+    import secrets
+
+    start = secrets.randbelow(10**9) * 1000 + 1
+    await run_sql(db_url, f"ALTER SEQUENCE shows_id_seq RESTART WITH {start}")
+
+
 async def migrate(env: dict[str, str], cwd: str | os.PathLike[str]) -> None:
     """`python -m app migrate` against the databases named in env."""
     proc = await asyncio.create_subprocess_exec(
