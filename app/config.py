@@ -41,6 +41,8 @@ class Settings:
     rate_limit_ip: str = "100/second"
     allowed_origins: tuple[str, ...] = ()
     db_pool_size: int = 20
+    # most holds and releases sent to a shard in one transaction (app/batches.py); 1: alone
+    seat_batch: int = 32
     # fault injection for tests: die between commit and publish
     crash_before_publish: bool = False
 
@@ -65,5 +67,6 @@ class Settings:
             rate_limit_ip=os.environ.get("MODEX_RATE_LIMIT_IP", "100/second"),
             allowed_origins=_list("MODEX_ALLOWED_ORIGINS"),
             db_pool_size=_int("MODEX_DB_POOL_SIZE", 20),
+            seat_batch=max(1, _int("MODEX_SEAT_BATCH", 32)),
             crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),
         )

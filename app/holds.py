@@ -4,7 +4,9 @@ Each one is a function in sql/shard/functions/seat_transactions.sql, so a reques
 single round trip to the show's shard. Those functions keep the invariant (seats locked
 in label order, written only by the hold or booking that owns them, an outbox row with
 every change); BoxOffice routes to the shard, retries a lost lock race, turns each
-refusal into its error and hands committed changes to the realtime layer.
+refusal into its error and hands committed changes to the realtime layer. Holds and
+releases that arrive together share a transaction (app/batches.py); one the batch hands
+back runs alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncpg
 import msgspec
 
 from app import wire
+from app.batches import SeatBatches, SeatRequest
 from app.domain import BookingStatus, new_client_id
 from app.errors import (
     BookingNotCancellable,
@@ -117,20 +120,27 @@ class BoxOffice:
         router: ShardRouter,
         on_commit: Callable[[Committed], None],
         max_extensions: int = 2,
+        seat_batch: int = 1,
     ) -> None:
         self.router = router
         self.on_commit = on_commit
         self.max_extensions = max_extensions
+        self.batches = SeatBatches(seat_batch) if seat_batch > 1 else None
 
     async def _call(
-        self, show_id: int, name: str, query: str, *args: Any
+        self, show_id: int, name: str, query: str, *args: Any, batched: SeatRequest | None = None
     ) -> tuple[asyncpg.Record, Shard]:
-        """Run one seat transaction on the show's shard. If the show was moved to another
-        shard since this server looked it up, look it up afresh and run it there."""
+        """Run one seat transaction on the show's shard (`batched`: the same request as a
+        batch entry, tried first). If the show was moved to another shard since this server
+        looked it up, look it up afresh and run it there."""
         for fresh in (False, True):
             info = await self.router.show(show_id, fresh=fresh)
             shard = self.router.shard(info.shard)
-            row = await self._run(shard, name, query, *args)
+            row = None
+            if batched is not None and self.batches is not None:
+                row = await self.batches.run(shard, batched)
+            if row is None:
+                row = await self._run(shard, name, query, *args)
             if row["outcome"] != "moved":
                 return row, shard
             self.router.forget(show_id)
@@ -171,7 +181,14 @@ class BoxOffice:
         hold_id = new_client_id(show_id)
         try:
             row, shard = await self._call(
-                show_id, "hold", HOLD_SEATS, show_id, labels, hold_id, user_id
+                show_id,
+                "hold",
+                HOLD_SEATS,
+                show_id,
+                labels,
+                hold_id,
+                user_id,
+                batched=SeatRequest("hold", show_id, hold_id, user_id, tuple(labels)),
             )
         except Contention:
             HOLDS_TOTAL.labels("conflict").inc()
@@ -195,7 +212,15 @@ class BoxOffice:
 
     async def release(self, hold_id: str, user_id: str) -> None:
         show_id = await self.router.show_of(hold_id, "hold")
-        row, shard = await self._call(show_id, "release", RELEASE_HOLD, show_id, hold_id, user_id)
+        row, shard = await self._call(
+            show_id,
+            "release",
+            RELEASE_HOLD,
+            show_id,
+            hold_id,
+            user_id,
+            batched=SeatRequest("release", show_id, hold_id, user_id),
+        )
         if row["outcome"] != "released":
             raise _refusal(row["outcome"], show_id, None, f"hold {hold_id!r}")
         self._publish(show_id, shard, row)

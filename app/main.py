@@ -74,7 +74,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         seat_maps.changed(change.show_id)  # this server's next map read sees it at once
         realtime.seats_committed(change)
 
-    box_office = BoxOffice(router, seats_committed, settings.max_hold_extensions)
+    box_office = BoxOffice(
+        router, seats_committed, settings.max_hold_extensions, settings.seat_batch
+    )
     app.state.services = Services(
         settings=settings,
         router=router,

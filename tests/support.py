@@ -30,6 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "test-secret-" + "x" * 32
 
 
+def metric(text: str, name: str) -> float:
+    """A sample's value in /metrics text (`name` with its labels), 0 if it is not there."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

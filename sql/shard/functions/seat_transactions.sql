@@ -27,7 +27,7 @@
 -- function it defines.
 DROP FUNCTION IF EXISTS lock_seats, not_here, lock_own_hold, write_seats, check_claim,
     claim_seats, hold_seats, extend_hold, release_hold, confirm_hold, book_seats,
-    cancel_booking, expire_holds;
+    cancel_booking, expire_holds, seat_batch;
 
 -- (PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the session, a SQL
 -- function called from another function is planned again on every call.)
@@ -435,6 +435,96 @@ BEGIN
             SELECT w.event_id, w.event INTO event_id, event
             FROM write_seats(g.show_id, v_owned, 'AVAILABLE', NULL, NULL, NULL) w;
         END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- Holds and releases that reach a shard together, in one transaction: one round trip and
+-- one commit for the lot (app/batches.py gathers them). Each runs as hold_seats() or
+-- release_hold() would alone, in the order given, so each is still all or nothing and a
+-- later one sees what an earlier one did.
+--
+-- A batch never waits for a row lock, so it is never part of a deadlock, and one
+-- customer's contended seat never holds up the others: it first locks the live holds
+-- being released, then every seat its requests need (each in key order), all with SKIP
+-- LOCKED. A request whose rows are not all in hand (another transaction has one, or one
+-- does not exist) answers `busy` and the caller runs it alone, where it waits its turn or
+-- gets its refusal. The functions then find every row they write already locked.
+--
+-- Request i (1..n): p_kinds[i] 'hold' | 'release', p_shows[i], p_ids[i] (the hold id),
+-- p_users[i]; a hold's seats are p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]].
+-- One row per request, in order: outcome (hold_seats()' or release_hold()'s, or busy),
+-- detail, hold_until (holds), event_id, event.
+CREATE FUNCTION seat_batch(
+    p_kinds text[], p_shows bigint[], p_ids text[], p_users text[], p_labels text[],
+    p_label_ends int[],
+    OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT event_id bigint,
+    OUT event text
+) RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+    v_ready boolean[];
+    v_first int := 1;
+BEGIN
+    -- (the CTEs are read lazily, but a row seen in `ending` or `taken` is a row locked)
+    WITH requests AS MATERIALIZED (
+        SELECT r.i::int AS i, r.kind, r.show_id, r.id, r.user_id
+        FROM unnest(p_kinds, p_shows, p_ids, p_users) WITH ORDINALITY
+             AS r(kind, show_id, id, user_id, i)
+    ),
+    ending AS MATERIALIZED (
+        SELECT h.show_id, h.id, h.user_id, h.seats FROM holds h
+        WHERE (h.show_id, h.id, h.user_id) IN (
+                  SELECT r.show_id, r.id, r.user_id FROM requests r WHERE r.kind = 'release')
+          AND h.status = 'ACTIVE'
+        ORDER BY h.show_id, h.id
+        FOR UPDATE SKIP LOCKED
+    ),
+    needs AS MATERIALIZED (
+        SELECT r.i, r.show_id, l.label
+        FROM requests r,
+             unnest(p_labels[coalesce(p_label_ends[r.i - 1], 0) + 1 : p_label_ends[r.i]])
+             AS l(label)
+        WHERE r.kind = 'hold'
+        UNION ALL
+        SELECT r.i, r.show_id, unnest(e.seats)
+        FROM requests r JOIN ending e
+             ON (e.show_id, e.id, e.user_id) = (r.show_id, r.id, r.user_id)
+        WHERE r.kind = 'release'
+    ),
+    taken AS MATERIALIZED (
+        SELECT s.show_id, s.label FROM seats s
+        WHERE (s.show_id, s.label) IN (SELECT n.show_id, n.label FROM needs n)
+        ORDER BY s.show_id, s.label
+        FOR UPDATE SKIP LOCKED
+    )
+    SELECT array_agg(
+               (r.kind = 'hold'
+                OR EXISTS (SELECT 1 FROM ending e
+                           WHERE (e.show_id, e.id, e.user_id) = (r.show_id, r.id, r.user_id)))
+               AND NOT EXISTS (
+                   SELECT 1 FROM needs n
+                   WHERE n.i = r.i AND NOT EXISTS (
+                       SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
+               ORDER BY r.i)
+    INTO v_ready
+    FROM requests r;
+
+    FOR i IN 1 .. cardinality(p_kinds) LOOP
+        outcome := 'busy';
+        detail := NULL;
+        hold_until := NULL;
+        event_id := NULL;
+        event := NULL;
+        IF v_ready[i] AND p_kinds[i] = 'hold' THEN
+            SELECT h.outcome, h.detail, h.hold_until, h.event_id, h.event
+            INTO outcome, detail, hold_until, event_id, event
+            FROM hold_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_ids[i],
+                            p_users[i]) h;
+        ELSIF v_ready[i] THEN
+            SELECT r.outcome, r.event_id, r.event INTO outcome, event_id, event
+            FROM release_hold(p_shows[i], p_ids[i], p_users[i]) r;
+        END IF;
+        v_first := p_label_ends[i] + 1;
         RETURN NEXT;
     END LOOP;
 END $$;

@@ -1,0 +1,127 @@
+"""Holds and releases that reach a shard at the same moment share one transaction.
+
+Most of what a hold costs is per transaction, not per seat: a round trip, a commit (a WAL
+flush), and this server's bookkeeping around a query. So each shard runs at most
+IN_FLIGHT batches at a time; requests that arrive meanwhile wait for the next, which takes
+up to `max_batch` of them in one call of seat_batch() (sql/shard/functions/
+seat_transactions.sql). A quiet server sends each request at once, alone in its batch: a
+request never waits for company.
+
+A request comes back as None when it must run alone instead: its rows were locked by
+another transaction (`busy`; the batch never waits), or the batch's transaction failed,
+which changed nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from app.ops.metrics import SEAT_BATCH_SIZE, SEAT_REQUESTS_ALONE
+from app.shards import Shard
+
+log = logging.getLogger("modex.batches")
+
+SEAT_BATCH = "SELECT * FROM seat_batch($1, $2, $3, $4, $5, $6)"
+# Batches running at once per shard: enough to keep a shard's cores busy while the next
+# batch fills, few enough that requests under load gather into batches.
+IN_FLIGHT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRequest:
+    kind: str  # "hold" | "release"
+    show_id: int
+    hold_id: str
+    user_id: str
+    labels: tuple[str, ...] = ()  # a hold's seats; none for a release
+
+
+def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:
+    """seat_batch()'s arguments: one array per field, the holds' seats end to end."""
+    labels: list[str] = []
+    label_ends: list[int] = []
+    for request in batch:
+        labels.extend(request.labels)
+        label_ends.append(len(labels))
+    return (
+        [request.kind for request in batch],
+        [request.show_id for request in batch],
+        [request.hold_id for request in batch],
+        [request.user_id for request in batch],
+        labels,
+        label_ends,
+    )
+
+
+Waiting = tuple[SeatRequest, "asyncio.Future[asyncpg.Record | None]"]
+
+
+class _ShardQueue:
+    def __init__(self) -> None:
+        self.waiting: list[Waiting] = []
+        self.running = 0
+
+
+class SeatBatches:
+    def __init__(self, max_batch: int, in_flight: int = IN_FLIGHT) -> None:
+        self.max_batch = max_batch
+        self.in_flight = in_flight
+        self._queues: dict[Shard, _ShardQueue] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, shard: Shard, request: SeatRequest) -> asyncpg.Record | None:
+        """The request's row from seat_batch(), or None if it must run alone."""
+        queue = self._queues.setdefault(shard, _ShardQueue())
+        done: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        queue.waiting.append((request, done))
+        if queue.running < self.in_flight:
+            queue.running += 1
+            task = asyncio.create_task(self._drain(shard, queue))
+            self._tasks.add(task)  # a running task must be referenced, or it may be collected
+            task.add_done_callback(self._tasks.discard)
+        return await done
+
+    async def _drain(self, shard: Shard, queue: _ShardQueue) -> None:
+        """Sends batches while requests are waiting."""
+        try:
+            while queue.waiting:
+                batch = queue.waiting[: self.max_batch]
+                del queue.waiting[: self.max_batch]
+                try:
+                    rows = await self._send(shard, [request for request, _ in batch])
+                except BaseException as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            if isinstance(exc, Exception):
+                                done.set_exception(exc)
+                            else:
+                                done.cancel()
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, done), row in zip(batch, rows, strict=True):
+                    if not done.done():  # its request may have been cancelled meanwhile
+                        done.set_result(row)
+        finally:
+            queue.running -= 1
+
+    async def _send(self, shard: Shard, batch: list[SeatRequest]) -> list[asyncpg.Record | None]:
+        SEAT_BATCH_SIZE.observe(len(batch))
+        try:
+            async with shard.connection("seat_batch") as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(SEAT_BATCH, *batch_arguments(batch))
+        except asyncpg.PostgresError as exc:
+            # PostgreSQL refused the batch and rolled it back: each request runs alone
+            log.warning("a batch of %d seat requests failed, each runs alone: %r", len(batch), exc)
+            SEAT_REQUESTS_ALONE.labels("failed").inc(len(batch))
+            return [None] * len(batch)
+        busy = [row if row["outcome"] != "busy" else None for row in rows]
+        alone = busy.count(None)
+        if alone:
+            SEAT_REQUESTS_ALONE.labels("busy").inc(alone)
+        return busy
