@@ -8,8 +8,8 @@ seat_transactions.sql). A quiet server sends each request at once, alone in its 
 request never waits for company.
 
 A request comes back as None when it must run alone instead: its rows were locked by
-another transaction (`busy`; the batch never waits), or the batch's transaction failed,
-which changed nothing.
+another transaction in BUSY_TRIES batches (a batch never waits), or the batch's
+transaction failed, which changed nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ SEAT_BATCH = "SELECT * FROM seat_batch($1, $2, $3, $4, $5, $6)"
 # Batches running at once per shard: enough to keep a shard's cores busy while the next
 # batch fills, few enough that requests under load gather into batches.
 IN_FLIGHT = 4
+# batches a request whose rows are locked elsewhere tries before it runs alone
+BUSY_TRIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +60,24 @@ def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:
     )
 
 
-Waiting = tuple[SeatRequest, "asyncio.Future[asyncpg.Record | None]"]
+class _Waiting:
+    __slots__ = ("busy", "done", "request")
+
+    def __init__(self, request: SeatRequest) -> None:
+        self.request = request
+        self.done: asyncio.Future[asyncpg.Record | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.busy = 0  # batches that found its rows locked elsewhere
+
+    def answer(self, row: asyncpg.Record | None) -> None:
+        if not self.done.done():  # its request may have been cancelled meanwhile
+            self.done.set_result(row)
 
 
 class _ShardQueue:
     def __init__(self) -> None:
-        self.waiting: list[Waiting] = []
+        self.waiting: list[_Waiting] = []
         self.running = 0
 
 
@@ -77,14 +91,14 @@ class SeatBatches:
     async def run(self, shard: Shard, request: SeatRequest) -> asyncpg.Record | None:
         """The request's row from seat_batch(), or None if it must run alone."""
         queue = self._queues.setdefault(shard, _ShardQueue())
-        done: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
-        queue.waiting.append((request, done))
+        waiting = _Waiting(request)
+        queue.waiting.append(waiting)
         if queue.running < self.in_flight:
             queue.running += 1
             task = asyncio.create_task(self._drain(shard, queue))
             self._tasks.add(task)  # a running task must be referenced, or it may be collected
             task.add_done_callback(self._tasks.discard)
-        return await done
+        return await waiting.done
 
     async def _drain(self, shard: Shard, queue: _ShardQueue) -> None:
         """Sends batches while requests are waiting."""
@@ -93,24 +107,37 @@ class SeatBatches:
                 batch = queue.waiting[: self.max_batch]
                 del queue.waiting[: self.max_batch]
                 try:
-                    rows = await self._send(shard, [request for request, _ in batch])
+                    rows = await self._send(shard, [waiting.request for waiting in batch])
                 except BaseException as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            if isinstance(exc, Exception):
-                                done.set_exception(exc)
-                            else:
-                                done.cancel()
+                    for waiting in batch:
+                        if waiting.done.done():
+                            continue
+                        if isinstance(exc, Exception):
+                            waiting.done.set_exception(exc)
+                        else:
+                            waiting.done.cancel()
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                for (_, done), row in zip(batch, rows, strict=True):
-                    if not done.done():  # its request may have been cancelled meanwhile
-                        done.set_result(row)
+                again = []
+                for waiting, row in zip(batch, rows or [None] * len(batch), strict=True):
+                    if row is None or row["outcome"] != "busy":
+                        waiting.answer(row)
+                        continue
+                    # Its rows were locked by a transaction that is likely over by the next
+                    # batch (most often another batch): try that one first, then alone.
+                    waiting.busy += 1
+                    if waiting.busy < BUSY_TRIES:
+                        again.append(waiting)
+                    else:
+                        SEAT_REQUESTS_ALONE.labels("busy").inc()
+                        waiting.answer(None)
+                queue.waiting[:0] = again
         finally:
             queue.running -= 1
 
-    async def _send(self, shard: Shard, batch: list[SeatRequest]) -> list[asyncpg.Record | None]:
+    async def _send(self, shard: Shard, batch: list[SeatRequest]) -> list[asyncpg.Record] | None:
+        """seat_batch()'s rows, or None if the batch failed (and so changed nothing)."""
         SEAT_BATCH_SIZE.observe(len(batch))
         try:
             async with shard.connection("seat_batch") as conn:
@@ -119,9 +146,5 @@ class SeatBatches:
             # PostgreSQL refused the batch and rolled it back: each request runs alone
             log.warning("a batch of %d seat requests failed, each runs alone: %r", len(batch), exc)
             SEAT_REQUESTS_ALONE.labels("failed").inc(len(batch))
-            return [None] * len(batch)
-        busy = [row if row["outcome"] != "busy" else None for row in rows]
-        alone = busy.count(None)
-        if alone:
-            SEAT_REQUESTS_ALONE.labels("busy").inc(alone)
-        return busy
+            return None
+        return rows

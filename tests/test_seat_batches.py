@@ -51,8 +51,8 @@ async def test_each_request_in_a_batch_runs_as_it_would_alone_in_order(
             SeatRequest("hold", show_id, h2, "bob", ("A2", "A3")),  # A2 went just before
             SeatRequest("hold", show_id, h3, "cat", ("A4", "Z9")),  # no seat Z9
         )
-        assert [r["outcome"] for r in first] == ["held", "taken", "busy"]
-        assert list(first[1]["detail"]) == ["A2"]
+        assert [r["outcome"] for r in first] == ["held", "taken", "unknown"]
+        assert list(first[1]["detail"]) == ["A2"] and list(first[2]["detail"]) == ["Z9"]
         assert changed(first[0]) == [("A1", "HELD"), ("A2", "HELD")]
         assert first[1]["event"] is None and first[2]["event"] is None
 
@@ -86,10 +86,11 @@ async def test_each_request_in_a_batch_runs_as_it_would_alone_in_order(
 async def test_a_batch_takes_no_row_another_transaction_has_locked(
     cluster: Cluster, show: dict[str, Any]
 ) -> None:
-    """A batch never waits: a request whose seat or hold is locked elsewhere is handed back
-    at once (and the others in the batch go ahead), so a batch is never in a deadlock."""
+    """A batch does not wait: a request whose seat or hold is locked elsewhere is handed
+    back at once (and the others in the batch go ahead), so a batch is never in a deadlock.
+    A hold that is refused anyway (a seat taken) is refused at once."""
     show_id = int(show["id"])
-    b5_hold, c1_hold, new_hold, busy_hold = (new_hold_id(show_id) for _ in range(4))
+    b5_hold, c1_hold, new_hold, busy_hold, late_hold = (new_hold_id(show_id) for _ in range(5))
     conn = await cluster.connect_shard(show["shard"])
     other = await cluster.connect_shard(show["shard"])
     try:
@@ -116,8 +117,10 @@ async def test_a_batch_takes_no_row_another_transaction_has_locked(
                 SeatRequest("hold", show_id, new_hold, "dan", ("B3",)),
                 SeatRequest("release", show_id, b5_hold, "ann"),  # its hold row locked
                 SeatRequest("release", show_id, c1_hold, "bob"),  # its seat locked
+                SeatRequest("hold", show_id, late_hold, "eve", ("C1", "C2")),  # C1 is bob's
             )
-            assert [r["outcome"] for r in rows] == ["busy", "held", "busy", "busy"]
+            assert [r["outcome"] for r in rows] == ["busy", "held", "busy", "busy", "taken"]
+            assert list(rows[4]["detail"]) == ["C1"]
         assert await seats(conn, show_id, "B1", "B2", "B3", "B5", "C1") == {
             "B1": ("AVAILABLE", None),
             "B2": ("AVAILABLE", None),

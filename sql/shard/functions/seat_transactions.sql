@@ -444,12 +444,13 @@ END $$;
 -- release_hold() would alone, in the order given, so each is still all or nothing and a
 -- later one sees what an earlier one did.
 --
--- A batch never waits for a row lock, so it is never part of a deadlock, and one
+-- A batch does not wait for row locks, so it is never part of a deadlock, and one
 -- customer's contended seat never holds up the others: it first locks the live holds
 -- being released, then every seat its requests need (each in key order), all with SKIP
--- LOCKED. A request whose rows are not all in hand (another transaction has one, or one
--- does not exist) answers `busy` and the caller runs it alone, where it waits its turn or
--- gets its refusal. The functions then find every row they write already locked.
+-- LOCKED. A request whose rows are not all in hand answers `busy`, and the caller tries it
+-- in the next batch, then alone, where it waits its turn or gets its refusal; except a
+-- hold with a seat that is taken or unknown, which hold_seats() refuses without a lock.
+-- The functions then find every row they write already locked.
 --
 -- Request i (1..n): p_kinds[i] 'hold' | 'release', p_shows[i], p_ids[i] (the hold id),
 -- p_users[i]; a hold's seats are p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]].
@@ -460,7 +461,11 @@ CREATE FUNCTION seat_batch(
     p_label_ends int[],
     OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT event_id bigint,
     OUT event text
-) RETURNS SETOF record LANGUAGE plpgsql AS $$
+) RETURNS SETOF record LANGUAGE plpgsql
+-- should a seat that looked taken be freed and locked again between the check and the
+-- claim, the claim would wait: not for long, and then the batch fails and each runs alone
+SET lock_timeout = '100ms'
+AS $$
 DECLARE
     v_ready boolean[];
     v_first int := 1;
@@ -498,13 +503,23 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     )
     SELECT array_agg(
-               (r.kind = 'hold'
-                OR EXISTS (SELECT 1 FROM ending e
-                           WHERE (e.show_id, e.id, e.user_id) = (r.show_id, r.id, r.user_id)))
-               AND NOT EXISTS (
-                   SELECT 1 FROM needs n
-                   WHERE n.i = r.i AND NOT EXISTS (
-                       SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
+               CASE WHEN r.kind = 'hold' THEN
+                   -- a seat locked elsewhere stops a hold only while it looks free: with a
+                   -- seat taken (or unknown), hold_seats() refuses without a lock
+                   NOT EXISTS (
+                       SELECT 1 FROM needs n JOIN seats s USING (show_id, label)
+                       WHERE n.i = r.i
+                         AND (s.status = 'AVAILABLE' OR (s.status = 'HELD' AND s.held_until <= now()))
+                         AND NOT EXISTS (
+                             SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
+               ELSE
+                   EXISTS (SELECT 1 FROM ending e
+                           WHERE (e.show_id, e.id, e.user_id) = (r.show_id, r.id, r.user_id))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM needs n
+                       WHERE n.i = r.i AND NOT EXISTS (
+                           SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
+               END
                ORDER BY r.i)
     INTO v_ready
     FROM requests r;

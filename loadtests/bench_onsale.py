@@ -1,0 +1,262 @@
+"""A popular show goes on sale: thousands of customers in the same second, all after the
+same seats. Run with holds batched (the default) and with every hold alone
+(MODEX_SEAT_BATCH=1), one after the other, and compare.
+
+    .venv/bin/python loadtests/bench_onsale.py                       # 1,000 customers, 500 seats
+    .venv/bin/python loadtests/bench_onsale.py --customers 2000 --rows 40
+
+For each mode: a fresh `bench_<random>` database, one `python -m app serve` (one worker,
+pinned to CPU 0, rate limits too high to refuse), one show of --rows x 25 seats. At one
+moment every customer (own keep-alive connection, own token; the generator runs in this
+process, pinned to CPU 1) asks to hold 1 or 2 seats it believes free (what the others got
+so far, as a live map would show it), confirms on 201 and is done; on 409 it picks again.
+It stops when every seat is booked (or after --limit seconds). Reported: time to sell out,
+requests per second by answer, hold latency, server CPU; then SQL checks that every seat
+is booked exactly once. Any 5xx or connection error is a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+PER_ROW = 25
+
+DOUBLE_BOOKED = """
+SELECT count(*) FROM (
+    SELECT label FROM bookings, unnest(seats) AS label
+    WHERE show_id = $1 AND status = 'CONFIRMED' GROUP BY label HAVING count(*) > 1) twice
+"""
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def sell_out(port: int, secret: str, show_id: int, labels: list[str], args: Any) -> dict:
+    free = set(labels)
+    booked: set[str] = set()
+    answers: dict[str, int] = {}
+    hold_latency: list[float] = []
+    sold_out = asyncio.Event()
+
+    async def customer(i: int, start_at: float) -> None:
+        client = common.RawClient("127.0.0.1", port)
+        token = common.mint(secret, f"fan-{i}")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        rng = random.Random(i)
+        await client.connect()
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        try:
+            while not sold_out.is_set() and free:
+                want = sorted(rng.sample(sorted(free), min(len(free), rng.choice((1, 2)))))
+                body = orjson.dumps({"seats": want})
+                t0 = time.perf_counter()
+                status, reply = await client.send(
+                    client.build("POST", f"/shows/{show_id}/holds", body, headers)
+                )
+                hold_latency.append(time.perf_counter() - t0)
+                answers[f"hold {status}"] = answers.get(f"hold {status}", 0) + 1
+                if status == 409:
+                    continue
+                if status != 201:
+                    raise RuntimeError(f"hold answered {status}: {reply[:300]!r}")
+                free.difference_update(want)
+                hold_id = reply.split(b'"hold_id":"', 1)[1].split(b'"', 1)[0].decode()
+                status, reply = await client.send(
+                    client.build(
+                        "POST",
+                        f"/holds/{hold_id}/confirm",
+                        b"",
+                        {**headers, "Idempotency-Key": secrets.token_hex(8)},
+                    )
+                )
+                answers[f"confirm {status}"] = answers.get(f"confirm {status}", 0) + 1
+                if status != 201:
+                    raise RuntimeError(f"confirm answered {status}: {reply[:300]!r}")
+                booked.update(want)
+                if len(booked) == len(labels):
+                    sold_out.set()
+                return
+        finally:
+            client.close()
+
+    start_at = time.time() + 2.0
+    tasks = [asyncio.create_task(customer(i, start_at)) for i in range(args.customers)]
+    done, pending = await asyncio.wait(tasks, timeout=args.limit + 2.0)
+    took = time.time() - start_at
+    for task in pending:
+        task.cancel()
+    errors = [t.exception() for t in done if t.exception() is not None]
+    hold_latency.sort()
+    return {
+        "seconds": took,
+        "answers": answers,
+        "requests": sum(answers.values()),
+        "booked": len(booked),
+        "errors": [repr(e) for e in errors[:3]],
+        "error_count": len(errors),
+        "unfinished": len(pending),
+        "hold_p50_ms": common.percentile(hold_latency, 50) * 1000,
+        "hold_p99_ms": common.percentile(hold_latency, 99) * 1000,
+    }
+
+
+def run_mode(args: argparse.Namespace, batch: int) -> dict:
+    import asyncpg
+    import psutil
+
+    name = f"bench_{secrets.token_hex(4)}"
+    db_url = common.with_database(args.database_url, name)
+    secret = "bench-" + secrets.token_hex(24)
+    folder = Path(tempfile.mkdtemp(prefix="mxonsale-", dir="/tmp"))
+    port = common.free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "SHARD_URLS": db_url,
+        "REDIS_URL": args.redis_url,
+        "MODEX_JWT_SECRET": secret,
+        "MODEX_DEMO": "0",
+        "MODEX_DATA_DIR": str(folder / "data"),
+        "MODEX_RATE_LIMIT_USER": "100000/second",
+        "MODEX_RATE_LIMIT_IP": "100000/second",
+        "MODEX_SEAT_BATCH": str(batch),
+    }
+    pin = ["taskset", "-c", "0"] if common.has_taskset() else []
+    asyncio.run(common.create_database(args.database_url, name))
+    server = None
+    try:
+        asyncio.run(common.migrate(env, ROOT))
+        asyncio.run(common.start_show_ids_apart(db_url))
+        log_path = folder / "server.log"
+        with log_path.open("ab") as log:
+            server = subprocess.Popen(
+                [*pin, sys.executable, "-m", "app", "serve", "--port", str(port)],
+                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        common.wait_healthy(url, server, str(log_path), timeout=60)
+        status, show = common.http_json(
+            "POST",
+            f"{url}/admin/shows",
+            {
+                "title": "On sale",
+                "venue": "Hall",
+                "starts_at": "2030-01-01T20:00:00Z",
+                "rows": args.rows,
+                "seats_per_row": PER_ROW,
+                "hold_seconds": 600,
+            },
+            token=common.mint(secret, "admin", "admin"),
+        )
+        assert status == 201, show
+        status, seat_map = common.http_json("GET", f"{url}/shows/{show['id']}/seats")
+        labels = [seat["label"] for seat in seat_map["seats"]]
+        cpu0 = psutil.Process(server.pid).cpu_times()
+        result = asyncio.run(sell_out(port, secret, show["id"], labels, args))
+        cpu1 = psutil.Process(server.pid).cpu_times()
+        result["server_cpu_s"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        result["batches"] = {
+            what: metric(metrics, name)
+            for what, name in (
+                ("batches", "seat_batch_size_count"),
+                ("in batches", "seat_batch_size_sum"),
+                ("handed back busy", 'seat_requests_alone_total{reason="busy"}'),
+            )
+        }
+
+        async def check() -> tuple[int, int]:
+            conn = await asyncpg.connect(db_url)
+            try:
+                unbooked = await conn.fetchval(
+                    "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'BOOKED'",
+                    show["id"],
+                )
+                twice = await conn.fetchval(DOUBLE_BOOKED, show["id"])
+                return unbooked, twice
+            finally:
+                await conn.close()
+
+        result["unbooked_in_db"], result["double_booked"] = asyncio.run(check())
+        result["seats"] = len(labels)
+        return result
+    finally:
+        common.stop_process(server)
+        asyncio.run(common.drop_database(args.database_url, name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--rows", type=int, default=20, help=f"rows of {PER_ROW} seats")
+    parser.add_argument("--limit", type=float, default=60.0, help="seconds before giving up")
+    args = parser.parse_args()
+    if common.has_taskset():
+        os.sched_setaffinity(0, {1})  # the generator: CPU 1, the server CPU 0
+    common.use_uvloop()
+    results = {}
+    for mode, batch in (("batched", 32), ("alone", 1)):
+        results[mode] = run_mode(args, batch)
+    print(
+        f"\nOn sale: {args.customers} customers at once, {results['batched']['seats']} seats, "
+        "each customer holds 1-2 seats it believes free, confirms, done; 409: pick again"
+    )
+    header = (
+        f"{'mode':<9}{'sold out s':>11}{'requests':>10}{'req/s':>8}{'hold p50':>10}"
+        f"{'hold p99':>10}{'server CPU s':>13}  answers"
+    )
+    print(header)
+    print("-" * len(header))
+    for mode, r in results.items():
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(r["answers"].items()))
+        print(
+            f"{mode:<9}{r['seconds']:>11.2f}{r['requests']:>10}{r['requests'] / r['seconds']:>8.0f}"
+            f"{r['hold_p50_ms']:>9.1f}ms{r['hold_p99_ms']:>8.1f}ms{r['server_cpu_s']:>13.2f}  "
+            f"{answers}"
+        )
+    for mode, r in results.items():
+        ok = (
+            r["booked"] == r["seats"]
+            and r["unbooked_in_db"] == 0
+            and r["double_booked"] == 0
+            and not r["error_count"]
+        )
+        print(
+            f"{mode}: booked {r['booked']}/{r['seats']}, unbooked in the database "
+            f"{r['unbooked_in_db']}, seats booked twice {r['double_booked']}, errors "
+            f"{r['error_count']} {r['errors']}, unfinished customers {r['unfinished']}; "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r["batches"].items())
+            + f" -> {'OK' if ok else 'FAILED'}"
+        )
+    b, a = results["batched"], results["alone"]
+    print(f"sell-out time batched/alone: {b['seconds'] / a['seconds']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
