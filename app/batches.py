@@ -1,4 +1,4 @@
-"""Holds and releases that reach a shard at the same moment share one transaction.
+"""Holds, releases and confirms that reach a shard at the same moment share a transaction.
 
 Most of what a hold costs is per transaction, not per seat: a round trip, a commit (a WAL
 flush), and this server's bookkeeping around a query. So each shard runs at most
@@ -26,7 +26,7 @@ from app.shards import Shard
 
 log = logging.getLogger("modex.batches")
 
-SEAT_BATCH = "SELECT * FROM seat_batch($1, $2, $3, $4, $5, $6)"
+SEAT_BATCH = "SELECT * FROM seat_batch($1, $2, $3, $4, $5, $6, $7, $8)"
 # Batches running at once per shard: enough to keep a shard's cores busy while the next
 # batch fills, few enough that requests under load gather into batches.
 IN_FLIGHT = 4
@@ -36,11 +36,13 @@ BUSY_TRIES = 2
 
 @dataclass(frozen=True, slots=True)
 class SeatRequest:
-    kind: str  # "hold" | "release"
+    kind: str  # "hold" | "release" | "confirm"
     show_id: int
     hold_id: str
     user_id: str
-    labels: tuple[str, ...] = ()  # a hold's seats; none for a release
+    labels: tuple[str, ...] = ()  # a hold's seats
+    booking_id: str | None = None  # a confirm's new booking
+    idempotency_key: str | None = None  # a confirm's
 
 
 def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:
@@ -57,6 +59,8 @@ def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:
         [request.user_id for request in batch],
         labels,
         label_ends,
+        [request.booking_id for request in batch],
+        [request.idempotency_key for request in batch],
     )
 
 

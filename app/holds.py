@@ -4,9 +4,9 @@ Each one is a function in sql/shard/functions/seat_transactions.sql, so a reques
 single round trip to the show's shard. Those functions keep the invariant (seats locked
 in label order, written only by the hold or booking that owns them, an outbox row with
 every change); BoxOffice routes to the shard, retries a lost lock race, turns each
-refusal into its error and hands committed changes to the realtime layer. Holds and
-releases that arrive together share a transaction (app/batches.py); one the batch hands
-back runs alone.
+refusal into its error and hands committed changes to the realtime layer. Holds,
+releases and confirms that arrive together share a transaction (app/batches.py); one the
+batch hands back runs alone.
 """
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ class BoxOffice:
         self, hold_id: str, user_id: str, idempotency_key: str | None
     ) -> wire.Booking:
         show_id = await self.router.show_of(hold_id, "hold")
+        booking_id = new_client_id(show_id)
         row, shard = await self._call(
             show_id,
             "confirm",
@@ -236,8 +237,16 @@ class BoxOffice:
             show_id,
             hold_id,
             user_id,
-            new_client_id(show_id),
+            booking_id,
             idempotency_key,
+            batched=SeatRequest(
+                "confirm",
+                show_id,
+                hold_id,
+                user_id,
+                booking_id=booking_id,
+                idempotency_key=idempotency_key,
+            ),
         )
         if row["outcome"] not in ("confirmed", "earlier"):
             if row["outcome"] in ("expired", "not_on_sale"):

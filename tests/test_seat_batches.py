@@ -1,4 +1,4 @@
-"""Holds and releases that arrive together share one transaction (app/batches.py and
+"""Holds, releases and confirms that arrive together share one transaction (app/batches.py and
 seat_batch() in sql/shard/functions/seat_transactions.sql)."""
 
 from __future__ import annotations
@@ -73,12 +73,26 @@ async def test_each_request_in_a_batch_runs_as_it_would_alone_in_order(
         }
         live = await conn.fetch("SELECT id FROM holds WHERE show_id = $1", show_id)
         assert {r["id"] for r in live} == {h4}
-        # every change left its outbox row, in the transaction that made it
-        ids = [r["event_id"] for r in (first[0], second[0], second[1])]
-        kept = await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE show_id = $1 AND id = ANY($2)", show_id, ids
+
+        booking, again = new_hold_id(show_id), new_hold_id(show_id)
+        third = await run_batch(
+            conn,
+            SeatRequest("confirm", show_id, h4, "bob", booking_id=booking, idempotency_key="k1"),
+            # the same confirm retried with its key: the booking made just before
+            SeatRequest("confirm", show_id, h4, "bob", booking_id=again, idempotency_key="k1"),
+            SeatRequest("confirm", show_id, h1, "ann", booking_id=again),  # gone: alone
         )
-        assert kept in (0, 3)  # 0 if a server published and deleted them already
+        assert [r["outcome"] for r in third] == ["confirmed", "earlier", "busy"]
+        assert [json.loads(r["booking"])["id"] for r in third[:2]] == [booking, booking]
+        assert changed(third[0]) == [("A2", "BOOKED"), ("A3", "BOOKED")]
+        assert await seats(conn, show_id, "A2", "A3") == {
+            "A2": ("BOOKED", None),
+            "A3": ("BOOKED", None),
+        }
+        # every change wrote its outbox row (its id comes from the INSERT), refusals none
+        changes = (first[0], second[0], second[1], third[0])
+        assert len({r["event_id"] for r in changes} - {None}) == 4
+        assert all(r["event_id"] is None for r in (*first[1:], third[1], third[2]))
     finally:
         await conn.close()
 

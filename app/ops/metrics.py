@@ -36,12 +36,12 @@ BOOKINGS_TOTAL = Counter("bookings_total", "Bookings by outcome", ["status"])
 HOLDS_TOTAL = Counter("holds_total", "Hold requests by result", ["result"])
 SEAT_BATCH_SIZE = Histogram(
     "seat_batch_size",
-    "Holds and releases sent to a shard together in one transaction",
+    "Holds, releases and confirms sent to a shard together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 SEAT_REQUESTS_ALONE = Counter(
     "seat_requests_alone_total",
-    "Holds and releases a batch handed back to run alone (busy: a row was locked elsewhere)",
+    "Seat requests a batch handed back to run alone (busy: a row was locked elsewhere)",
     ["reason"],
 )
 HOLDS_EXPIRED_TOTAL = Counter("holds_expired_total", "Holds released by the sweeper")

@@ -439,28 +439,29 @@ BEGIN
     END LOOP;
 END $$;
 
--- Holds and releases that reach a shard together, in one transaction: one round trip and
--- one commit for the lot (app/batches.py gathers them). Each runs as hold_seats() or
--- release_hold() would alone, in the order given, so each is still all or nothing and a
--- later one sees what an earlier one did.
+-- Holds, releases and confirms that reach a shard together, in one transaction: one round
+-- trip and one commit for the lot (app/batches.py gathers them). Each runs as hold_seats(),
+-- release_hold() or confirm_hold() would alone, in the order given, so each is still all
+-- or nothing and a later one sees what an earlier one did.
 --
 -- A batch does not wait for row locks, so it is never part of a deadlock, and one
--- customer's contended seat never holds up the others: it first locks the live holds
--- being released, then every seat its requests need (each in key order), all with SKIP
--- LOCKED. A request whose rows are not all in hand answers `busy`, and the caller tries it
--- in the next batch, then alone, where it waits its turn or gets its refusal; except a
--- hold with a seat that is taken or unknown, which hold_seats() refuses without a lock.
--- The functions then find every row they write already locked.
+-- customer's contended seat never holds up the others: it first locks the holds being
+-- released or confirmed, then every seat its requests need (each in key order), all with
+-- SKIP LOCKED. A request whose rows are not all in hand answers `busy`, and the caller
+-- tries it in the next batch, then alone, where it waits its turn or gets its refusal;
+-- except a hold with a seat that is taken or unknown, which hold_seats() refuses without
+-- a lock. The functions then find every row they write already locked.
 --
--- Request i (1..n): p_kinds[i] 'hold' | 'release', p_shows[i], p_ids[i] (the hold id),
--- p_users[i]; a hold's seats are p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]].
--- One row per request, in order: outcome (hold_seats()' or release_hold()'s, or busy),
--- detail, hold_until (holds), event_id, event.
+-- Request i (1..n): p_kinds[i] 'hold' | 'release' | 'confirm', p_shows[i], p_ids[i] (the
+-- hold id), p_users[i]; a hold's seats are p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]];
+-- a confirm's new booking id and Idempotency-Key are p_bookings[i] and p_keys[i].
+-- One row per request, in order: outcome (the function's, or busy), detail, hold_until
+-- (holds), booking (confirms), event_id, event.
 CREATE FUNCTION seat_batch(
     p_kinds text[], p_shows bigint[], p_ids text[], p_users text[], p_labels text[],
-    p_label_ends int[],
-    OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT event_id bigint,
-    OUT event text
+    p_label_ends int[], p_bookings text[], p_keys text[],
+    OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT booking text,
+    OUT event_id bigint, OUT event text
 ) RETURNS SETOF record LANGUAGE plpgsql
 -- should a seat that looked taken be freed and locked again between the check and the
 -- claim, the claim would wait: not for long, and then the batch fails and each runs alone
@@ -470,17 +471,16 @@ DECLARE
     v_ready boolean[];
     v_first int := 1;
 BEGIN
-    -- (the CTEs are read lazily, but a row seen in `ending` or `taken` is a row locked)
+    -- (the CTEs are read lazily, but a row seen in `own` or `taken` is a row locked)
     WITH requests AS MATERIALIZED (
         SELECT r.i::int AS i, r.kind, r.show_id, r.id, r.user_id
         FROM unnest(p_kinds, p_shows, p_ids, p_users) WITH ORDINALITY
              AS r(kind, show_id, id, user_id, i)
     ),
-    ending AS MATERIALIZED (
-        SELECT h.show_id, h.id, h.user_id, h.seats FROM holds h
+    own AS MATERIALIZED (
+        SELECT h.show_id, h.id, h.user_id, h.status, h.seats FROM holds h
         WHERE (h.show_id, h.id, h.user_id) IN (
-                  SELECT r.show_id, r.id, r.user_id FROM requests r WHERE r.kind = 'release')
-          AND h.status = 'ACTIVE'
+                  SELECT r.show_id, r.id, r.user_id FROM requests r WHERE r.kind <> 'hold')
         ORDER BY h.show_id, h.id
         FOR UPDATE SKIP LOCKED
     ),
@@ -491,10 +491,9 @@ BEGIN
              AS l(label)
         WHERE r.kind = 'hold'
         UNION ALL
-        SELECT r.i, r.show_id, unnest(e.seats)
-        FROM requests r JOIN ending e
-             ON (e.show_id, e.id, e.user_id) = (r.show_id, r.id, r.user_id)
-        WHERE r.kind = 'release'
+        SELECT r.i, r.show_id, unnest(o.seats)
+        FROM requests r JOIN own o ON (o.show_id, o.id, o.user_id) = (r.show_id, r.id, r.user_id)
+        WHERE r.kind <> 'hold' AND o.status = 'ACTIVE'
     ),
     taken AS MATERIALIZED (
         SELECT s.show_id, s.label FROM seats s
@@ -513,8 +512,8 @@ BEGIN
                          AND NOT EXISTS (
                              SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
                ELSE
-                   EXISTS (SELECT 1 FROM ending e
-                           WHERE (e.show_id, e.id, e.user_id) = (r.show_id, r.id, r.user_id))
+                   EXISTS (SELECT 1 FROM own o
+                           WHERE (o.show_id, o.id, o.user_id) = (r.show_id, r.id, r.user_id))
                    AND NOT EXISTS (
                        SELECT 1 FROM needs n
                        WHERE n.i = r.i AND NOT EXISTS (
@@ -528,16 +527,22 @@ BEGIN
         outcome := 'busy';
         detail := NULL;
         hold_until := NULL;
+        booking := NULL;
         event_id := NULL;
         event := NULL;
-        IF v_ready[i] AND p_kinds[i] = 'hold' THEN
-            SELECT h.outcome, h.detail, h.hold_until, h.event_id, h.event
+        IF NOT v_ready[i] THEN
+            NULL;
+        ELSIF p_kinds[i] = 'hold' THEN
+            SELECT f.outcome, f.detail, f.hold_until, f.event_id, f.event
             INTO outcome, detail, hold_until, event_id, event
             FROM hold_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_ids[i],
-                            p_users[i]) h;
-        ELSIF v_ready[i] THEN
-            SELECT r.outcome, r.event_id, r.event INTO outcome, event_id, event
-            FROM release_hold(p_shows[i], p_ids[i], p_users[i]) r;
+                            p_users[i]) f;
+        ELSIF p_kinds[i] = 'release' THEN
+            SELECT f.outcome, f.event_id, f.event INTO outcome, event_id, event
+            FROM release_hold(p_shows[i], p_ids[i], p_users[i]) f;
+        ELSE
+            SELECT f.outcome, f.booking, f.event_id, f.event INTO outcome, booking, event_id, event
+            FROM confirm_hold(p_shows[i], p_ids[i], p_users[i], p_bookings[i], p_keys[i]) f;
         END IF;
         v_first := p_label_ends[i] + 1;
         RETURN NEXT;
