@@ -19,6 +19,9 @@
 --     and release_hold() write that statement out: see hold_seats());
 --   * an expired hold is as good as released: a HELD seat whose held_until has passed
 --     counts as free.
+--   * a batch of requests (seat_batch(), at the end) locks every row it will write first,
+--     with SKIP LOCKED, and hands back whatever it could not lock: it does not wait for
+--     a row lock, so it is never part of a wait cycle either.
 -- Each function answers with an `outcome` the caller maps to a response; a refusal
 -- changes nothing. `moved` means an admin moved the show to another shard (its
 -- shard_shows row stays here as a tombstone): the caller routes again.
