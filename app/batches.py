@@ -1,4 +1,4 @@
-"""Holds, releases and confirms that reach a shard at the same moment share a transaction.
+"""Seat requests that reach a shard at the same moment share a transaction.
 
 Most of what a hold costs is per transaction, not per seat: a round trip, a commit (a WAL
 flush), and this server's bookkeeping around a query. So each shard runs at most
@@ -36,13 +36,13 @@ BUSY_TRIES = 2
 
 @dataclass(frozen=True, slots=True)
 class SeatRequest:
-    kind: str  # "hold" | "release" | "confirm"
+    kind: str  # "hold" | "release" | "confirm" | "book"
     show_id: int
-    hold_id: str
+    hold_id: str | None  # none for a book
     user_id: str
-    labels: tuple[str, ...] = ()  # a hold's seats
-    booking_id: str | None = None  # a confirm's new booking
-    idempotency_key: str | None = None  # a confirm's
+    labels: tuple[str, ...] = ()  # a hold's or book's seats
+    booking_id: str | None = None  # a confirm's or book's new booking
+    idempotency_key: str | None = None
 
 
 def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:

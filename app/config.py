@@ -41,8 +41,8 @@ class Settings:
     rate_limit_ip: str = "100/second"
     allowed_origins: tuple[str, ...] = ()
     db_pool_size: int = 20
-    # most holds, releases and confirms sent to a shard in one transaction (app/batches.py);
-    # 1: each alone
+    # most seat requests (hold, release, confirm, book) sent to a shard in one transaction
+    # (app/batches.py); 1: each alone
     seat_batch: int = 32
     # fault injection for tests: die between commit and publish
     crash_before_publish: bool = False

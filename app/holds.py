@@ -5,8 +5,8 @@ single round trip to the show's shard. Those functions keep the invariant (seats
 in label order, written only by the hold or booking that owns them, an outbox row with
 every change); BoxOffice routes to the shard, retries a lost lock race, turns each
 refusal into its error and hands committed changes to the realtime layer. Holds,
-releases and confirms that arrive together share a transaction (app/batches.py); one the
-batch hands back runs alone.
+releases, confirms and one-step bookings that arrive together share a transaction
+(app/batches.py); one the batch hands back runs alone.
 """
 
 from __future__ import annotations
@@ -262,15 +262,26 @@ class BoxOffice:
         self, show_id: int, labels: list[str], user_id: str, idempotency_key: str | None
     ) -> wire.Booking:
         """The seed's one-step booking: claim and book in one transaction."""
+        labels = sorted(labels)
+        booking_id = new_client_id(show_id)
         row, shard = await self._call(
             show_id,
             "book",
             BOOK_SEATS,
             show_id,
-            sorted(labels),
+            labels,
             user_id,
-            new_client_id(show_id),
+            booking_id,
             idempotency_key,
+            batched=SeatRequest(
+                "book",
+                show_id,
+                None,
+                user_id,
+                tuple(labels),
+                booking_id=booking_id,
+                idempotency_key=idempotency_key,
+            ),
         )
         if row["outcome"] not in ("booked", "earlier"):
             BOOKINGS_TOTAL.labels(BookingStatus.FAILED).inc()

@@ -1,5 +1,5 @@
-"""Holds, releases and confirms that arrive together share one transaction (app/batches.py and
-seat_batch() in sql/shard/functions/seat_transactions.sql)."""
+"""Seat requests (hold, release, confirm, book) that arrive together share one transaction
+(app/batches.py and seat_batch() in sql/shard/functions/seat_transactions.sql)."""
 
 from __future__ import annotations
 
@@ -89,10 +89,22 @@ async def test_each_request_in_a_batch_runs_as_it_would_alone_in_order(
             "A2": ("BOOKED", None),
             "A3": ("BOOKED", None),
         }
+
+        one_step, twice = new_hold_id(show_id), new_hold_id(show_id)
+        fourth = await run_batch(
+            conn,
+            SeatRequest("book", show_id, None, "dan", ("B1", "B2"), booking_id=one_step),
+            SeatRequest("book", show_id, None, "eve", ("B2", "B3"), booking_id=twice),
+            SeatRequest("book", show_id, None, "eve", ("A3", "B3"), booking_id=twice),
+        )
+        assert [r["outcome"] for r in fourth] == ["booked", "taken", "taken"]
+        assert [list(r["detail"]) for r in fourth[1:]] == [["B2"], ["A3"]]
+        assert json.loads(fourth[0]["booking"])["seats"] == ["B1", "B2"]
+        assert changed(fourth[0]) == [("B1", "BOOKED"), ("B2", "BOOKED")]
         # every change wrote its outbox row (its id comes from the INSERT), refusals none
-        changes = (first[0], second[0], second[1], third[0])
-        assert len({r["event_id"] for r in changes} - {None}) == 4
-        assert all(r["event_id"] is None for r in (*first[1:], third[1], third[2]))
+        changes = (first[0], second[0], second[1], third[0], fourth[0])
+        assert len({r["event_id"] for r in changes} - {None}) == 5
+        assert all(r["event_id"] is None for r in (*first[1:], *third[1:], *fourth[1:]))
     finally:
         await conn.close()
 

@@ -36,7 +36,7 @@ BOOKINGS_TOTAL = Counter("bookings_total", "Bookings by outcome", ["status"])
 HOLDS_TOTAL = Counter("holds_total", "Hold requests by result", ["result"])
 SEAT_BATCH_SIZE = Histogram(
     "seat_batch_size",
-    "Holds, releases and confirms sent to a shard together in one transaction",
+    "Seat requests (hold, release, confirm, book) sent to a shard in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 SEAT_REQUESTS_ALONE = Counter(

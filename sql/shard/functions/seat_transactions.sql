@@ -442,24 +442,26 @@ BEGIN
     END LOOP;
 END $$;
 
--- Holds, releases and confirms that reach a shard together, in one transaction: one round
--- trip and one commit for the lot (app/batches.py gathers them). Each runs as hold_seats(),
--- release_hold() or confirm_hold() would alone, in the order given, so each is still all
--- or nothing and a later one sees what an earlier one did.
+-- Holds, releases, confirms and one-step bookings that reach a shard together, in one
+-- transaction: one round trip and one commit for the lot (app/batches.py gathers them).
+-- Each runs as hold_seats(), release_hold(), confirm_hold() or book_seats() would alone, in
+-- the order given, so each is still all or nothing and a later one sees what an earlier
+-- one did.
 --
 -- A batch does not wait for row locks, so it is never part of a deadlock, and one
 -- customer's contended seat never holds up the others: it first locks the holds being
 -- released or confirmed, then every seat its requests need (each in key order), all with
 -- SKIP LOCKED. A request whose rows are not all in hand answers `busy`, and the caller
 -- tries it in the next batch, then alone, where it waits its turn or gets its refusal;
--- except a hold with a seat that is taken or unknown, which hold_seats() refuses without
--- a lock. The functions then find every row they write already locked.
+-- except a claim (hold, book) with a seat that is taken or unknown, which the function
+-- refuses without a lock. The functions then find every row they write already locked.
 --
--- Request i (1..n): p_kinds[i] 'hold' | 'release' | 'confirm', p_shows[i], p_ids[i] (the
--- hold id), p_users[i]; a hold's seats are p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]];
--- a confirm's new booking id and Idempotency-Key are p_bookings[i] and p_keys[i].
+-- Request i (1..n): p_kinds[i] 'hold' | 'release' | 'confirm' | 'book', p_shows[i],
+-- p_ids[i] (the hold id; none for a book), p_users[i]; a claim's seats are
+-- p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]]; the new booking id and the
+-- Idempotency-Key of a confirm or book are p_bookings[i] and p_keys[i].
 -- One row per request, in order: outcome (the function's, or busy), detail, hold_until
--- (holds), booking (confirms), event_id, event.
+-- (holds), booking (confirms, books), event_id, event.
 CREATE FUNCTION seat_batch(
     p_kinds text[], p_shows bigint[], p_ids text[], p_users text[], p_labels text[],
     p_label_ends int[], p_bookings text[], p_keys text[],
@@ -483,7 +485,8 @@ BEGIN
     own AS MATERIALIZED (
         SELECT h.show_id, h.id, h.user_id, h.status, h.seats FROM holds h
         WHERE (h.show_id, h.id, h.user_id) IN (
-                  SELECT r.show_id, r.id, r.user_id FROM requests r WHERE r.kind <> 'hold')
+                  SELECT r.show_id, r.id, r.user_id FROM requests r
+                  WHERE r.kind IN ('release', 'confirm'))
         ORDER BY h.show_id, h.id
         FOR UPDATE SKIP LOCKED
     ),
@@ -492,11 +495,11 @@ BEGIN
         FROM requests r,
              unnest(p_labels[coalesce(p_label_ends[r.i - 1], 0) + 1 : p_label_ends[r.i]])
              AS l(label)
-        WHERE r.kind = 'hold'
+        WHERE r.kind IN ('hold', 'book')
         UNION ALL
         SELECT r.i, r.show_id, unnest(o.seats)
         FROM requests r JOIN own o ON (o.show_id, o.id, o.user_id) = (r.show_id, r.id, r.user_id)
-        WHERE r.kind <> 'hold' AND o.status = 'ACTIVE'
+        WHERE r.kind IN ('release', 'confirm') AND o.status = 'ACTIVE'
     ),
     taken AS MATERIALIZED (
         SELECT s.show_id, s.label FROM seats s
@@ -505,9 +508,9 @@ BEGIN
         FOR UPDATE SKIP LOCKED
     )
     SELECT array_agg(
-               CASE WHEN r.kind = 'hold' THEN
-                   -- a seat locked elsewhere stops a hold only while it looks free: with a
-                   -- seat taken (or unknown), hold_seats() refuses without a lock
+               CASE WHEN r.kind IN ('hold', 'book') THEN
+                   -- a seat locked elsewhere stops a claim only while it looks free: with a
+                   -- seat taken (or unknown), the function refuses without a lock
                    NOT EXISTS (
                        SELECT 1 FROM needs n JOIN seats s USING (show_id, label)
                        WHERE n.i = r.i
@@ -543,9 +546,14 @@ BEGIN
         ELSIF p_kinds[i] = 'release' THEN
             SELECT f.outcome, f.event_id, f.event INTO outcome, event_id, event
             FROM release_hold(p_shows[i], p_ids[i], p_users[i]) f;
-        ELSE
+        ELSIF p_kinds[i] = 'confirm' THEN
             SELECT f.outcome, f.booking, f.event_id, f.event INTO outcome, booking, event_id, event
             FROM confirm_hold(p_shows[i], p_ids[i], p_users[i], p_bookings[i], p_keys[i]) f;
+        ELSE
+            SELECT f.outcome, f.detail, f.booking, f.event_id, f.event
+            INTO outcome, detail, booking, event_id, event
+            FROM book_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_users[i],
+                            p_bookings[i], p_keys[i]) f;
         END IF;
         v_first := p_label_ends[i] + 1;
         RETURN NEXT;
