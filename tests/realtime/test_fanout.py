@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from app.realtime.broker import show_key
 from tests.realtime.watch import Watcher, converge, hold, seat_order
-from tests.support import Cluster, ServerProcess, auth, create_show, token
+from tests.support import Cluster, ServerProcess, auth, create_show, metric, token
 
 
 @pytest.fixture(scope="module")
@@ -266,13 +266,6 @@ async def test_graceful_shutdown_closes_sockets_with_1012(
         leaving.stop()
 
 
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 async def test_frames_go_straight_to_the_socket_under_the_real_server(
     server: ServerProcess, client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:
@@ -288,6 +281,6 @@ async def test_frames_go_straight_to_the_socket_under_the_real_server(
         frame = await watcher.wait_for(lambda f: f["type"] == "seats", within=3)
         assert [c["label"] for c in frame["changes"]] == ["C7"]
         after = (await client.get("/metrics")).text
-        assert _metric(after, "ws_direct_connections") >= 1
-    assert _metric(after, "realtime_direct_frames") > _metric(before, "realtime_direct_frames")
+        assert metric(after, "ws_direct_connections") >= 1
+    assert metric(after, "realtime_direct_frames") > metric(before, "realtime_direct_frames")
     await converge([watcher], client, show)

@@ -28,6 +28,7 @@ from tests.support import (
     ServerProcess,
     auth,
     create_show,
+    metric,
 )
 
 COUNT_OUTBOX = "SELECT count(*) FROM outbox WHERE show_id = $1"
@@ -272,13 +273,6 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
         server.stop()
 
 
-def counter(metrics: str, name: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
 @pytest.mark.slow
 async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_its_backlog(
     cluster: Cluster, log_dir: Path, client: httpx.AsyncClient, user: str
@@ -299,12 +293,12 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
                 redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
             )
             name = 'realtime_slow_consumers_total{action="resynced"}'
-            overflowed = counter((await own.get("/metrics")).text, name)
+            overflowed = metric((await own.get("/metrics")).text, name)
             for i in range(4096):
                 await publisher.publish(
                     show_id, announcement(show_id, i, 4096), invalidate_availability=False
                 )
-                if i % 64 == 63 and counter((await own.get("/metrics")).text, name) > overflowed:
+                if i % 64 == 63 and metric((await own.get("/metrics")).text, name) > overflowed:
                     break
             else:
                 raise AssertionError("the client never overflowed")
