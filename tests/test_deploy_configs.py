@@ -61,6 +61,7 @@ APP_METRICS = {
     "outbox_backlog",
     "circuit_breaker_open",
     "redis_listener_up",
+    "seat_requests_alone_total",
 }
 EXTERNAL_METRICS = {
     "up",
@@ -509,6 +510,8 @@ ALERT_INPUT = {
     f'http_request_duration_seconds_bucket{{{HOLDS}, le="0.5"}}': "0+300x20",
     f'http_request_duration_seconds_bucket{{{HOLDS}, le="1"}}': "0+600x20",
     f'http_request_duration_seconds_bucket{{{HOLDS}, le="+Inf"}}': "0+600x20",
+    # batches failing on app1: 30 requests a minute fall back to running alone
+    'seat_requests_alone_total{reason="failed", instance="app1:4000"}': "0+30x20",
     # fan-out: 90% of events take between 1 and 2.5 s
     'fanout_lag_seconds_bucket{le="1", instance="app1:4000"}': "0+10x20",
     'fanout_lag_seconds_bucket{le="2.5", instance="app1:4000"}': "0+100x20",
@@ -557,6 +560,13 @@ ALERT_EXPECTED: dict[str, tuple[int, dict[str, str], str, str] | None] = {
         {"severity": "warning"},
         "p99 fan-out lag is above 1 s",
         "Seat changes take 2.483s (p99) from commit to the watchers' sockets.",
+    ),
+    "SeatBatchesFailing": (
+        15,
+        {"severity": "warning"},
+        "Seat batches are failing; each seat request runs alone",
+        "0.5 seat requests/s fall back from a failed batch: a shard on an older schema (run"
+        " modex migrate) or a bug. Holds still work, at a higher cost.",
     ),
     "OutboxBacklogHigh": None,
     "DBConnectionPoolNearlyExhausted": None,
