@@ -64,6 +64,13 @@ class ShardUnavailable(ModexError):
     code = "shard_unavailable"
 
 
+class DatabaseUnavailable(ModexError):
+    """A database connection failed outside a shard's breaker (the show directory, say)."""
+
+    status = 503
+    code = "database_unavailable"
+
+
 class Unauthorized(ModexError):
     status = 401
     code = "unauthorized"

@@ -25,6 +25,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # a connection the server terminated while it sat in the pool can be handed out
+    # before asyncpg has seen the socket close; its next query raises this (asyncpg#1069)
+    asyncpg.InternalClientError,
 )
 # a show's shard changes only when an admin moves it; a short cache bounds a stale route
 DIRECTORY_TTL = 5.0
@@ -79,6 +82,7 @@ class Shard:
             try:
                 yield conn
             except CONNECTION_ERRORS as exc:
+                conn.terminate()  # so the pool opens a new one instead of handing it out again
                 raise self._failed(exc) from exc
             finally:
                 await self.pool.release(conn)

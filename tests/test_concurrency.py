@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -160,3 +161,67 @@ async def test_fifty_customers_racing_for_one_seat_one_wins(
         codes = Counter(a.status_code for a in answers)
         assert codes == {201: 1, 409: 49}, codes
         await assert_never_oversold(cluster, show)
+
+
+async def test_a_storm_with_the_shards_connections_killed_never_oversells(
+    own_cluster: Cluster, log_dir: Path
+) -> None:
+    """Every connection to the show's shard is cut, again and again, in the middle of a
+    storm of holds (and so in the middle of batches): each answer is 201, 409 or 503, never
+    a 500 or a hang; every 201 is a hold in the database; no seat is held twice."""
+    servers = [ServerProcess(own_cluster, log_dir).start() for _ in range(2)]
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    clients = [httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers]
+    killer = None
+    try:
+        show = await create_show(clients[0], rows=2, seats_per_row=10)
+        killer = await own_cluster.connect_shard(show["shard"])
+        rng = random.Random(11)
+        start = asyncio.Event()
+
+        async def attempt(i: int) -> tuple[list[str], httpx.Response]:
+            seats = rng.sample(SEAT_POOL, rng.randint(1, 3))
+            await start.wait()
+            await asyncio.sleep(rng.uniform(0, 0.3))
+            response = await clients[i % 2].post(
+                f"/shows/{show['id']}/holds", json={"seats": seats}, headers=auth(f"cut-{i}")
+            )
+            return seats, response
+
+        async def cut_connections() -> int:
+            await start.wait()
+            cut = 0
+            for _ in range(8):
+                cut += await killer.fetchval(
+                    """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                       WHERE datname = current_database() AND pid <> pg_backend_pid()
+                         AND backend_type = 'client backend'"""
+                )
+                await asyncio.sleep(0.04)
+            return cut
+
+        tasks = [asyncio.create_task(attempt(i)) for i in range(400)]
+        cutting = asyncio.create_task(cut_connections())
+        await asyncio.sleep(0.2)
+        start.set()
+        results = await asyncio.gather(*tasks)
+        assert await cutting > 0
+
+        codes = Counter(response.status_code for _, response in results)
+        assert set(codes) <= {201, 409, 503}, f"unexpected statuses: {codes}"
+        assert codes[503] > 0, codes  # the cuts did land on requests
+        won = {r.json()["hold_id"]: seats for seats, r in results if r.status_code == 201}
+        rows = await killer.fetch(
+            "SELECT id, seats FROM holds WHERE show_id = $1 AND status = 'ACTIVE'", show["id"]
+        )
+        in_db = {row["id"]: sorted(row["seats"]) for row in rows}
+        for hold_id, seats in won.items():
+            assert in_db.get(hold_id) == sorted(seats), f"a 201 hold is not stored: {hold_id}"
+        await assert_never_oversold(own_cluster, show)
+    finally:
+        if killer is not None:
+            await killer.close()
+        for client in clients:
+            await client.aclose()
+        for server in servers:
+            server.stop()

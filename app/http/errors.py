@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import wire
-from app.errors import ModexError
+from app.errors import DatabaseUnavailable, ModexError
 from app.http.io import JSONResponse
+from app.shards import CONNECTION_ERRORS
 
 log = logging.getLogger("app.http")
 
@@ -41,6 +42,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """A connection to a database failed where no shard's breaker saw it (the metadata
+    database's queries): the client may try again, so 503, not 500."""
+    log.warning("database connection failed: %r", exc, extra={"path": request.url.path})
+    unavailable = DatabaseUnavailable("a database did not answer; try again", retry_after=1)
+    return error_response(unavailable)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path})
     body = wire.Error(error="internal_error", message="something went wrong on our side")
@@ -50,5 +59,6 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ModexError: modex_error,
     HTTPException: http_error,
+    **{kind: database_unavailable for kind in CONNECTION_ERRORS},
     Exception: unexpected_error,
 }
