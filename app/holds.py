@@ -104,6 +104,17 @@ def _booking(row: Any) -> wire.Booking:
     )
 
 
+def _alone(r: SeatRequest) -> tuple[str, tuple[Any, ...]]:
+    """The function that runs a request of a batch on its own, and its arguments."""
+    if r.kind == "hold":
+        return HOLD_SEATS, (r.show_id, list(r.labels), r.hold_id, r.user_id)
+    if r.kind == "release":
+        return RELEASE_HOLD, (r.show_id, r.hold_id, r.user_id)
+    if r.kind == "confirm":
+        return CONFIRM_HOLD, (r.show_id, r.hold_id, r.user_id, r.booking_id, r.idempotency_key)
+    return BOOK_SEATS, (r.show_id, list(r.labels), r.user_id, r.booking_id, r.idempotency_key)
+
+
 _booking_decoder = msgspec.json.Decoder(wire.Booking, strict=False)
 
 
@@ -146,6 +157,11 @@ class BoxOffice:
             self.router.forget(show_id)
         raise ShardUnavailable("this show is moving to another shard; try again", retry_after=1)
 
+    async def _seat_request(self, request: SeatRequest) -> tuple[asyncpg.Record, Shard]:
+        """A request that may share a batch; alone, it is its own function's call."""
+        query, args = _alone(request)
+        return await self._call(request.show_id, request.kind, query, *args, batched=request)
+
     async def _run(self, shard: Shard, name: str, query: str, *args: Any) -> asyncpg.Record:
         """A single statement, retried if it lost a lock race."""
         for attempt in range(1, ATTEMPTS + 1):
@@ -180,15 +196,8 @@ class BoxOffice:
         labels = sorted(labels)
         hold_id = new_client_id(show_id)
         try:
-            row, shard = await self._call(
-                show_id,
-                "hold",
-                HOLD_SEATS,
-                show_id,
-                labels,
-                hold_id,
-                user_id,
-                batched=SeatRequest("hold", show_id, hold_id, user_id, tuple(labels)),
+            row, shard = await self._seat_request(
+                SeatRequest("hold", show_id, hold_id, user_id, tuple(labels))
             )
         except Contention:
             HOLDS_TOTAL.labels("conflict").inc()
@@ -212,15 +221,7 @@ class BoxOffice:
 
     async def release(self, hold_id: str, user_id: str) -> None:
         show_id = await self.router.show_of(hold_id, "hold")
-        row, shard = await self._call(
-            show_id,
-            "release",
-            RELEASE_HOLD,
-            show_id,
-            hold_id,
-            user_id,
-            batched=SeatRequest("release", show_id, hold_id, user_id),
-        )
+        row, shard = await self._seat_request(SeatRequest("release", show_id, hold_id, user_id))
         if row["outcome"] != "released":
             raise _refusal(row["outcome"], show_id, None, f"hold {hold_id!r}")
         self._publish(show_id, shard, row)
@@ -229,24 +230,15 @@ class BoxOffice:
         self, hold_id: str, user_id: str, idempotency_key: str | None
     ) -> wire.Booking:
         show_id = await self.router.show_of(hold_id, "hold")
-        booking_id = new_client_id(show_id)
-        row, shard = await self._call(
-            show_id,
-            "confirm",
-            CONFIRM_HOLD,
-            show_id,
-            hold_id,
-            user_id,
-            booking_id,
-            idempotency_key,
-            batched=SeatRequest(
+        row, shard = await self._seat_request(
+            SeatRequest(
                 "confirm",
                 show_id,
                 hold_id,
                 user_id,
-                booking_id=booking_id,
+                booking_id=new_client_id(show_id),
                 idempotency_key=idempotency_key,
-            ),
+            )
         )
         if row["outcome"] not in ("confirmed", "earlier"):
             if row["outcome"] in ("expired", "not_on_sale"):
@@ -262,26 +254,16 @@ class BoxOffice:
         self, show_id: int, labels: list[str], user_id: str, idempotency_key: str | None
     ) -> wire.Booking:
         """The seed's one-step booking: claim and book in one transaction."""
-        labels = sorted(labels)
-        booking_id = new_client_id(show_id)
-        row, shard = await self._call(
-            show_id,
-            "book",
-            BOOK_SEATS,
-            show_id,
-            labels,
-            user_id,
-            booking_id,
-            idempotency_key,
-            batched=SeatRequest(
+        row, shard = await self._seat_request(
+            SeatRequest(
                 "book",
                 show_id,
                 None,
                 user_id,
-                tuple(labels),
-                booking_id=booking_id,
+                tuple(sorted(labels)),
+                booking_id=new_client_id(show_id),
                 idempotency_key=idempotency_key,
-            ),
+            )
         )
         if row["outcome"] not in ("booked", "earlier"):
             BOOKINGS_TOTAL.labels(BookingStatus.FAILED).inc()
