@@ -22,12 +22,9 @@ import asyncio
 import os
 import random
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 PER_ROW = 25
@@ -127,40 +123,12 @@ def run_mode(args: argparse.Namespace, batch: int) -> dict:
     import asyncpg
     import psutil
 
-    name = f"bench_{secrets.token_hex(4)}"
-    db_url = common.with_database(args.database_url, name)
-    secret = "bench-" + secrets.token_hex(24)
-    folder = Path(tempfile.mkdtemp(prefix="mxonsale-", dir="/tmp"))
-    port = common.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "SHARD_URLS": db_url,
-        "REDIS_URL": args.redis_url,
-        "MODEX_JWT_SECRET": secret,
-        "MODEX_DEMO": "0",
-        "MODEX_DATA_DIR": str(folder / "data"),
-        "MODEX_RATE_LIMIT_USER": "100000/second",
-        "MODEX_RATE_LIMIT_IP": "100000/second",
-        "MODEX_SEAT_BATCH": str(batch),
-    }
-    pin = ["taskset", "-c", "0"] if common.has_taskset() else []
-    asyncio.run(common.create_database(args.database_url, name))
-    server = None
-    try:
-        asyncio.run(common.migrate(env, ROOT))
-        asyncio.run(common.start_show_ids_apart(db_url))
-        log_path = folder / "server.log"
-        with log_path.open("ab") as log:
-            server = subprocess.Popen(
-                [*pin, sys.executable, "-m", "app", "serve", "--port", str(port)],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        common.wait_healthy(url, server, str(log_path), timeout=60)
+    with common.bench_server(
+        args.database_url, args.redis_url, MODEX_SEAT_BATCH=str(batch)
+    ) as server:
         status, show = common.http_json(
             "POST",
-            f"{url}/admin/shows",
+            f"{server.url}/admin/shows",
             {
                 "title": "On sale",
                 "venue": "Hall",
@@ -169,16 +137,16 @@ def run_mode(args: argparse.Namespace, batch: int) -> dict:
                 "seats_per_row": PER_ROW,
                 "hold_seconds": 600,
             },
-            token=common.mint(secret, "admin", "admin"),
+            token=common.mint(server.secret, "admin", "admin"),
         )
         assert status == 201, show
-        status, seat_map = common.http_json("GET", f"{url}/shows/{show['id']}/seats")
+        status, seat_map = common.http_json("GET", f"{server.url}/shows/{show['id']}/seats")
         labels = [seat["label"] for seat in seat_map["seats"]]
-        cpu0 = psutil.Process(server.pid).cpu_times()
-        result = asyncio.run(sell_out(port, secret, show["id"], labels, args))
-        cpu1 = psutil.Process(server.pid).cpu_times()
+        cpu0 = psutil.Process(server.proc.pid).cpu_times()
+        result = asyncio.run(sell_out(server.port, server.secret, show["id"], labels, args))
+        cpu1 = psutil.Process(server.proc.pid).cpu_times()
         result["server_cpu_s"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         result["batches"] = {
             what: metric(metrics, name)
@@ -190,7 +158,7 @@ def run_mode(args: argparse.Namespace, batch: int) -> dict:
         }
 
         async def check() -> tuple[int, int]:
-            conn = await asyncpg.connect(db_url)
+            conn = await asyncpg.connect(server.db_url)
             try:
                 unbooked = await conn.fetchval(
                     "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'BOOKED'",
@@ -204,9 +172,6 @@ def run_mode(args: argparse.Namespace, batch: int) -> dict:
         result["unbooked_in_db"], result["double_booked"] = asyncio.run(check())
         result["seats"] = len(labels)
         return result
-    finally:
-        common.stop_process(server)
-        asyncio.run(common.drop_database(args.database_url, name))
 
 
 def main() -> None:

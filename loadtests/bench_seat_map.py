@@ -19,10 +19,7 @@ import argparse
 import asyncio
 import os
 import re
-import secrets
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 READS = re.compile(rb'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
@@ -146,36 +142,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    name = f"bench_{secrets.token_hex(4)}"
-    db_url = common.with_database(args.database_url, name)
-    secret = secrets.token_hex(16)
-    port = common.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "SHARD_URLS": db_url,
-        "REDIS_URL": args.redis_url,
-        "MODEX_JWT_SECRET": secret,
-        "MODEX_DEMO": "0",
-        "MODEX_RATE_LIMIT_USER": "100000/second",
-        "MODEX_RATE_LIMIT_IP": "100000/second",
-    }
-    pin = ["taskset", "-c", "0"] if common.has_taskset() else []
-    asyncio.run(common.create_database(args.database_url, name))
-    server = None
-    try:
-        asyncio.run(common.migrate(env, ROOT))
-        asyncio.run(common.start_show_ids_apart(db_url))
-        log_path = Path(tempfile.mkdtemp(prefix="mxmap-")) / "server.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [*pin, sys.executable, "-m", "app", "serve", "--port", str(port)],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        common.wait_healthy(f"http://127.0.0.1:{port}", server, str(log_path), timeout=60)
+    with common.bench_server(args.database_url, args.redis_url) as server:
         status, show = common.http_json(
             "POST",
-            f"http://127.0.0.1:{port}/admin/shows",
+            f"{server.url}/admin/shows",
             {
                 "title": "Seat map bench",
                 "venue": "Arena",
@@ -183,17 +153,14 @@ def main() -> None:
                 "rows": args.rows,
                 "seats_per_row": args.per_row,
             },
-            token=common.mint(secret, "bench-admin", "admin"),
+            token=common.mint(server.secret, "bench-admin", "admin"),
         )
         assert status == 201, show
         if common.has_taskset():
             os.sched_setaffinity(0, {1})
         common.use_uvloop()
-        asyncio.run(measure(args, port, server.pid, int(show["id"]), secret))
+        asyncio.run(measure(args, server.port, server.proc.pid, int(show["id"]), server.secret))
         print(f"\nversions: {common.versions()}\ncpu: {common.cpu_info()}")
-    finally:
-        common.stop_process(server)
-        asyncio.run(common.drop_database(args.database_url, name))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ requests per second, far more than one Python server process answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import platform
@@ -19,6 +20,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
@@ -307,6 +310,60 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> N
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@dataclass
+class BenchServer:
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    secret: str  # its MODEX_JWT_SECRET, for mint()
+    db_url: str
+
+
+@contextlib.contextmanager
+def bench_server(admin_url: str, redis_url: str, **env: str) -> Iterator[BenchServer]:
+    """A database of its own (migrated; dropped at the end) and one `python -m app serve`
+    on it, pinned to CPU 0 where taskset exists, rate limits on but too high to refuse;
+    `env` adds settings."""
+    import secrets
+    import tempfile
+
+    name = f"bench_{secrets.token_hex(4)}"
+    db_url = with_database(admin_url, name)
+    secret = "bench-" + secrets.token_hex(24)
+    folder = tempfile.mkdtemp(prefix="mxbench-", dir="/tmp")
+    port = free_port()
+    server_env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "SHARD_URLS": db_url,
+        "REDIS_URL": redis_url,
+        "MODEX_JWT_SECRET": secret,
+        "MODEX_DEMO": "0",
+        "MODEX_DATA_DIR": os.path.join(folder, "data"),
+        "MODEX_RATE_LIMIT_USER": "100000/second",
+        "MODEX_RATE_LIMIT_IP": "100000/second",
+        **env,
+    }
+    pin = ["taskset", "-c", "0"] if has_taskset() else []
+    asyncio.run(create_database(admin_url, name))
+    proc = None
+    try:
+        asyncio.run(migrate(server_env, ROOT))
+        asyncio.run(start_show_ids_apart(db_url))
+        log_path = os.path.join(folder, "server.log")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [*pin, sys.executable, "-m", "app", "serve", "--port", str(port)],
+                env=server_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log_path, timeout=60)
+        yield BenchServer(url, port, proc, secret, db_url)
+    finally:
+        stop_process(proc)
+        asyncio.run(drop_database(admin_url, name))
 
 
 def has_taskset() -> bool:
