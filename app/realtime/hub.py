@@ -243,32 +243,47 @@ class Hub:
     async def watch(
         self, sink: Sink, show_id: int, offset: str | None, encoding: str | None
     ) -> Subscription:
-        """Start watching: subscribe the show's channel (acknowledged) before anything is
-        read, then replay history from `offset` or queue the watcher for a snapshot."""
+        """attach() then start(); on any failure the watcher is gone again."""
+        sub = self.attach(sink, show_id, encoding)
+        try:
+            await self.start(sub, offset)
+        except BaseException:
+            self.unwatch(sub)
+            raise
+        return sub
+
+    def attach(self, sink: Sink, show_id: int, encoding: str | None) -> Subscription:
+        """Count a new watcher of the show (SYNCING, nothing sent yet) and start subscribing
+        the show's channel. Nothing here awaits: the caller holds the subscription before
+        anything can fail, so whatever happens next, its unwatch() finds it."""
         channel = self._channel(show_id)
         sub = Subscription(show_id, sink, encoding)
         channel.subs.add(sub)
         channel.syncing.add(sub)
         metrics.ws_watchers.inc()
-        try:
-            assert channel.subscribed is not None
-            await asyncio.shield(channel.subscribed)
-        except (ConnectionError, asyncio.CancelledError):
-            self.unwatch(sub)
-            raise
-        since = Position.parse(offset) if offset else None
+        return sub
+
+    async def start(self, sub: Subscription, offset: str | None) -> None:
+        """Wait for the show's channel (acknowledged) before anything is read, then replay
+        history from `offset` or queue the watcher for a snapshot. Raises ConnectionError
+        when the channel cannot be subscribed; the caller unwatches."""
+        channel = self._shows.get(sub.show_id)
+        if channel is None or sub not in channel.subs or channel.subscribed is None:
+            # its channel's subscription failed and was forgotten meanwhile
+            raise ConnectionError(f"show {sub.show_id}: the channel could not be subscribed")
+        await asyncio.shield(channel.subscribed)
+        since = resume_position(offset)
         if since is not None:
             try:
-                history = await self._broker.history(show_id, since)
+                history = await self._broker.history(sub.show_id, since)
             except Exception as exc:
-                log.warning("history of show %s unavailable: %r", show_id, exc)
+                log.warning("history of show %s unavailable: %r", sub.show_id, exc)
                 history = None
             if history is not None and sub.active and sub.state is State.SYNCING:
                 self._finish_replay(channel, sub, since, history)
-                return sub
+                return
             metrics.resyncs.labels("offset_unusable").inc()
         self.request_snapshot(sub, again=True)
-        return sub
 
     def unwatch(self, sub: Subscription) -> None:
         if not sub.active:
@@ -295,8 +310,9 @@ class Hub:
     async def _subscribe(self, channel: ShowChannel) -> None:
         try:
             await self._broker.subscribe(channel.show_id)
-        except ConnectionError:
-            # forget the channel so the next watcher tries again
+        except Exception:
+            # forget the channel so the next watcher tries again (a channel kept with a
+            # failed subscription would fail every later watcher of the show)
             if self._shows.get(channel.show_id) is channel:
                 del self._shows[channel.show_id]
             raise
@@ -672,6 +688,15 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._shows.clear()
+
+
+def resume_position(offset: str | None) -> Position | None:
+    """A client's resume offset, or None (it gets a snapshot) for anything unusable. ASCII
+    only: str.isdigit() (in Position.parse) accepts "²", which int() refuses, and "٣",
+    which int() reads as 3; both are garbage here. The frame bounds its length."""
+    if not offset or not offset.isascii():
+        return None
+    return Position.parse(offset)
 
 
 def _advance(channel: ShowChannel, position: Position) -> None:

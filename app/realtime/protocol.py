@@ -12,8 +12,16 @@ when a client falls behind by more than `max_queue_bytes` its backlog is dropped
 resynced with fresh snapshots; when that keeps happening it is closed with 4008 so it
 reconnects and resumes by offset.
 
-Close codes: 1008 flooding (rate limit), 1012 server restart, 4008 slow consumer,
-4401 invalid token (the socket is accepted first, so a browser can read the code).
+No exception ends a connection without a close frame, and no connection leaves a
+watcher behind: a frame whose handling fails unexpectedly is answered with an `internal`
+error frame (each step leaves the connection's subscriptions as they were, so it stays
+usable); anything else that fails closes the connection with 1011; and `run` unwatches
+every subscription on every way out. A subscription is the connection's from the moment
+the hub counts it (`Hub.attach`), before anything that can fail is awaited.
+
+Close codes: 1008 flooding (rate limit), 1011 internal error, 1012 server restart, 4008
+slow consumer, 4401 invalid token (the socket is accepted first, so a browser can read
+the code).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from app.realtime.metrics import DIRECT_WRITES
 log = logging.getLogger("modex.realtime.protocol")
 
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
 CLOSE_SLOW = 4008
 CLOSE_UNAUTHORIZED = 4401
@@ -64,6 +73,11 @@ MAX_SHOWS_PER_CONNECTION = 32
 
 # ShowValidator(show_id) raises LookupError for a show that does not exist
 ShowValidator = Callable[[int], Awaitable[None]]
+
+
+class StateUnknown(Exception):
+    """Undoing a failed frame's step failed too: what the connection is subscribed to is no
+    longer known, so it is closed (1011) rather than left half subscribed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,15 +301,28 @@ class Connection:
             # abort()'s own cancellation is taken back; any other one goes on
             if self.close_code is None or reader.uncancel() > 0:
                 raise
+        except Exception:
+            # not one frame's failure (those are answered in _read_frames): the connection's
+            # own state is in doubt, so it ends, with a close frame
+            log.exception("connection %s failed; closing with 1011", self.websocket.client)
+            self.abort(CLOSE_INTERNAL, "internal error")
         finally:
             self._reader = None
             if self._writer is not None:
                 self._writer.cancel()
-            for sub in self.subs.values():
-                self._hub.unwatch(sub)
-            self.subs.clear()
+            self._unwatch_all()
         if self.close_code is not None:
             await self.close(self.close_code, self.close_reason)
+
+    def _unwatch_all(self) -> None:
+        """Every subscription ends with the connection, whatever one unwatch does."""
+        subs = list(self.subs.values())
+        self.subs.clear()
+        for sub in subs:
+            try:
+                self._hub.unwatch(sub)
+            except Exception:
+                log.exception("unwatching show %s failed", sub.show_id)
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state is WebSocketState.DISCONNECTED:
@@ -360,7 +387,17 @@ class Connection:
                 if self._strikes == 1 or self._strikes % 10 == 0:
                     self.send_error("rate_limited", "too many frames; slow down")
                 continue
-            await self._handle(data)
+            try:
+                await self._handle(data)
+            except StateUnknown:
+                raise
+            except Exception:
+                # a bug or a dependency failing in a way nobody foresaw: the frame's steps
+                # undo themselves, so the client is told and the connection carries on
+                log.exception("frame from %s failed", self.websocket.client)
+                self.send_error("internal", "the server failed to handle this frame")
+            if self.close_code is not None:
+                return  # aborted from this task (e.g. a replay overflowed): run() closes
 
     async def _handle(self, data: str | bytes) -> None:
         size = len(data)
@@ -373,6 +410,9 @@ class Connection:
             return
         try:
             frame = client_decoder.decode(data)
+        except RecursionError:  # a field nested ~1,000 deep, skipped while seeking "type"
+            self.send_error("invalid_frame", "frame nested too deep")
+            return
         except msgspec.ValidationError as exc:
             detail = str(exc)
             # a frame whose "type" is missing or not one we know
@@ -390,20 +430,26 @@ class Connection:
             self.send(PONG)
         elif isinstance(frame, Subscribe):
             await self._subscribe(frame)
-        elif isinstance(frame, Unsubscribe):
-            sub = self.subs.pop(frame.show_id, None)
-            if sub is None:
-                self.send_error("not_subscribed", "not subscribed to this show", frame.show_id)
-            else:
-                self._hub.unwatch(sub)
+        elif isinstance(frame, Unsubscribe) and not self._unwatch(frame.show_id):
+            self.send_error("not_subscribed", "not subscribed to this show", frame.show_id)
+
+    def _unwatch(self, show_id: int) -> bool:
+        """End the subscription to a show; False if there was none. It stays in `subs`
+        until the hub has let it go, so run()'s last clean-up can still find it."""
+        sub = self.subs.get(show_id)
+        if sub is None:
+            return False
+        try:
+            self._hub.unwatch(sub)
+        except Exception as exc:
+            raise StateUnknown(f"unwatching show {show_id} failed") from exc
+        del self.subs[show_id]
+        return True
 
     async def _subscribe(self, frame: Subscribe) -> None:
         show_id = frame.show_id
-        old = self.subs.pop(show_id, None)
-        if old is not None:
-            # subscribing again is a resync request: the old subscription ends here
-            self._hub.unwatch(old)
-        elif len(self.subs) >= MAX_SHOWS_PER_CONNECTION:
+        # subscribing again is a resync request: the old subscription ends here
+        if not self._unwatch(show_id) and len(self.subs) >= MAX_SHOWS_PER_CONNECTION:
             self.send_error(
                 "too_many_subscriptions",
                 f"at most {MAX_SHOWS_PER_CONNECTION} shows per connection",
@@ -419,16 +465,19 @@ class Connection:
             log.warning("show %s lookup failed: %r", show_id, exc)
             self.send_error("unavailable", "cannot look up the show right now", show_id)
             return
+        if self.close_code is not None:
+            return  # aborted while the show was looked up
+        # held from here on: whatever fails below, this frame's clean-up or run()'s finds it
+        self.subs[show_id] = self._hub.attach(self, show_id, frame.encoding)
         try:
-            sub = await self._hub.watch(self, show_id, frame.offset, frame.encoding)
+            await self._hub.start(self.subs[show_id], frame.offset)
         except ConnectionError as exc:
             log.warning("subscribe to show %s failed: %r", show_id, exc)
+            self._unwatch(show_id)
             self.send_error("unavailable", "live updates are unavailable; retry", show_id)
-            return
-        if self.close_code is not None:
-            self._hub.unwatch(sub)
-        else:
-            self.subs[show_id] = sub
+        except Exception:
+            self._unwatch(show_id)  # then the frame is answered `internal`
+            raise
 
 
 class Stalled:

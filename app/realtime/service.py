@@ -26,6 +26,7 @@ from app.realtime.broker import RedisBroker
 from app.realtime.hub import Hub, SeatStates
 from app.realtime.outbox import Outbox
 from app.realtime.protocol import (
+    CLOSE_INTERNAL,
     CLOSE_RESTART,
     CLOSE_UNAUTHORIZED,
     Connection,
@@ -148,6 +149,16 @@ class Realtime:
     # ---- the WebSocket endpoint ----
 
     async def _endpoint(self, websocket: WebSocket, send: Send, receive: Receive) -> None:
+        """/ws. Whatever fails, the client gets a close frame (1011), never a dropped
+        socket (Connection.run answers its own failures; this covers the hand-shake)."""
+        try:
+            await self._serve(websocket, send, receive)
+        except Exception:
+            log.exception("WebSocket endpoint failed")
+            with contextlib.suppress(Exception):  # e.g. the socket is closed already
+                await websocket.close(CLOSE_INTERNAL, "internal error")
+
+    async def _serve(self, websocket: WebSocket, send: Send, receive: Receive) -> None:
         if not origin_allowed(websocket, self._settings.allowed_origins):
             await websocket.close(1008)  # before accept: the handshake is refused (403)
             return
