@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
+import secrets
 import time
 from datetime import datetime
 from typing import Any
@@ -13,15 +13,20 @@ import httpx
 
 from app.seatmap import SeatMaps
 from app.shards import Shard, ShardRouter, ShowInfo
-from tests.support import Cluster, ServerProcess, auth, create_show
+from tests.support import Cluster, ServerProcess, auth, create_show, metric
 
-READS = re.compile(r'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
+FORCED = {"Cache-Control": "no-cache"}
+
+
+async def queries(client: httpx.AsyncClient, query_type: str) -> float:
+    """How many queries of this type this server has made."""
+    text = (await client.get("/metrics")).text
+    return metric(text, f'db_query_duration_seconds_count{{query_type="{query_type}"}}')
 
 
 async def seat_reads(client: httpx.AsyncClient) -> float:
     """How many times this server has read a show's seats from its shard."""
-    found = READS.search((await client.get("/metrics")).text)
-    return float(found.group(1)) if found else 0.0
+    return await queries(client, "read_seats")
 
 
 def status_of(seat_map: dict[str, Any], label: str) -> str:
@@ -89,6 +94,97 @@ async def test_a_hold_shows_in_the_next_map_on_this_server_and_the_other(
         assert now["offset"] != before_there["offset"]
 
 
+async def test_a_forced_read_of_an_unchanged_map_does_not_read_the_seats_again(
+    client: httpx.AsyncClient, show: dict[str, Any]
+) -> None:
+    """`no-cache` checks the kept map (one outbox probe, the offset) instead of reading and
+    encoding every seat again: the amplifier of issue 12 item 4."""
+    url = f"/shows/{show['id']}/seats"
+    first = await client.get(url)
+    reads, checks = await seat_reads(client), await queries(client, "seat_map_check")
+    for _ in range(5):
+        again = await client.get(url, headers=FORCED)
+        assert again.status_code == 200 and again.content == first.content
+    # a kept map is read again once it is a second old, forced or not: at most once here
+    assert await seat_reads(client) - reads <= 1
+    assert await queries(client, "seat_map_check") - checks >= 4
+
+
+async def test_a_forced_read_sees_a_change_committed_before_it_on_either_server(
+    servers: list[ServerProcess], show: dict[str, Any], user: str
+) -> None:
+    url = f"/shows/{show['id']}/seats"
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
+        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
+    ):
+        for client in (here, there):  # both keep a map with A1 free
+            assert status_of((await client.get(url)).json(), "A1") == "AVAILABLE"
+        hold = await here.post(
+            f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
+        )
+        assert hold.status_code == 201, hold.text
+        # no waiting: published or not yet, the change is there at once on both servers
+        for client in (here, there):
+            assert status_of((await client.get(url, headers=FORCED)).json(), "A1") == "HELD"
+
+
+async def test_a_forced_read_sees_a_committed_change_that_was_never_published(
+    servers: list[ServerProcess], cluster: Cluster, show: dict[str, Any]
+) -> None:
+    """A change committed behind both servers' backs (as if its server died before
+    publishing): no offset moved, no server was told; its outbox row is all there is."""
+    url = f"/shows/{show['id']}/seats"
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
+        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
+    ):
+        kept = [(await client.get(url)).json() for client in (here, there)]
+        assert [status_of(seat_map, "B2") for seat_map in kept] == ["AVAILABLE"] * 2
+        shard = await cluster.connect_shard(show["shard"])
+        try:
+            held = await shard.fetchrow(
+                "SELECT * FROM hold_seats($1, $2, $3, $4)",
+                show["id"],
+                ["B2"],
+                f"{show['id']}.{secrets.token_hex(8)}",
+                "someone",
+            )
+        finally:
+            await shard.close()
+        assert held["outcome"] == "held"
+        # within the relay's two seconds: nobody has published it
+        for client, before in zip((here, there), kept, strict=True):
+            seat_map = (await client.get(url, headers=FORCED)).json()
+            assert status_of(seat_map, "B2") == "HELD"
+            assert seat_map["offset"] == before["offset"], "published: not what is tested"
+
+
+async def test_forced_reads_at_the_same_moment_share_one_check(
+    client: httpx.AsyncClient, cluster: Cluster, show: dict[str, Any]
+) -> None:
+    """Forced reads that arrive while a check is under way wait for it, then share the next
+    one: a burst costs two checks, not one each."""
+    url = f"/shows/{show['id']}/seats"
+    first = await client.get(url)
+    reads = await seat_reads(client)
+    checks = await queries(client, "seat_map_check")
+    shard = await cluster.connect_shard(show["shard"])
+    try:
+        async with shard.transaction():
+            # the first check (or read) cannot probe the outbox while it is locked
+            await shard.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+            burst = asyncio.gather(*(client.get(url, headers=FORCED) for _ in range(30)))
+            await asyncio.sleep(1.0)
+        answers = await burst
+    finally:
+        await shard.close()
+    assert {a.status_code for a in answers} == {200}
+    assert {a.content for a in answers} == {first.content}
+    spent = await seat_reads(client) - reads + await queries(client, "seat_map_check") - checks
+    assert spent <= 2
+
+
 class CountingRouter:
     """The router SeatMaps is given, counting its reads; `gate`, when set, holds each read
     until it is opened."""
@@ -116,14 +212,14 @@ async def test_a_change_committed_here_is_in_the_next_map_before_it_is_published
 
     maps = SeatMaps(counting, unpublished)  # type: ignore[arg-type]
     show_id = int(show["id"])
-    assert status_of(json.loads(await maps.get(show_id)), "A1") == "AVAILABLE"
+    assert status_of(json.loads((await maps.get(show_id)).identity), "A1") == "AVAILABLE"
     hold = await client.post(f"/shows/{show_id}/holds", json={"seats": ["A1"]}, headers=auth(user))
     assert hold.status_code == 201, hold.text
     # nothing published, under a second old: the kept map is served
-    assert status_of(json.loads(await maps.get(show_id)), "A1") == "AVAILABLE"
+    assert status_of(json.loads((await maps.get(show_id)).identity), "A1") == "AVAILABLE"
     assert counting.reads == 1
     maps.changed(show_id)  # what the server does when its own transaction commits
-    assert status_of(json.loads(await maps.get(show_id)), "A1") == "HELD"
+    assert status_of(json.loads((await maps.get(show_id)).identity), "A1") == "HELD"
     assert counting.reads == 2
 
     # a request that arrives after a change committed here does not wait for a read that
