@@ -15,6 +15,12 @@ from pathlib import Path
 
 from app.auth import Role, mint_token
 
+# uvicorn's --http choices, both with a bound on request header bytes
+HTTP_PROTOCOLS = {
+    "httptools": "app.ops.http_protocol:BoundedHttpToolsProtocol",
+    "h11": "h11",
+}
+
 
 def data_dir() -> Path:
     return Path(os.environ.get("MODEX_DATA_DIR", str(Path.home() / ".modex"))).expanduser()
@@ -101,10 +107,13 @@ def serve(args: argparse.Namespace) -> None:
 def run_server(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app.ops.http_protocol import MAX_HEADER_BYTES
+
     os.environ["MODEX_JWT_SECRET"] = jwt_secret()
     from app.config import Settings
 
-    asyncio.run(prepare(Settings.from_env().demo))
+    settings = Settings.from_env()
+    asyncio.run(prepare(settings.demo))
     metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # several workers share one port: each keeps its metrics in a file here, so /metrics
@@ -127,8 +136,12 @@ def run_server(args: argparse.Namespace) -> None:
             ws_max_size=65536,
             log_config=None,
             access_log=False,
-            proxy_headers=True,
-            forwarded_allow_ips=os.environ.get("MODEX_TRUSTED_PROXIES", "127.0.0.1"),
+            # httptools with a bound on header bytes; h11 has its own, and is slower
+            http=HTTP_PROTOCOLS[args.http],
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            # no proxy configured: X-Forwarded-For is ignored, even from this host
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=",".join(settings.trusted_proxies),
             timeout_graceful_shutdown=10,
             # longer than any proxy's idle keep-alive, so the proxy closes first and never
             # sends a request on a connection we are closing
@@ -177,6 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4000")))
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--http",
+        choices=sorted(HTTP_PROTOCOLS),
+        default="httptools",
+        help="HTTP/1.1 parser (both refuse request headers over 16 KiB; h11 is slower)",
+    )
     p.set_defaults(run=serve)
     p = commands.add_parser("migrate", help="apply migrations to every database and exit")
     p.set_defaults(run=migrate)

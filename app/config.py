@@ -40,6 +40,12 @@ class Settings:
     rate_limit_user: str = "20/second;300/minute"
     rate_limit_ip: str = "100/second"
     allowed_origins: tuple[str, ...] = ()
+    # proxies whose X-Forwarded-For names the client (per-IP rate limits); empty: the
+    # peer itself, so a client cannot pick its own address
+    trusted_proxies: tuple[str, ...] = ()
+    # who may frame the pages (CSP frame-ancestors sources, e.g. a kiosk's signage
+    # origin); empty: nobody
+    frame_ancestors: tuple[str, ...] = ()
     db_pool_size: int = 20
     # most seat requests (hold, release, confirm, book) sent to a shard in one transaction
     # (app/batches.py); 1: each alone
@@ -67,6 +73,8 @@ class Settings:
             rate_limit_user=os.environ.get("MODEX_RATE_LIMIT_USER", "20/second;300/minute"),
             rate_limit_ip=os.environ.get("MODEX_RATE_LIMIT_IP", "100/second"),
             allowed_origins=_list("MODEX_ALLOWED_ORIGINS"),
+            trusted_proxies=_list("MODEX_TRUSTED_PROXIES"),
+            frame_ancestors=_list("MODEX_FRAME_ANCESTORS"),
             db_pool_size=_int("MODEX_DB_POOL_SIZE", 20),
             seat_batch=max(1, _int("MODEX_SEAT_BATCH", 32)),
             crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),

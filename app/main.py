@@ -20,6 +20,7 @@ from app.events import Committed
 from app.holds import SWEEP_BATCH, BoxOffice
 from app.http.api import api_routes
 from app.http.errors import EXCEPTION_HANDLERS
+from app.http.headers import SecurityHeaders
 from app.ops.limits import RateLimits
 from app.ops.logs import configure_logging
 from app.ops.metrics import worker_exiting, worker_starting
@@ -135,5 +136,6 @@ def create_app() -> Starlette:
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )
+    app.add_middleware(SecurityHeaders, framers=Settings.from_env().frame_ancestors)
     app.add_middleware(ObserveRequests)
     return app
