@@ -108,11 +108,13 @@ class SeatMaps:
     and the outbox relay has not caught up yet, or a write behind the application's back)
     moves no offset: a map is therefore also read again once it is MAX_AGE old.
 
-    A forced read (`Cache-Control: no-cache`) must reflect every change committed before
-    the request. A committed change is either published (the offset moved) or still an
-    outbox row, so the kept map is checked rather than read again: one probe of the
-    outbox, then the offset (in that order: a row deleted between the two was published
-    first). See `_check`. Forced requests of a show share one check at a time.
+    A forced read (`Cache-Control: no-cache`) must reflect every seat change committed
+    before the request. Each seat transaction writes an outbox row, deleted only once the
+    change is published (the offset moved), so the kept map is checked rather than read
+    again: one probe of the show's outbox rows, then the offset (see `_check`). Forced
+    requests of a show share one check at a time, so a flood of them costs less than
+    plain requests. (A write behind the application's back writes no outbox row: MAX_AGE
+    still bounds how long any map misses it.)
     """
 
     MAX_AGE = 1.0

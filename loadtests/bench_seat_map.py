@@ -1,27 +1,41 @@
-"""GET /shows/{id}/seats of a big show: maps kept while exact against a read per request.
+"""GET /shows/{id}/seats of a big show: bytes and server CPU per read, for each content
+coding and for forced reads, against the code before maps were compressed and checked.
 
     .venv/bin/python loadtests/bench_seat_map.py            # 6,000 seats, 16 clients, 10 s each
 
 One server process (one worker, pinned to CPU 0 when taskset is there) on a fresh
-`bench_<random>` database, one show of --rows x --per-row seats. Three targets, each driven
-for --seconds by --clients keep-alive connections (the generator pinned to CPU 1):
-  fresh:   every request sends `Cache-Control: no-cache`, so the server reads the seats and
-           encodes the map for each one (what every request cost before maps were kept);
-  kept:    plain requests, nothing changing: the kept map is served again;
-  on sale: plain requests while a writer holds and releases seats, --changes per second.
-Printed for each: req/s, p50, p99, the server's CPU per request, and how many times the
-server read the seats (db_query_duration_seconds_count{query_type="read_seats"}).
+`bench_<random>` database, one show of --rows x --per-row seats; the load generator is
+pinned to CPU 1. Each target is driven for --seconds by --clients keep-alive connections:
+  kept:     plain requests, nothing changing: the kept map is served again, in the coding
+            the request's Accept-Encoding asks for (identity, gzip, br);
+  no-cache: every request sends `Cache-Control: no-cache`: the kept map is checked (one
+            outbox probe and the offset) and served again;
+  on sale:  plain requests while a writer holds and releases seats, --changes per second
+            (each change makes a new map, read once and compressed once per coding).
+The baseline, in the same run: the code at --before (the commit before no-cache was
+checked and maps compressed: every forced read read and encoded every seat, and every map
+went out as identity whatever the client accepted), extracted with `git archive` and
+served as a second process on the same database and show while the first one idles.
+Printed for each: req/s, p50, p99, body bytes per read, the server's CPU per read, and
+how many times per read the server read the seats
+(db_query_duration_seconds_count{query_type="read_seats"}).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,6 +43,8 @@ import common
 
 DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+# the last commit before forced reads were checked and seat maps compressed
+BEFORE = "8af3b92c8fa38a061463ecbd0a01b5494b8c00df"
 READS = re.compile(rb'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
 
 
@@ -47,27 +63,35 @@ async def seat_reads(port: int) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+class Driven(NamedTuple):
+    latencies: list[float]  # sorted
+    body_bytes: int  # all bodies, as sent
+
+
 async def drive(
     port: int, path: str, headers: dict[str, str], clients: int, seconds: float
-) -> list[float]:
+) -> Driven:
     latencies: list[float] = []
+    body_bytes = 0
     stop_at = time.monotonic() + seconds
 
     async def one_client() -> None:
+        nonlocal body_bytes
         client = common.RawClient("127.0.0.1", port)
         request = client.build("GET", path, headers=headers)
         try:
             while time.monotonic() < stop_at:
                 started = time.perf_counter()
-                status, _ = await client.send(request)
+                status, body = await client.send(request)
                 if status != 200:
                     raise RuntimeError(f"GET {path}: {status}")
                 latencies.append(time.perf_counter() - started)
+                body_bytes += len(body)
         finally:
             client.close()
 
     await asyncio.gather(*(one_client() for _ in range(clients)))
-    return latencies
+    return Driven(sorted(latencies), body_bytes)
 
 
 async def change_seats(
@@ -93,38 +117,114 @@ async def change_seats(
         client.close()
 
 
-async def measure(args: argparse.Namespace, port: int, pid: int, show_id: int, secret: str) -> None:
-    path = f"/shows/{show_id}/seats"
-    _, body = await (client := common.RawClient("127.0.0.1", port)).send(client.build("GET", path))
-    client.close()
-    print(f"map of {args.rows * args.per_row} seats: {len(body):,} bytes of JSON\n")
-    print(
-        f"{'target':<34}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU/req ms':>12}{'reads/req':>11}"
-    )
-    targets = [
-        ("fresh (Cache-Control: no-cache)", {"Cache-Control": "no-cache"}, 0.0),
-        ("kept, nothing changing", {}, 0.0),
-        (f"kept, on sale ({args.changes:g} changes/s)", {}, args.changes),
+class Target(NamedTuple):
+    name: str
+    headers: dict[str, str]
+    changes: float  # seat changes a second while it runs
+
+
+FORCED = {"Cache-Control": "no-cache"}
+GZIP = {"Accept-Encoding": "gzip"}
+BR = {"Accept-Encoding": "br"}
+BROWSER = {"Accept-Encoding": "gzip, deflate, br, zstd"}  # what browsers send
+
+
+def targets(changes: float) -> tuple[list[Target], list[Target]]:
+    """(on the code at --before, on this code)"""
+    on_sale = f"on sale ({changes:g}/s)"
+    before = [
+        Target("kept, identity (any Accept-Encoding)", BROWSER, 0.0),
+        Target("no-cache, identity (any)", {**FORCED, **BROWSER}, 0.0),
+        Target(f"{on_sale}, identity (any)", BROWSER, changes),
     ]
+    after = [
+        Target("kept, identity", {}, 0.0),
+        Target("kept, gzip", GZIP, 0.0),
+        Target("kept, br", BR, 0.0),
+        Target("no-cache, identity", FORCED, 0.0),
+        Target("no-cache, br", {**FORCED, **BR}, 0.0),
+        Target(f"{on_sale}, identity", {}, changes),
+        Target(f"{on_sale}, gzip", GZIP, changes),
+        Target(f"{on_sale}, br", BR, changes),
+        Target(f"{on_sale}, no-cache, br", {**FORCED, **BR}, changes),
+    ]
+    return before, after
+
+
+async def measure(
+    args: argparse.Namespace, port: int, pid: int, show_id: int, secret: str, runs: list[Target]
+) -> None:
+    path = f"/shows/{show_id}/seats"
     labels = [f"A{i}" for i in range(1, args.per_row + 1)]
-    for name, headers, changes in targets:
+    for target in runs:
         writer = (
-            asyncio.create_task(change_seats(port, show_id, labels, changes, secret))
-            if changes
+            asyncio.create_task(change_seats(port, show_id, labels, target.changes, secret))
+            if target.changes
             else None
         )
         await asyncio.sleep(1.0 if writer else 0.0)
         reads, cpu = await seat_reads(port), cpu_seconds(pid)
-        latencies = sorted(await drive(port, path, headers, args.clients, args.seconds))
+        driven = await drive(port, path, target.headers, args.clients, args.seconds)
         cpu, reads = cpu_seconds(pid) - cpu, await seat_reads(port) - reads
         if writer:
             writer.cancel()
-        n = len(latencies)
-        p50, p99 = (common.percentile(latencies, p) * 1000 for p in (50, 99))
+        n = len(driven.latencies)
+        p50, p99 = (common.percentile(driven.latencies, p) * 1000 for p in (50, 99))
         print(
-            f"{name:<34}{n / args.seconds:>8.0f}{p50:>9.1f}{p99:>9.1f}"
-            f"{cpu / n * 1000:>12.2f}{reads / n:>11.3f}"
+            f"{target.name:<38}{n / args.seconds:>8.0f}{p50:>9.1f}{p99:>9.1f}"
+            f"{driven.body_bytes / n:>13,.0f}{cpu / n * 1000:>12.3f}{reads / n:>11.3f}",
+            flush=True,
         )
+
+
+def print_header(title: str) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'target':<38}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'bytes/read':>13}{'CPU/read ms':>12}{'reads/read':>11}"
+    )
+
+
+@contextlib.contextmanager
+def before_server(
+    server: common.BenchServer, redis_url: str, rev: str
+) -> Iterator[common.BenchServer]:
+    """The code at `rev` (git archive of app/, sql/ and static/), served on the same
+    database and Redis as `server`; it leaves sweeping to `server`."""
+    folder = tempfile.mkdtemp(prefix="mxbench-before-", dir="/tmp")
+    archive = subprocess.run(
+        ["git", "-C", common.ROOT, "archive", rev, "app", "sql", "static"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    port = common.free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": server.db_url,
+        "SHARD_URLS": server.db_url,
+        "REDIS_URL": redis_url,
+        "MODEX_JWT_SECRET": server.secret,
+        "MODEX_DEMO": "0",
+        "MODEX_DATA_DIR": os.path.join(folder, "data"),
+        "MODEX_RATE_LIMIT_USER": "100000/second",
+        "MODEX_RATE_LIMIT_IP": "100000/second",
+        "MODEX_SWEEP_INTERVAL": "0",
+    }
+    pin = ["taskset", "-c", "0"] if common.has_taskset() else []
+    log_path = os.path.join(folder, "server.log")
+    proc = None
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [*pin, sys.executable, "-m", "app", "serve", "--port", str(port)],
+                env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        common.wait_healthy(url, proc, log_path, timeout=60)
+        yield common.BenchServer(url, port, proc, server.secret, server.db_url)
+    finally:
+        common.stop_process(proc)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
@@ -139,6 +239,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
         "--changes", type=float, default=50.0, help="seat changes a second, on sale"
+    )
+    parser.add_argument(
+        "--before",
+        default=BEFORE,
+        help="the commit to measure as the baseline ('' for none)",
     )
     args = parser.parse_args()
 
@@ -156,10 +261,21 @@ def main() -> None:
             token=common.mint(server.secret, "bench-admin", "admin"),
         )
         assert status == 201, show
+        show_id = int(show["id"])
         if common.has_taskset():
             os.sched_setaffinity(0, {1})
         common.use_uvloop()
-        asyncio.run(measure(args, server.port, server.proc.pid, int(show["id"]), server.secret))
+        before, after = targets(args.changes)
+        print(
+            f"map of {args.rows * args.per_row:,} seats; {args.clients} clients, "
+            f"{args.seconds:g} s a target"
+        )
+        if args.before:
+            with before_server(server, args.redis_url, args.before) as old:
+                print_header(f"before: the code at {args.before}")
+                asyncio.run(measure(args, old.port, old.proc.pid, show_id, old.secret, before))
+        print_header("after: this code")
+        asyncio.run(measure(args, server.port, server.proc.pid, show_id, server.secret, after))
         print(f"\nversions: {common.versions()}\ncpu: {common.cpu_info()}")
 
 
