@@ -37,6 +37,20 @@ class ShowNotOnSale(ModexError):
     code = "show_not_on_sale"
 
 
+class ShowEnded(ModexError):
+    """A booking of a show that has ENDED: it can no longer be cancelled."""
+
+    status = 409
+    code = "show_ended"
+
+
+class SeatLimit(ModexError):
+    """The customer would have more than the show's max_seats_per_customer seats."""
+
+    status = 409
+    code = "seat_limit"
+
+
 class HoldExpired(ModexError):
     status = 409
     code = "hold_expired"

@@ -31,8 +31,10 @@ from app.errors import (
     IdempotencyKeyReused,
     ModexError,
     NotFound,
+    SeatLimit,
     SeatsUnavailable,
     ShardUnavailable,
+    ShowEnded,
     ShowNotFound,
     ShowNotOnSale,
     UnknownSeats,
@@ -74,7 +76,18 @@ def _refusal(outcome: str, show_id: int, detail: list[str] | None, what: str) ->
     if outcome == "no_show":
         return ShowNotFound(f"show {show_id} does not exist")
     if outcome == "not_on_sale":
-        return ShowNotOnSale(f"this show is {seats[0] if seats else 'not on sale'}")
+        status = seats[0] if seats else None
+        return ShowNotOnSale(f"this show is {status or 'not on sale'}", status=status)
+    if outcome == "show_ended":
+        return ShowEnded(
+            f"this show has ended: {what} can no longer be cancelled", status=seats[0]
+        )
+    if outcome == "seat_limit":
+        limit = int(seats[0])
+        return SeatLimit(
+            f"one customer may have at most {limit} seats of this show, held and booked",
+            limit=limit,
+        )
     if outcome == "unknown":
         return UnknownSeats(f"show {show_id} has no seat {', '.join(seats)}", seats=seats)
     if outcome == "taken":
@@ -86,7 +99,9 @@ def _refusal(outcome: str, show_id: int, detail: list[str] | None, what: str) ->
     if outcome == "limit":
         return ExtendLimit(f"{what} cannot be extended again")
     if outcome == "key_reused":
-        return IdempotencyKeyReused("this Idempotency-Key was used for another hold")
+        return IdempotencyKeyReused(
+            "this Idempotency-Key was used for another request (another hold or other seats)"
+        )
     if outcome == "not_cancellable":
         return BookingNotCancellable(f"booking is {seats[0] if seats else 'not confirmed'}")
     raise AssertionError(f"unexpected outcome {outcome!r}")

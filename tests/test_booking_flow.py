@@ -159,6 +159,31 @@ async def test_one_step_booking_from_the_seed(
     assert taken.status_code == 409 and taken.json()["seats"] == ["E8"]
 
 
+async def test_idempotency_key_reused_on_book_for_other_seats_is_refused(
+    client: httpx.AsyncClient, show: dict[str, Any], user: str
+) -> None:
+    url = f"/shows/{show['id']}/book"
+    headers = {"Idempotency-Key": "book-once", **auth(user)}
+    booked = await client.post(url, json={"seatNumbers": ["D1", "D2"]}, headers=headers)
+    assert booked.status_code == 201
+    other = await client.post(url, json={"seatNumbers": ["D2", "D3"]}, headers=headers)
+    assert other.status_code == 422, other.text
+    assert other.json()["error"] == "idempotency_key_reused"
+    assert (await seat_statuses(client, show["id"]))["D3"] == "AVAILABLE"
+    # the same seats in another order are the same request: its booking, not a new one
+    retry = await client.post(url, json={"seatNumbers": ["D2", "D1"]}, headers=headers)
+    assert retry.status_code == 201 and retry.json()["id"] == booked.json()["id"]
+    # a key that confirmed a hold does not also make a one-step booking
+    hold = await client.post(
+        f"/shows/{show['id']}/holds", json={"seats": ["D5"]}, headers=auth(user)
+    )
+    paid = {"Idempotency-Key": "paid-hold", **auth(user)}
+    confirmed = await client.post(f"/holds/{hold.json()['hold_id']}/confirm", headers=paid)
+    assert confirmed.status_code == 201
+    mixed = await client.post(url, json={"seatNumbers": ["D5"]}, headers=paid)
+    assert mixed.status_code == 422 and mixed.json()["error"] == "idempotency_key_reused"
+
+
 async def test_hold_extension_is_bounded(
     client: httpx.AsyncClient, show: dict[str, Any], user: str
 ) -> None:

@@ -19,6 +19,11 @@
 --     and release_hold() write that statement out: see hold_seats());
 --   * an expired hold is as good as released: a HELD seat whose held_until has passed
 --     counts as free.
+--   * a customer has at most the show's max_seats_per_customer seats in live holds and
+--     confirmed bookings together (customer_seats' count); a claim first takes the
+--     customer's lock on the show (customer_lock()), so one customer's claims on a show
+--     take turns and two at once cannot both pass; nothing else takes that lock.
+--   * what a show's status allows is show_allows(), and every function asks it.
 --   * a batch of requests (seat_batch(), at the end) locks every row it will write first,
 --     with SKIP LOCKED, and hands back whatever it could not lock: it does not wait for
 --     a row lock, so it is never part of a wait cycle either.
@@ -30,7 +35,36 @@
 -- function it defines.
 DROP FUNCTION IF EXISTS lock_seats, not_here, lock_own_hold, write_seats, check_claim,
     claim_seats, hold_seats, extend_hold, release_hold, confirm_hold, book_seats,
-    cancel_booking, expire_holds, seat_batch;
+    cancel_booking, expire_holds, seat_batch, show_allows, customer_lock;
+
+-- What a show's status allows: the one place it is said.
+--   status      hold, extend, book, confirm    cancel a booking    release a hold
+--   SCHEDULED   no                             yes                 yes
+--   ON_SALE     yes                            yes                 yes
+--   CANCELLED   no                             yes                 yes
+--   ENDED       no                             no                  yes
+-- Nothing is sold unless the show is on sale. A booking can be cancelled until the show
+-- has happened; of a cancelled show too, where cancelling is how a customer gives the
+-- booking back (a refund is the seller's business; refusing would leave the customer a
+-- booking for a show that will not happen). Admins keep the same rule: after ENDED a
+-- booking is a record of who came. Releasing a hold is always allowed (it only gives
+-- seats back), and expiry always runs, so neither asks.
+-- (An SQL function of one expression: PostgreSQL inlines it where it is called.)
+CREATE FUNCTION show_allows(p_status text, p_action text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_action IN ('hold', 'extend', 'book', 'confirm') THEN p_status = 'ON_SALE'
+        WHEN p_action = 'cancel' THEN p_status IN ('SCHEDULED', 'ON_SALE', 'CANCELLED')
+    END
+$$;
+
+-- The key of one customer's advisory lock on one show, taken by every claim for the
+-- seat limit (a transaction-scoped lock: released at commit). Another pair may share a
+-- key (a 64-bit hash): they then take turns too, which costs nothing but a wait.
+CREATE FUNCTION customer_lock(p_show bigint, p_user text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended(p_user, p_show)
+$$;
 
 -- (PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the session, a SQL
 -- function called from another function is planned again on every call.)
@@ -95,18 +129,26 @@ BEGIN
     END IF;
 END $$;
 
--- Whether the requested seats can all be claimed now, read without locking (the claim's
--- UPDATE re-checks each seat under its lock).
+-- Whether the requested seats can all be claimed now by this customer, read without
+-- locking the seats (the claim's UPDATE re-checks each seat under its lock), under the
+-- customer's lock (held until commit, so the count stays true until the claim is written).
 -- outcome: ok | no_show | moved | not_on_sale (detail: the show's status) | unknown | taken
+--          | seat_limit (detail: the limit)
 CREATE FUNCTION check_claim(
-    p_show bigint, p_labels text[], OUT outcome text, OUT detail text[], OUT hold_seconds int
+    p_show bigint, p_labels text[], p_user text, p_action text,
+    OUT outcome text, OUT detail text[], OUT hold_seconds int
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_show_status text;
+    v_limit int;
     v_found int;
     v_taken text[];
+    v_mine bigint;
 BEGIN
-    SELECT s.status, s.hold_seconds INTO v_show_status, hold_seconds
+    -- before any read, so the count below sees every claim of this customer that committed
+    PERFORM pg_advisory_xact_lock(customer_lock(p_show, p_user));
+    SELECT s.status, s.hold_seconds, s.max_seats_per_customer
+    INTO v_show_status, hold_seconds, v_limit
     FROM shard_shows s WHERE s.show_id = p_show;
     IF NOT FOUND THEN
         outcome := 'no_show';
@@ -116,7 +158,7 @@ BEGIN
         outcome := 'moved';
         RETURN;
     END IF;
-    IF v_show_status <> 'ON_SALE' THEN
+    IF NOT show_allows(v_show_status, p_action) THEN
         outcome := 'not_on_sale';
         detail := ARRAY[v_show_status];
         RETURN;
@@ -125,6 +167,14 @@ BEGIN
                WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now()))
     INTO v_found, v_taken
     FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
+    -- the customer's seats: in live holds and in confirmed bookings (a confirmed hold
+    -- counts once, as its booking; a lapsed one not at all)
+    SELECT (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
+            WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
+              AND h.expires_at > now())
+         + (SELECT coalesce(sum(cardinality(b.seats)), 0) FROM bookings b
+            WHERE b.show_id = p_show AND b.user_id = p_user AND b.status = 'CONFIRMED')
+    INTO v_mine;
     IF v_found < cardinality(p_labels) THEN
         outcome := 'unknown';
         detail := ARRAY(
@@ -134,6 +184,9 @@ BEGIN
     ELSIF v_taken IS NOT NULL THEN
         outcome := 'taken';
         detail := v_taken;
+    ELSIF v_mine + cardinality(p_labels) > v_limit THEN
+        outcome := 'seat_limit';
+        detail := ARRAY[v_limit::text];
     ELSE
         outcome := 'ok';
     END IF;
@@ -151,22 +204,36 @@ CREATE FUNCTION hold_seats(
 DECLARE
     v_show_status text;
     v_seconds int;
+    v_limit int;
+    v_open boolean;
     v_found int;
+    v_mine bigint;
     v_written int;
 BEGIN
-    SELECT s.status, s.hold_seconds INTO v_show_status, v_seconds
+    -- check_claim()'s look, written out: the customer's lock first, then the show, the
+    -- seats and the customer's seats
+    PERFORM pg_advisory_xact_lock(customer_lock(p_show, p_user));
+    SELECT s.status, s.hold_seconds, s.max_seats_per_customer,
+           coalesce(show_allows(s.status, 'hold'), false)
+    INTO v_show_status, v_seconds, v_limit, v_open
     FROM shard_shows s WHERE s.show_id = p_show;
-    IF v_show_status = 'ON_SALE' THEN
+    IF v_open THEN
         SELECT count(*), array_agg(label ORDER BY label) FILTER (
-                   WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now()))
-        INTO v_found, detail
+                   WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now())),
+               (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
+                WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
+                  AND h.expires_at > now())
+             + (SELECT coalesce(sum(cardinality(b.seats)), 0) FROM bookings b
+                WHERE b.show_id = p_show AND b.user_id = p_user AND b.status = 'CONFIRMED')
+        INTO v_found, detail, v_mine
         FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
     END IF;
-    IF v_show_status IS DISTINCT FROM 'ON_SALE' OR v_found < cardinality(p_labels)
-       OR detail IS NOT NULL THEN
+    IF NOT coalesce(v_open, false) OR v_found < cardinality(p_labels) OR detail IS NOT NULL
+       OR v_mine + cardinality(p_labels) > v_limit THEN
         -- a refusal: check_claim says which (each statement sees the latest commits, so
         -- its look may find the seats free by now: then start again)
-        SELECT c.outcome, c.detail INTO outcome, detail FROM check_claim(p_show, p_labels) c;
+        SELECT c.outcome, c.detail INTO outcome, detail
+        FROM check_claim(p_show, p_labels, p_user, 'hold') c;
         IF outcome = 'ok' THEN
             RAISE EXCEPTION 'these seats changed while this hold was being checked'
                 USING ERRCODE = 'serialization_failure';
@@ -198,13 +265,15 @@ BEGIN
     outcome := 'held';
 END $$;
 
--- outcome: extended | not_found | expired | limit
+-- outcome: extended | not_found | expired | not_on_sale (detail: the show's status) | limit
 CREATE FUNCTION extend_hold(
     p_show bigint, p_hold text, p_user text, p_max_extensions int,
     OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT extensions_used int
 ) LANGUAGE plpgsql AS $$
 DECLARE
     h holds;
+    v_show_status text;
+    v_seconds int;
 BEGIN
     h := lock_own_hold(p_show, p_hold, p_user);
     IF h.id IS NULL THEN
@@ -215,13 +284,19 @@ BEGIN
         outcome := 'expired';
         RETURN;
     END IF;
+    SELECT s.status, s.hold_seconds INTO v_show_status, v_seconds
+    FROM shard_shows s WHERE s.show_id = p_show;
+    IF NOT show_allows(v_show_status, 'extend') THEN
+        outcome := 'not_on_sale';
+        detail := ARRAY[v_show_status];
+        RETURN;
+    END IF;
     IF h.extensions >= p_max_extensions THEN
         outcome := 'limit';
         RETURN;
     END IF;
     PERFORM 1 FROM lock_seats(p_show, h.seats);
-    hold_until := now() + make_interval(
-        secs => (SELECT s.hold_seconds FROM shard_shows s WHERE s.show_id = p_show));
+    hold_until := now() + make_interval(secs => v_seconds);
     UPDATE holds SET expires_at = hold_until, extensions = h.extensions + 1
     WHERE show_id = p_show AND id = p_hold;
     UPDATE seats SET held_until = hold_until
@@ -310,7 +385,7 @@ BEGIN
     END IF;
     -- a show taken off sale (cancelled, ended) sells nothing more, held or not
     SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
-    IF v_show_status <> 'ON_SALE' THEN
+    IF NOT show_allows(v_show_status, 'confirm') THEN
         outcome := 'not_on_sale';
         booking := v_show_status;
         RETURN;
@@ -331,7 +406,9 @@ BEGIN
     booking := row_to_json(b)::text;
 END $$;
 
--- The seed's one-step booking. outcome: booked | earlier | (check_claim's refusals)
+-- The seed's one-step booking.
+-- outcome: booked | earlier (a retry: the booking made before) | key_reused (the key made
+--          a booking of other seats, or a confirm) | (check_claim's refusals)
 CREATE FUNCTION book_seats(
     p_show bigint, p_labels text[], p_user text, p_booking text, p_key text,
     OUT outcome text, OUT detail text[], OUT booking text, OUT event_id bigint, OUT event text
@@ -343,12 +420,14 @@ BEGIN
         SELECT * INTO b FROM bookings
         WHERE show_id = p_show AND user_id = p_user AND idempotency_key = p_key;
         IF FOUND THEN
-            outcome := 'earlier';
+            outcome := CASE WHEN b.hold_id IS NULL AND b.seats @> p_labels AND b.seats <@ p_labels
+                            THEN 'earlier' ELSE 'key_reused' END;
             booking := row_to_json(b)::text;
             RETURN;
         END IF;
     END IF;
-    SELECT c.outcome, c.detail INTO outcome, detail FROM check_claim(p_show, p_labels) c;
+    SELECT c.outcome, c.detail INTO outcome, detail
+    FROM check_claim(p_show, p_labels, p_user, 'book') c;
     IF outcome <> 'ok' THEN
         RETURN;
     END IF;
@@ -361,7 +440,8 @@ BEGIN
     booking := row_to_json(b)::text;
 END $$;
 
--- outcome: cancelled | not_found | not_cancellable (detail: the booking's status)
+-- outcome: cancelled | not_found | not_cancellable (detail: the booking's status) |
+--          show_ended (detail: the show's status, which allows no cancel: see show_allows)
 CREATE FUNCTION cancel_booking(
     p_show bigint, p_booking text, p_user text, p_admin boolean,
     OUT outcome text, OUT detail text[], OUT booking text, OUT event_id bigint, OUT event text
@@ -370,10 +450,17 @@ DECLARE
     b bookings;
     v_owned text[] := '{}';
     r seats;
+    v_show_status text;
 BEGIN
     SELECT * INTO b FROM bookings WHERE show_id = p_show AND id = p_booking FOR UPDATE;
     IF NOT FOUND OR (b.user_id <> p_user AND NOT p_admin) THEN
         outcome := not_here(p_show);
+        RETURN;
+    END IF;
+    SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
+    IF NOT show_allows(v_show_status, 'cancel') THEN
+        outcome := 'show_ended';
+        detail := ARRAY[v_show_status];
         RETURN;
     END IF;
     IF b.status <> 'CONFIRMED' THEN
@@ -451,10 +538,11 @@ END $$;
 -- A batch does not wait for row locks, so it is never part of a deadlock, and one
 -- customer's contended seat never holds up the others: it first locks the holds being
 -- released or confirmed, then every seat its requests need (each in key order), all with
--- SKIP LOCKED. A request whose rows are not all in hand answers `busy`, and the caller
--- tries it in the next batch, then alone, where it waits its turn or gets its refusal;
--- except a claim (hold, book) with a seat that is taken or unknown, which the function
--- refuses without a lock. The functions then find every row they write already locked.
+-- SKIP LOCKED, and for each claim (hold, book) the customer's lock on the show, with
+-- pg_try_advisory_xact_lock. A request whose locks are not all in hand answers `busy`, and
+-- the caller tries it in the next batch, then alone, where it waits its turn or gets its
+-- refusal; except a claim with a seat that is taken or unknown, which the function refuses
+-- without a seat lock. The functions then find every lock they take already held.
 --
 -- Request i (1..n): p_kinds[i] 'hold' | 'release' | 'confirm' | 'book', p_shows[i],
 -- p_ids[i] (the hold id; none for a book), p_users[i]; a claim's seats are
@@ -509,14 +597,18 @@ BEGIN
     )
     SELECT array_agg(
                CASE WHEN r.kind IN ('hold', 'book') THEN
-                   -- a seat locked elsewhere stops a claim only while it looks free: with a
-                   -- seat taken (or unknown), the function refuses without a lock
-                   NOT EXISTS (
+                   -- the customer's lock first (CASE keeps the order: a claim marked ready
+                   -- holds it), then the seats: a seat locked elsewhere stops a claim only
+                   -- while it looks free: with a seat taken (or unknown), the function
+                   -- refuses without a lock
+                   CASE WHEN pg_try_advisory_xact_lock(customer_lock(r.show_id, r.user_id))
+                   THEN NOT EXISTS (
                        SELECT 1 FROM needs n JOIN seats s USING (show_id, label)
                        WHERE n.i = r.i
                          AND (s.status = 'AVAILABLE' OR (s.status = 'HELD' AND s.held_until <= now()))
                          AND NOT EXISTS (
                              SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
+                   ELSE false END
                ELSE
                    EXISTS (SELECT 1 FROM own o
                            WHERE (o.show_id, o.id, o.user_id) = (r.show_id, r.id, r.user_id))
