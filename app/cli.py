@@ -69,6 +69,7 @@ def stop_embedded_servers(keep: list[object]) -> None:
 async def prepare(load_demo: bool) -> None:
     from app.config import Settings
     from app.migrate import migrate_all
+    from app.realtime.keys import deployment_keys
     from app.shards import ShardRouter
     from app.shows import ShowCatalog, has_shows, seed_demo_shows
 
@@ -81,10 +82,11 @@ async def prepare(load_demo: bool) -> None:
         if not await has_shows(router.meta):
             import redis.asyncio as aioredis
 
+            keys = await deployment_keys(router.meta, settings.redis_prefix, settings.redis_url)
             redis = aioredis.from_url(settings.redis_url)
             try:
                 shows = await seed_demo_shows(
-                    ShowCatalog(router, redis, settings.default_hold_seconds)
+                    ShowCatalog(router, redis, settings.default_hold_seconds, keys)
                 )
             finally:
                 await redis.aclose()

@@ -30,6 +30,9 @@ class Settings:
     shard_urls: tuple[str, ...]
     redis_url: str
     jwt_secret: str
+    # names every Redis key and channel (app/realtime/keys.py); "": derived from the
+    # deployment id in the metadata database
+    redis_prefix: str = ""
     data_dir: Path = field(default_factory=lambda: Path.home() / ".modex")
     demo: bool = True
     guest_tokens: bool = True
@@ -64,6 +67,7 @@ class Settings:
             shard_urls=shard_urls,
             redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             jwt_secret=os.environ.get("MODEX_JWT_SECRET", "dev-secret-change-me"),
+            redis_prefix=os.environ.get("MODEX_REDIS_PREFIX", "").strip(),
             data_dir=Path(os.environ.get("MODEX_DATA_DIR", str(Path.home() / ".modex"))),
             demo=_flag("MODEX_DEMO", True),
             guest_tokens=_flag("MODEX_GUEST_TOKENS", True),

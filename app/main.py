@@ -26,6 +26,7 @@ from app.ops.logs import configure_logging
 from app.ops.metrics import worker_exiting, worker_starting
 from app.ops.observe import ObserveRequests
 from app.paths import project_dir
+from app.realtime.keys import deployment_keys
 from app.realtime.service import Realtime
 from app.seatmap import SeatMaps
 from app.services import Services
@@ -67,8 +68,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = Settings.from_env()
     worker_starting()
     router = await ShardRouter.connect(settings)
+    keys = await deployment_keys(router.meta, settings.redis_prefix, settings.redis_url)
     redis = aioredis.from_url(settings.redis_url, health_check_interval=10)
-    realtime = Realtime(settings, router, redis)
+    realtime = Realtime(settings, router, redis, keys)
     seat_maps = SeatMaps(router, realtime.position)
 
     def seats_committed(change: Committed) -> None:
@@ -83,7 +85,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         router=router,
         redis=redis,
         box_office=box_office,
-        catalog=ShowCatalog(router, redis, settings.default_hold_seconds),
+        catalog=ShowCatalog(router, redis, settings.default_hold_seconds, keys),
         limits=RateLimits(settings.rate_limit_user, settings.rate_limit_ip),
         realtime=realtime,
         seat_maps=seat_maps,

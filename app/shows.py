@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from app import wire
 from app.domain import SectionSpec, layout_seats
 from app.errors import ShowNotFound
+from app.realtime.keys import RedisKeys
 from app.seatmap import count_seats
 from app.shards import ShardRouter, ShowInfo, place_new_show
 
@@ -42,10 +43,6 @@ AVAILABILITY_TTL = 5
 Counts = dict[int, dict[str, int]]  # {show_id: {"AVAILABLE": n, "HELD": n, "BOOKED": n}}
 
 
-def availability_key(show_id: int) -> str:
-    return f"modex:{{show:{show_id}}}:availability"
-
-
 def _show(info: ShowInfo, available: int | None = None) -> wire.Show:
     return wire.Show(
         id=info.id,
@@ -64,9 +61,16 @@ ANALYZE_SEATS = "ANALYZE seats"
 
 
 class ShowCatalog:
-    def __init__(self, router: ShardRouter, redis: aioredis.Redis, default_hold_seconds: int):
+    def __init__(
+        self,
+        router: ShardRouter,
+        redis: aioredis.Redis,
+        default_hold_seconds: int,
+        keys: RedisKeys,
+    ):
         self.router = router
         self.redis = redis
+        self.keys = keys  # the availability cache's names in Redis
         self.default_hold_seconds = default_hold_seconds
         # counts being read from a shard, by (shard, show ids): see _count
         self._counting: dict[tuple[int, tuple[int, ...]], asyncio.Future[Counts]] = {}
@@ -153,7 +157,7 @@ class ShowCatalog:
         """Counts by status per show: from the Redis cache, the misses from their shards."""
         if not infos:
             return {}
-        cached = await self.redis.mget([availability_key(info.id) for info in infos])
+        cached = await self.redis.mget([self.keys.availability(info.id) for info in infos])
         counts: dict[int, dict[str, int]] = {}
         missing: dict[int, list[int]] = {}
         for info, raw in zip(infos, cached, strict=True):
@@ -184,7 +188,7 @@ class ShowCatalog:
         fresh = await count_seats(self.router.shard(shard), show_ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             for show_id, value in fresh.items():
-                pipe.set(availability_key(show_id), orjson.dumps(value), ex=AVAILABILITY_TTL)
+                pipe.set(self.keys.availability(show_id), orjson.dumps(value), ex=AVAILABILITY_TTL)
             await pipe.execute()
         return fresh
 

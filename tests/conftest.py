@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.config import Settings
+from app.realtime.keys import RedisKeys
 from app.shards import ShardRouter
 from tests.support import JWT_SECRET, Cluster, ServerProcess, Services, create_show
 
@@ -43,6 +44,12 @@ async def cluster(services: Services) -> AsyncIterator[Cluster]:
     await found.create()
     yield found
     await found.drop()
+
+
+@pytest.fixture(scope="session")
+async def redis_keys(cluster: Cluster) -> RedisKeys:
+    """The names the session's servers give their Redis keys and channels."""
+    return await cluster.redis_keys()
 
 
 @pytest.fixture

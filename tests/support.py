@@ -26,6 +26,8 @@ import asyncpg
 import httpx
 import jwt
 
+from app.realtime.keys import RedisKeys, deployment_keys
+
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "test-secret-" + "x" * 32
 
@@ -167,6 +169,14 @@ class Cluster:
 
     def connect_shard(self, index: int) -> Any:
         return asyncpg.connect(self.shard_urls[index])
+
+    async def redis_keys(self) -> RedisKeys:
+        """The names this cluster's servers give their Redis keys and channels."""
+        meta = await asyncpg.connect(self.meta_url)
+        try:
+            return await deployment_keys(meta, "", self.services.redis_url)
+        finally:
+            await meta.close()
 
 
 class PrivateRedis:

@@ -9,7 +9,7 @@ import re
 import httpx
 import redis.asyncio as aioredis
 
-from app.shows import availability_key
+from app.realtime.keys import RedisKeys
 from tests.support import Cluster, auth, create_show
 
 COUNTS_RUN = re.compile(
@@ -24,7 +24,7 @@ async def counts_run(client: httpx.AsyncClient) -> float:
 
 
 async def test_a_burst_of_reads_after_a_change_counts_the_seats_once(
-    client: httpx.AsyncClient, redis: aioredis.Redis, cluster: Cluster
+    client: httpx.AsyncClient, redis: aioredis.Redis, cluster: Cluster, redis_keys: RedisKeys
 ) -> None:
     show = await create_show(client, rows=60, seats_per_row=100)
     try:
@@ -34,7 +34,7 @@ async def test_a_burst_of_reads_after_a_change_counts_the_seats_once(
         )
         assert hold.status_code == 201
         await asyncio.sleep(0.5)  # the hold's change is published (and the cache deleted) by now
-        await redis.delete(availability_key(show_id))  # as the hold's publish does
+        await redis.delete(redis_keys.availability(show_id))  # as the hold's publish does
         before = await counts_run(client)
 
         # The count cannot finish while the seats table is locked, so every request of the

@@ -6,6 +6,10 @@ assigns the show's next offset, appends to a bounded stream and PUBLISHes atomic
 One supervised reader task owns the pub/sub connection; when it fails it logs at ERROR,
 reconnects with backoff, resubscribes and tells its listener that every show may have
 missed events (`on_reconnect`), so the hub can compare positions and resync.
+
+Keys and channels are named by the deployment's `RedisKeys` (keys.py). The reader drops,
+and counts, an event that is not its namespace's: on a channel of another namespace, or
+with an epoch another namespace started (pub/sub ignores the database number).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,6 +31,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from app.realtime import metrics
+from app.realtime.keys import RedisKeys
 
 log = logging.getLogger("modex.realtime.broker")
 
@@ -37,27 +41,7 @@ PRESENCE_STALE_MS = 5000  # an instance that stopped heartbeating for 5 s drops 
 LIVENESS_INTERVAL = 2.0  # the reader proves it is alive by receiving its own pings
 LIVENESS_TIMEOUT = 6.0
 BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-
-
-def show_key(show_id: int, part: str) -> str:
-    # the hash tag keeps every key and the channel of a show in one Redis Cluster slot
-    return f"modex:{{show:{show_id}}}:{part}"
-
-
-def channel_of(show_id: int) -> str:
-    return show_key(show_id, "events")
-
-
-def show_of_channel(channel: str) -> int | None:
-    # "modex:{show:12}:events" -> 12
-    start = channel.find("{show:")
-    end = channel.find("}", start)
-    if start < 0 or end < 0:
-        return None
-    try:
-        return int(channel[start + 6 : end])
-    except ValueError:
-        return None
+FOREIGN_LOG_EVERY = 60.0  # seconds between warnings about another namespace's events
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +66,6 @@ def _load_script(name: str) -> str:
     return resources.files("app.realtime").joinpath("lua", name).read_text()
 
 
-def _new_epoch() -> str:
-    return secrets.token_hex(6)
-
-
 # on_message(show_id, position, event JSON) for every event of a subscribed show
 MessageHandler = Callable[[int, Position, bytes], None]
 
@@ -98,7 +78,10 @@ class RedisBroker:
         instance_id: str,
         on_message: MessageHandler,
         on_reconnect: Callable[[], None],
+        *,
+        keys: RedisKeys,
     ) -> None:
+        self.keys = keys
         self._redis = redis
         self._redis_url = redis_url
         self.instance_id = instance_id
@@ -107,7 +90,7 @@ class RedisBroker:
         self._publish = redis.register_script(_load_script("publish.lua"))
         self._position = redis.register_script(_load_script("position.lua"))
         self._presence = redis.register_script(_load_script("presence.lua"))
-        self._control = f"modex:instance:{instance_id}"
+        self._control = keys.instance_channel(instance_id)
         self.pubsub_client_name = f"modex-pubsub-{instance_id}".replace(" ", "_")
         self._channels: set[str] = set()
         # one future per SUBSCRIBE sent, resolved by its acknowledgement (acks come in order)
@@ -119,6 +102,7 @@ class RedisBroker:
         self._connected = asyncio.Event()
         self._last_heard = 0.0
         self._liveness: asyncio.Task[None] | None = None
+        self._foreign_logged = -FOREIGN_LOG_EVERY
 
     # ---- publishing and history (the shared client, any connection of its pool) ----
 
@@ -126,17 +110,15 @@ class RedisBroker:
         self, show_id: int, events: list[bytes], invalidate_availability: bool
     ) -> tuple[list[str], list[Any]]:
         """publish.lua's keys and arguments for events of one show."""
-        keys = [
-            show_key(show_id, "meta"),
-            show_key(show_id, "stream"),
-            show_key(show_id, "availability"),
-        ]
+        names = self.keys
+        keys = [names.meta(show_id), names.stream(show_id), names.availability(show_id)]
         args = [
-            channel_of(show_id),
-            _new_epoch(),
+            names.channel(show_id),
+            names.new_epoch(),
             HISTORY_LEN,
             "1" if invalidate_availability else "0",
             STREAM_TTL,
+            names.epoch_tag,
             *events,
         ]
         return keys, args
@@ -172,8 +154,8 @@ class RedisBroker:
 
     async def position(self, show_id: int) -> Position:
         n, epoch = await self._position(
-            keys=[show_key(show_id, "meta"), show_key(show_id, "stream")],
-            args=[_new_epoch(), STREAM_TTL],
+            keys=[self.keys.meta(show_id), self.keys.stream(show_id)],
+            args=[self.keys.new_epoch(), STREAM_TTL, self.keys.epoch_tag],
         )
         return Position(_text(epoch), int(n))
 
@@ -186,7 +168,7 @@ class RedisBroker:
         if since.n == top.n:
             return []
         found = await self._redis.xrange(
-            show_key(show_id, "stream"), min=f"{since.n + 1}-0", max=f"{top.n}-0"
+            self.keys.stream(show_id), min=f"{since.n + 1}-0", max=f"{top.n}-0"
         )
         entries: list[Any] = list(found or [])
         events: list[tuple[Position, bytes]] = []
@@ -213,7 +195,7 @@ class RedisBroker:
         async with self._redis.pipeline(transaction=False) as pipe:
             for show_id, count in shows:
                 await self._presence(
-                    keys=[show_key(show_id, "presence")],
+                    keys=[self.keys.presence(show_id)],
                     args=[self.instance_id, count, now_ms, PRESENCE_STALE_MS],
                     client=pipe,
                 )
@@ -252,7 +234,7 @@ class RedisBroker:
     async def subscribe(self, show_id: int, within: float = 5.0) -> None:
         """Subscribe the show's channel and wait until Redis acknowledged it: from then on
         every event published is delivered to `on_message` (subscribe before snapshot)."""
-        channel = channel_of(show_id)
+        channel = self.keys.channel(show_id)
         self._channels.add(channel)
         if not await self.wait_connected(within):
             raise ConnectionError("Redis pub/sub is not connected")
@@ -265,7 +247,7 @@ class RedisBroker:
             raise ConnectionError(f"subscribe {channel} failed: {exc}") from exc
 
     async def unsubscribe(self, show_id: int) -> None:
-        channel = channel_of(show_id)
+        channel = self.keys.channel(show_id)
         self._channels.discard(channel)
         if self._pubsub is not None and self._connected.is_set():
             with contextlib.suppress(RedisError, OSError):
@@ -364,18 +346,40 @@ class RedisBroker:
                     del self._acks[channel]
 
     def _dispatch(self, channel: str, data: bytes | str) -> None:
-        show_id = show_of_channel(channel)
+        show_id = self.keys.show_of_channel(channel)
+        if show_id is None:
+            self._drop_foreign("namespace", channel, "")
+            return
         raw = data if isinstance(data, bytes) else data.encode()
         offset, sep, event = raw.partition(b" ")
-        position = Position.parse(offset.decode()) if sep else None
-        if show_id is None or position is None:
+        position = Position.parse(offset.decode(errors="replace")) if sep else None
+        if position is None:
             log.warning("malformed message on %s", channel)
+            return
+        if not self.keys.owns_epoch(position.epoch):
+            # not a new epoch of ours: another namespace's event (same channel name, other
+            # database number). Applying it would look like a gap and resync every watcher.
+            self._drop_foreign("epoch", channel, position.epoch)
             return
         try:
             self._on_message(show_id, position, event)
         except Exception:
             # one bad event must not kill the reader (Litestar channels' publish worker trap)
             log.exception("handling an event of show %s failed", show_id)
+
+    def _drop_foreign(self, reason: str, channel: str, epoch: str) -> None:
+        metrics.foreign_events.labels(reason).inc()
+        now = time.monotonic()
+        if now - self._foreign_logged >= FOREIGN_LOG_EVERY:
+            self._foreign_logged = now
+            log.warning(
+                "dropped an event of another namespace on %s (epoch %r, ours %s*): does "
+                "another deployment use MODEX_REDIS_PREFIX=%s?",
+                channel,
+                epoch,
+                self.keys.epoch_tag,
+                self.keys.prefix,
+            )
 
     async def _prove_liveness(self) -> None:
         """Publish to our own control channel; the reader hearing it proves the subscription

@@ -27,6 +27,11 @@ redis_listener_up = Gauge(
 )
 events_published = Counter("realtime_events_published_total", "Events published", ["path"])
 resyncs = Counter("realtime_resyncs_total", "Snapshots sent to resync watchers", ["reason"])
+foreign_events = Counter(
+    "realtime_foreign_events_total",
+    "Events of another deployment's namespace that reached the reader, dropped",
+    ["reason"],
+)
 slow_consumers = Counter(
     "realtime_slow_consumers_total", "Watchers whose backlog overflowed", ["action"]
 )

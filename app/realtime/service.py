@@ -24,6 +24,7 @@ from app.events import Committed
 from app.realtime import metrics
 from app.realtime.broker import RedisBroker
 from app.realtime.hub import Hub, SeatStates
+from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
 from app.realtime.protocol import (
     CLOSE_INTERNAL,
@@ -55,7 +56,9 @@ SHUTDOWN_GRACE = 2.0
 
 
 class Realtime:
-    def __init__(self, settings: Settings, router: ShardRouter, redis: aioredis.Redis) -> None:
+    def __init__(
+        self, settings: Settings, router: ShardRouter, redis: aioredis.Redis, keys: RedisKeys
+    ) -> None:
         self._settings = settings
         self._router = router
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -67,6 +70,7 @@ class Realtime:
                 show_id, position, payload
             ),
             on_reconnect=lambda: self.hub.on_reconnect(),
+            keys=keys,
         )
         self.hub = Hub(self.broker, self._read_snapshot)
         self.outbox = Outbox(router, self.broker)

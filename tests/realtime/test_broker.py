@@ -1,25 +1,22 @@
 """The Redis broker and its Lua scripts against a real Redis: every branch of each script
-(ARGV arrive as strings in Lua), history and its gaps, epochs, presence, the reader."""
+(ARGV arrive as strings in Lua), history and its gaps, epochs, presence, the reader, and
+what it drops from another namespace."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
-from app.realtime.broker import (
-    PRESENCE_STALE_MS,
-    Position,
-    RedisBroker,
-    channel_of,
-    show_key,
-    show_of_channel,
-)
+from app.realtime.broker import PRESENCE_STALE_MS, Position, RedisBroker
+from app.realtime.keys import RedisKeys, database_number
 from tests.realtime.watch import eventually
-from tests.support import Services
+from tests.support import Services, with_database
 
 Received = list[tuple[int, Position, bytes]]
 
@@ -30,30 +27,39 @@ def show_id() -> int:
     return 9 * 10**15 + secrets.randbelow(10**12)
 
 
-@pytest.fixture
-async def broker(
-    redis: aioredis.Redis, services: Services
+@asynccontextmanager
+async def running_broker(
+    redis_url: str, keys: RedisKeys
 ) -> AsyncIterator[tuple[RedisBroker, Received, list[int]]]:
     received: Received = []
     reconnects: list[int] = []
+    client = aioredis.Redis.from_url(redis_url)
     found = RedisBroker(
-        redis,
-        services.redis_url,
+        client,
+        redis_url,
         f"test-{secrets.token_hex(3)}",
         on_message=lambda show, position, event: received.append((show, position, event)),
         on_reconnect=lambda: reconnects.append(1),
+        keys=keys,
     )
     await found.start()
-    assert await found.wait_connected(5)
-    yield found, received, reconnects
-    await found.stop()
+    try:
+        assert await found.wait_connected(5)
+        yield found, received, reconnects
+    finally:
+        await found.stop()
+        await client.aclose()
 
 
-def test_keys_carry_the_show_hash_tag() -> None:
-    assert show_key(12, "meta") == "modex:{show:12}:meta"
-    assert channel_of(12) == "modex:{show:12}:events"
-    assert show_of_channel(channel_of(12)) == 12
-    assert show_of_channel("modex:instance:x") is None
+@pytest.fixture
+async def broker(services: Services) -> AsyncIterator[tuple[RedisBroker, Received, list[int]]]:
+    keys = RedisKeys(f"mxt-{secrets.token_hex(4)}", database_number(services.redis_url))
+    async with running_broker(services.redis_url, keys) as found:
+        yield found
+
+
+def foreign_events(reason: str) -> float:
+    return REGISTRY.get_sample_value("realtime_foreign_events_total", {"reason": reason}) or 0.0
 
 
 def test_offsets_are_epoch_and_number() -> None:
@@ -116,7 +122,7 @@ async def test_availability_cache_is_deleted_only_when_asked(
     broker: tuple[RedisBroker, Received, list[int]], redis: aioredis.Redis, show_id: int
 ) -> None:
     b, _, _ = broker
-    key = show_key(show_id, "availability")
+    key = b.keys.availability(show_id)
     await redis.set(key, "{}")
     await b.publish(show_id, b"{}", invalidate_availability=False)  # the "0" branch
     assert await redis.exists(key) == 1
@@ -139,7 +145,7 @@ async def test_history_replays_after_an_offset_and_refuses_what_it_cannot(
     assert await b.history(show_id, Position(top.epoch, 0)) is not None
     assert await b.history(show_id, Position(top.epoch, top.n + 1)) is None  # from the future
     assert await b.history(show_id, Position("other", 3)) is None  # another epoch
-    await redis.xtrim(show_key(show_id, "stream"), maxlen=2, approximate=False)
+    await redis.xtrim(b.keys.stream(show_id), maxlen=2, approximate=False)
     assert await b.history(show_id, positions[6]) is None  # trimmed away
     assert await b.history(show_id, positions[7]) is not None
 
@@ -150,24 +156,24 @@ async def test_a_show_whose_data_redis_lost_starts_a_new_epoch(
     b, _, _ = broker
     first = await b.publish(show_id, b"{}", invalidate_availability=False)
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    await redis.delete(show_key(show_id, "meta"))  # as if Redis restarted empty
+    await redis.delete(b.keys.meta(show_id))  # as if Redis restarted empty
     again = await b.publish(show_id, b"{}", invalidate_availability=False)
     assert again.epoch != first.epoch and again.n == 1
     # the old epoch's history went with it; the new one starts clean
-    assert await redis.xlen(show_key(show_id, "stream")) == 1
+    assert await redis.xlen(b.keys.stream(show_id)) == 1
     assert await b.history(show_id, first) is None
-    await redis.delete(show_key(show_id, "meta"))
+    await redis.delete(b.keys.meta(show_id))
     fresh = await b.position(show_id)  # position creates the epoch snapshots are stamped with
     assert fresh.n == 0 and fresh.epoch != again.epoch
     assert await b.position(show_id) == fresh
-    assert await redis.exists(show_key(show_id, "stream")) == 0
+    assert await redis.exists(b.keys.stream(show_id)) == 0
 
 
 async def test_presence_sums_instances_and_forgets_silent_ones(
     broker: tuple[RedisBroker, Received, list[int]], redis: aioredis.Redis, show_id: int
 ) -> None:
     b, _, _ = broker
-    key = show_key(show_id, "presence")
+    key = b.keys.presence(show_id)
     await redis.hset(key, "other-live", "3:99999999999999")  # far future: fresh
     await redis.hset(key, "other-dead", f"5:{1000}")  # stopped heartbeating long ago
     totals = await b.presence([(show_id, 2)])
@@ -213,3 +219,52 @@ async def test_the_reader_reconnects_resubscribes_and_reports_it(
     await b.publish(show_id, b"{}", invalidate_availability=False)
     await eventually(lambda: received)
     assert len(received) == 1
+
+
+async def test_an_epoch_left_by_another_namespace_is_started_anew(
+    broker: tuple[RedisBroker, Received, list[int]], redis: aioredis.Redis, show_id: int
+) -> None:
+    """A meta hash whose epoch lacks this namespace's tag (a release before namespaces
+    wrote it under the same prefix): its events would all be dropped as foreign, so both
+    scripts start an epoch of ours, from 0, without the old history."""
+    b, _, _ = broker
+    meta, stream = b.keys.meta(show_id), b.keys.stream(show_id)
+    await redis.hset(meta, mapping={"e": "0123456789ab", "n": 7})
+    await redis.xadd(stream, {"d": "{}"}, id="7-0")
+    fresh = await b.position(show_id)  # position.lua's branch
+    assert b.keys.owns_epoch(fresh.epoch) and fresh.n == 0
+    assert await redis.exists(stream) == 0
+
+    await redis.hset(meta, mapping={"e": "0123456789ab", "n": 7})
+    await redis.xadd(stream, {"d": "{}"}, id="7-0")
+    published = await b.publish(show_id, b"{}", invalidate_availability=False)  # publish.lua's
+    assert b.keys.owns_epoch(published.epoch) and published.n == 1
+    assert await redis.xlen(stream) == 1
+    assert await b.position(show_id) == published
+
+
+async def test_an_event_from_another_namespace_on_the_same_channel_is_dropped_and_counted(
+    services: Services, show_id: int
+) -> None:
+    """One prefix on two database numbers: two key spaces whose channel names are the same
+    (pub/sub ignores the database). Each reader drops the other's events, by their epoch,
+    instead of taking them for a new epoch of its own (a resync of every watcher)."""
+    prefix = f"mxt-{secrets.token_hex(4)}"
+    ours_url, theirs_url = services.redis_url, with_database(services.redis_url, "1")
+    ours_keys = RedisKeys(prefix, database_number(ours_url))
+    theirs_keys = RedisKeys(prefix, database_number(theirs_url))
+    assert ours_keys.channel(show_id) == theirs_keys.channel(show_id)
+    assert ours_keys.epoch_tag != theirs_keys.epoch_tag
+    async with (
+        running_broker(ours_url, ours_keys) as (ours, received, _),
+        running_broker(theirs_url, theirs_keys) as (theirs, _, _),
+    ):
+        await ours.subscribe(show_id)
+        dropped = foreign_events("epoch")
+        for i in range(3):
+            await theirs.publish(show_id, b'{"theirs":%d}' % i, invalidate_availability=False)
+        own = await ours.publish(show_id, b'{"ours":1}', invalidate_availability=False)
+        # one connection, in publish order: theirs were read before ours arrived
+        await eventually(lambda: len(received) >= 1)
+        assert received == [(show_id, own, b'{"ours":1}')]
+        assert foreign_events("epoch") - dropped == 3

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from app.realtime.broker import show_key
+from app.realtime.keys import RedisKeys
 from tests.realtime.watch import Watcher, converge, hold, seat_order
 from tests.support import Cluster, ServerProcess, auth, create_show, metric, token
 
@@ -101,6 +101,7 @@ async def test_an_unusable_offset_gets_a_snapshot(
     show: dict[str, Any],
     user: str,
     redis: aioredis.Redis,
+    redis_keys: RedisKeys,
     kind: str,
 ) -> None:
     show_id = show["id"]
@@ -116,7 +117,7 @@ async def test_an_unusable_offset_gets_a_snapshot(
         await asyncio.sleep(0.02)
     assert int(n) == 3
     if kind == "trimmed":
-        await redis.xtrim(show_key(show_id, "stream"), maxlen=1, approximate=False)
+        await redis.xtrim(redis_keys.stream(show_id), maxlen=1, approximate=False)
         offset = f"{epoch}:1"  # 2 is gone
     else:
         offset = {

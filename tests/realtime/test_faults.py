@@ -226,7 +226,12 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
 
             # 32 MiB of announcements through the real publish script
             publisher = RedisBroker(
-                redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
+                redis,
+                cluster.services.redis_url,
+                "test",
+                lambda *_: None,
+                lambda: None,
+                keys=await cluster.redis_keys(),
             )
             count = 8 * 1024
             started = time.monotonic()
@@ -290,7 +295,12 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
 
             # it stops reading; announcements pile up until its queue overflows once
             publisher = RedisBroker(
-                redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None
+                redis,
+                cluster.services.redis_url,
+                "test",
+                lambda *_: None,
+                lambda: None,
+                keys=await cluster.redis_keys(),
             )
             name = 'realtime_slow_consumers_total{action="resynced"}'
             overflowed = metric((await own.get("/metrics")).text, name)

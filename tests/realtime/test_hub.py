@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from app.realtime.broker import Position, RedisBroker
 from app.realtime.frames import Event, Outgoing, SeatChange, rle_decode, rle_encode
 from app.realtime.hub import FANOUT_CHUNK, Hub, RawEvent, State, build_frames, snapshot_frame
+from app.realtime.keys import RedisKeys
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
 from tests.realtime.apply import ShowState, apply, check_schema
@@ -166,6 +167,7 @@ async def running_hub(
     services: Services,
     name: str,
     read_snapshot: Callable[[int], Awaitable[list[tuple[str, str, int]]]],
+    keys: RedisKeys,
 ) -> AsyncIterator[Hub]:
     """A hub on the session's Redis, wired to its own broker as the server wires them."""
     redis = aioredis.Redis.from_url(services.redis_url)
@@ -176,6 +178,7 @@ async def running_hub(
         name,
         lambda *a: hub.on_message(*a),
         lambda: hub.on_reconnect(),
+        keys=keys,
     )
     hub = Hub(broker, read_snapshot)
     await broker.start()
@@ -190,6 +193,7 @@ async def running_hub(
 async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapshot_has_them(
     router: ShardRouter,
     services: Services,
+    redis_keys: RedisKeys,
     client: httpx.AsyncClient,
     show: dict[str, Any],
     user: str,
@@ -205,7 +209,7 @@ async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapsho
         await after_read.wait()
         return states
 
-    async with running_hub(services, "hub-test", read_snapshot) as hub:
+    async with running_hub(services, "hub-test", read_snapshot, redis_keys) as hub:
         sink = Collect()
         sub = await hub.watch(sink, show_id, None, None)  # subscribed (acknowledged) here
         assert sub.state is State.SYNCING
@@ -269,6 +273,7 @@ class Texts:
 async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_watcher_in_order(
     router: ShardRouter,
     services: Services,
+    redis_keys: RedisKeys,
     client: httpx.AsyncClient,
     show: dict[str, Any],
     user: str,
@@ -279,7 +284,7 @@ async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_w
         _, shard = await router.for_show(wanted)
         return list(await read_seat_states(shard, wanted))
 
-    async with running_hub(services, "hub-chunks", read_snapshot) as hub:
+    async with running_hub(services, "hub-chunks", read_snapshot, redis_keys) as hub:
         seen = [0]  # seats frames handed to any sink so far
         between: list[int] = []
         sinks = [Texts(seen, between) for _ in range(2 * FANOUT_CHUNK + 100)]

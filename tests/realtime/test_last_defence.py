@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from app.realtime.broker import show_key
 from app.realtime.hub import CHECK_GRACE, CHECK_INTERVAL
+from app.realtime.keys import RedisKeys
 from tests.realtime.watch import Watcher, converge, seat_order
 from tests.support import Cluster, ServerProcess
 
@@ -48,12 +48,13 @@ async def test_an_event_lost_between_redis_and_the_instance_is_found_by_the_posi
     client: httpx.AsyncClient,
     show: dict[str, Any],
     redis: aioredis.Redis,
+    redis_keys: RedisKeys,
 ) -> None:
     show_id = show["id"]
     order = await seat_order(client, show_id)
     async with Watcher(server.ws_url) as watcher:
         await watcher.subscribe(show_id, order)
         # an offset was taken but its PUBLISH never arrived
-        await redis.hincrby(show_key(show_id, "meta"), "n", 1)
+        await redis.hincrby(redis_keys.meta(show_id), "n", 1)
         resync = await watcher.wait_for(lambda f: f["type"] == "snapshot", since=1, within=WITHIN)
         assert resync["offset"].endswith(":1")

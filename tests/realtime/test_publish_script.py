@@ -9,6 +9,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from app.realtime.broker import RedisBroker
+from app.realtime.keys import RedisKeys
 from tests.support import PrivateRedis
 
 
@@ -22,6 +23,7 @@ async def test_publish_many_loads_its_script_into_a_fresh_redis(tmp_path: Path) 
             f"test-{secrets.token_hex(3)}",
             on_message=lambda show, position, event: None,
             on_reconnect=lambda: None,
+            keys=RedisKeys("mxt-script"),
         )
         show_id = 7 * 10**15 + secrets.randbelow(10**12)
         assert await client.script_exists(broker._publish.sha) == [False]

@@ -1,7 +1,7 @@
 -- Heartbeat this instance's local watcher count of a show and return the cluster-wide
 -- count. Entries of instances that stopped heartbeating are dropped.
 --
--- KEYS[1]  modex:{show:ID}:presence  hash: field = instance id, value = "<count>:<unix ms>"
+-- KEYS[1]  <prefix>:{show:ID}:presence hash: field = instance id, value = "<count>:<unix ms>"
 -- ARGV[1]  instance id
 -- ARGV[2]  this instance's watcher count (0 removes the field)
 -- ARGV[3]  now, unix milliseconds
