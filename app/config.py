@@ -42,6 +42,8 @@ class Settings:
     # per user and per client IP, for the write endpoints ("limits" notation)
     rate_limit_user: str = "20/second;300/minute"
     rate_limit_ip: str = "100/second"
+    # guest tokens (POST /auth/guest) minted per client IP ("limits" notation, or "off")
+    guest_tokens_per_ip: str = "20/minute"
     allowed_origins: tuple[str, ...] = ()
     # proxies whose X-Forwarded-For names the client (per-IP rate limits); empty: the
     # peer itself, so a client cannot pick its own address
@@ -76,6 +78,7 @@ class Settings:
             sweep_interval=float(os.environ.get("MODEX_SWEEP_INTERVAL", "1.0")),
             rate_limit_user=os.environ.get("MODEX_RATE_LIMIT_USER", "20/second;300/minute"),
             rate_limit_ip=os.environ.get("MODEX_RATE_LIMIT_IP", "100/second"),
+            guest_tokens_per_ip=os.environ.get("MODEX_GUEST_TOKENS_PER_IP", "20/minute"),
             allowed_origins=_list("MODEX_ALLOWED_ORIGINS"),
             trusted_proxies=_list("MODEX_TRUSTED_PROXIES"),
             frame_ancestors=_list("MODEX_FRAME_ANCESTORS"),

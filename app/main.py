@@ -86,7 +86,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis=redis,
         box_office=box_office,
         catalog=ShowCatalog(router, redis, settings.default_hold_seconds, keys),
-        limits=RateLimits(settings.rate_limit_user, settings.rate_limit_ip),
+        limits=RateLimits(
+            settings.rate_limit_user, settings.rate_limit_ip, settings.guest_tokens_per_ip
+        ),
         realtime=realtime,
         seat_maps=seat_maps,
     )

@@ -134,6 +134,7 @@ class Cluster:
             "MODEX_DATA_DIR": str(self.services.folder / self.name),
             "MODEX_RATE_LIMIT_USER": "1000/second",
             "MODEX_RATE_LIMIT_IP": "off",
+            "MODEX_GUEST_TOKENS_PER_IP": "off",
             "PYTHONUNBUFFERED": "1",
         }
         env.update(extra)

@@ -61,7 +61,9 @@ async def guest_token(request: Request) -> Response:
     svc = services(request)
     if not svc.settings.guest_tokens:
         raise Forbidden("guest tokens are switched off on this server")
-    svc.limits.check(None, request.client.host if request.client else None)
+    client_ip = request.client.host if request.client else None
+    svc.limits.check(None, client_ip)
+    svc.limits.check_guest_token(client_ip)
     user_id = guest_user_id()
     token, expires_at = mint_token(svc.settings.jwt_secret, user_id, Role.CUSTOMER, GUEST_TOKEN_TTL)
     return JSONResponse(

@@ -1,4 +1,6 @@
-"""Rate limits per user and per client IP on the write endpoints.
+"""Rate limits per user and per client IP on the write endpoints, and on the guest tokens
+minted per client IP (each is a new customer, so a per-user limit cannot hold a client that
+mints a token per request).
 
 Fixed windows (the cheapest check; a burst at a window edge can reach twice the limit),
 written in `limits` notation ("20/second;300/minute") and parsed by that library. The
@@ -25,6 +27,12 @@ from app.errors import RateLimited
 # lapsed windows are dropped after this many checks, or as many as there are counters if
 # that is more: the sweep walks them all, so its cost per check stays constant
 SWEEP_EVERY = 10_000
+# what a full window of each kind of counter says
+TOO_MANY = {
+    "user": "too many requests for this user",
+    "ip": "too many requests for this ip",
+    "guest": "too many guest tokens for this ip",
+}
 
 
 def _parse(spec: str) -> list[RateLimitItem]:
@@ -48,10 +56,15 @@ class Window:
 
 class RateLimits:
     def __init__(
-        self, per_user: str, per_ip: str, clock: Callable[[], float] = time.monotonic
+        self,
+        per_user: str,
+        per_ip: str,
+        guest_tokens_per_ip: str = "off",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.per_user = [Window.of(item) for item in _parse(per_user)]
         self.per_ip = [Window.of(item) for item in _parse(per_ip)]
+        self.guest_tokens_per_ip = [Window.of(item) for item in _parse(guest_tokens_per_ip)]
         self._clock = clock
         # (kind, key, window index) -> (window end, hits in it)
         self._counters: dict[tuple[str, str, int], tuple[float, int]] = {}
@@ -64,6 +77,17 @@ class RateLimits:
             self._hit("user", user_id, self.per_user, now)
         if client_ip:
             self._hit("ip", client_ip, self.per_ip, now)
+        self._counted(now)
+
+    def check_guest_token(self, client_ip: str | None) -> None:
+        """Count one guest token minted for this client IP; RateLimited if a window is full.
+        (On top of check(): minting is a request of that IP too.)"""
+        now = self._clock()
+        if client_ip:
+            self._hit("guest", client_ip, self.guest_tokens_per_ip, now)
+        self._counted(now)
+
+    def _counted(self, now: float) -> None:
         self._until_sweep -= 1
         if self._until_sweep <= 0:
             self._sweep(now)
@@ -78,7 +102,7 @@ class RateLimits:
             self._counters[counter] = (ends, hits)
             if hits > window.amount:
                 raise RateLimited(
-                    f"too many requests for this {kind}; limit {window.text}",
+                    f"{TOO_MANY[kind]}; limit {window.text}",
                     retry_after=max(1, math.ceil(ends - now)),
                 )
 
