@@ -79,6 +79,10 @@ class Sink(Protocol):
 
     def send_error(self, code: str, message: str, show_id: int | None = None) -> None: ...
 
+    def fail(self) -> None:
+        """A send raised: the connection's state is unknown, so it ends (closed 1011)."""
+        ...
+
 
 class State(enum.Enum):
     SYNCING = 1
@@ -414,8 +418,12 @@ class Hub:
                 plan = plans[position.n] = self._plan(channel.show_id, fanout.events, position)
             outs, sub.position = plan
             for out in outs:
-                if not sub.sink.send(out):
-                    break  # overflowed: it is waiting for a snapshot now
+                try:  # _send() inlined: this loop runs for every watcher of every event
+                    sent = sub.sink.send(out)
+                except Exception:
+                    sent = self._sink_failed(sub)
+                if not sent:
+                    break  # overflowed: it is waiting for a snapshot now (or it failed)
         fanout.done = end
         loop = asyncio.get_running_loop()
         if end < len(subs):
@@ -509,7 +517,7 @@ class Hub:
                         snapshot_frame(channel.show_id, position, states, sub.encoding)
                     )
                 sub.position = position
-                if not sub.sink.send(out):
+                if not self._send(sub, out):
                     self.request_snapshot(sub, "slow_consumer", again=True)
                     continue
                 self._go_live(channel, sub, versions)
@@ -529,7 +537,7 @@ class Hub:
                 log.error("undecodable history event on show %s at %s", sub.show_id, position)
         sub.position = since
         for frame in build_frames(sub.show_id, events):
-            if not sub.sink.send(frame.out):
+            if not self._send(sub, frame.out):
                 self.request_snapshot(sub, "slow_consumer", again=True)
                 return
             sub.position = frame.last
@@ -556,7 +564,7 @@ class Hub:
                 newer.append(raw)
         sub.buffer = []
         for frame in build_frames(sub.show_id, newer, snapshot):
-            if frame.out is not NOTHING and not sub.sink.send(frame.out):
+            if frame.out is not NOTHING and not self._send(sub, frame.out):
                 # dropped with the backlog while it was still syncing: start over
                 self.request_snapshot(sub, "slow_consumer", again=True)
                 return
@@ -592,7 +600,26 @@ class Hub:
 
     def _send_presence(self, sub: Subscription, total: int, out: Outgoing | None = None) -> None:
         sub.presence_sent = total
-        sub.sink.send(out or _presence_frame(sub.show_id, total))
+        self._send(sub, out or _presence_frame(sub.show_id, total))
+
+    def _send(self, sub: Subscription, out: Outgoing) -> bool:
+        """`sub.sink.send(out)`; a sink that raises is dropped and told to close, instead of
+        ending the pass or the sync loop that serves every other watcher of the show.
+        False (like an overflow) when the frame did not go: an inactive watcher's
+        snapshot request is a no-op."""
+        try:
+            return sub.sink.send(out)
+        except Exception:
+            return self._sink_failed(sub)
+
+    def _sink_failed(self, sub: Subscription) -> bool:
+        log.exception("sending to a watcher of show %s failed; closing it", sub.show_id)
+        self.unwatch(sub)
+        try:
+            sub.sink.fail()
+        except Exception:
+            log.exception("closing a failed watcher of show %s failed", sub.show_id)
+        return False
 
     # ---- catching what was lost ----
 

@@ -254,6 +254,9 @@ class Connection:
         error = Error(code=code, message=message, show_id=show_id)
         self.send(Outgoing(encoder.encode(error).decode()))
 
+    def fail(self) -> None:
+        self.abort(CLOSE_INTERNAL, "internal error")
+
     def _overflow(self) -> None:
         """The client fell behind: drop its backlog. A seat map collapses, so a fresh
         snapshot replaces everything it missed; a second time soon after, it is closed."""
