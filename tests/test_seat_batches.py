@@ -159,6 +159,63 @@ async def test_a_batch_takes_no_row_another_transaction_has_locked(
         await other.close()
 
 
+async def test_a_batch_counts_each_customers_claims_in_order_against_the_seat_limit(
+    cluster: Cluster, show: dict[str, Any]
+) -> None:
+    """Claims of one customer in one batch are counted in order (the show's limit is 10);
+    a claim whose customer's lock another transaction holds is handed back, not waited for."""
+    show_id = int(show["id"])
+    six = tuple(f"A{n}" for n in range(1, 7))
+    conn = await cluster.connect_shard(show["shard"])
+    other = await cluster.connect_shard(show["shard"])
+    try:
+        rows = await run_batch(
+            conn,
+            SeatRequest("hold", show_id, new_hold_id(show_id), "ann", six),
+            SeatRequest(
+                "hold", show_id, new_hold_id(show_id), "ann", ("B1", "B2", "B3", "B4", "B5")
+            ),
+            SeatRequest(
+                "book",
+                show_id,
+                None,
+                "ann",
+                ("C1", "C2", "C3", "C4"),
+                booking_id=new_hold_id(show_id),
+            ),
+            SeatRequest(
+                "hold", show_id, new_hold_id(show_id), "bob", ("B1", "B2", "B3", "B4", "B5")
+            ),
+            SeatRequest("book", show_id, None, "ann", ("C5",), booking_id=new_hold_id(show_id)),
+        )
+        assert [r["outcome"] for r in rows] == [
+            "held",
+            "seat_limit",
+            "booked",
+            "held",
+            "seat_limit",
+        ]
+        assert [list(r["detail"]) for r in (rows[1], rows[4])] == [["10"], ["10"]]
+        assert rows[1]["event"] is None and rows[4]["event"] is None
+        await conn.execute("SET lock_timeout = '1s'")  # were the batch to wait, it would fail
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock(customer_lock($1, 'cat'))", show_id)
+            rows = await run_batch(
+                conn,
+                SeatRequest("hold", show_id, new_hold_id(show_id), "cat", ("D1",)),
+                SeatRequest("book", show_id, None, "cat", ("D2",), booking_id=new_hold_id(show_id)),
+                SeatRequest("hold", show_id, new_hold_id(show_id), "dan", ("D3",)),
+            )
+            assert [r["outcome"] for r in rows] == ["busy", "busy", "held"]
+        assert await seats(conn, show_id, "D1", "D2") == {
+            "D1": ("AVAILABLE", None),
+            "D2": ("AVAILABLE", None),
+        }
+    finally:
+        await conn.close()
+        await other.close()
+
+
 async def test_holds_and_releases_that_arrive_together_share_transactions(
     client: httpx.AsyncClient, cluster: Cluster
 ) -> None:
