@@ -62,6 +62,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
 DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_PREFIX = "bench"  # the server's keys and channels: redis-sub names the show's channel
 FANOUT_ROWS, FANOUT_PER_ROW = 10, 20  # the fan-out show: 200 seats
 BIG_SECTIONS, BIG_ROWS, BIG_PER_ROW = 20, 30, 100  # 60,000 seats
 
@@ -237,6 +238,7 @@ class Bench:
             "DATABASE_URL": self.db_url,
             "SHARD_URLS": self.db_url,
             "REDIS_URL": self.redis_url,
+            "MODEX_REDIS_PREFIX": REDIS_PREFIX,
             "MODEX_JWT_SECRET": self.secret,
             "MODEX_DEMO": "0",
             "MODEX_DATA_DIR": str(self.folder / "data"),
@@ -466,6 +468,8 @@ class Bench:
     ) -> dict[str, Any]:
         import psutil
 
+        from app.realtime.keys import RedisKeys
+
         assert self.watchers is not None
         args = self.args
         lead = 1.0  # changes start this long before the window (the pipeline fills)
@@ -500,7 +504,7 @@ class Bench:
                 extra = {
                     "out": str(out),
                     "redis_url": self.redis_url,
-                    "channel": f"modex:{{show:{self.show_id}}}:events",
+                    "channel": RedisKeys(REDIS_PREFIX).channel(self.show_id),
                 }
                 cfg_path.write_text(json.dumps({**cfg, **extra}))
                 proc = await asyncio.create_subprocess_exec(
