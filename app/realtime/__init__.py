@@ -16,8 +16,9 @@ Wire protocol (`/ws`, JSON text frames; DESIGN.md "WebSocket /ws")
   unknown_show, not_subscribed, too_many_subscriptions, rate_limited, unavailable,
   internal (the server failed on the frame; the connection stays usable).
 - close codes: 1008 flooding (20 frames/s, burst 40; closed after 50 over the limit within 10 s),
-  1011 internal error (the connection's state was in doubt), 1012 server restarting, 4008 slow consumer (its backlog overflowed 1 MiB twice within
-  30 s; the first time it got a fresh snapshot instead), 4401 invalid `?token=`.
+  1011 internal error (the connection's state was in doubt), 1012 server restarting,
+  4008 slow consumer (its backlog overflowed 1 MiB twice within 30 s; the first time it
+  got a fresh snapshot instead), 4401 invalid `?token=`.
 - offsets are "<epoch>:<n>" (n in ASCII digits), opaque to clients; an offset from another
   epoch, trimmed history (2,000 events per show), the future, or garbage gets a snapshot
   instead of a replay.

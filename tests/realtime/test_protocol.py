@@ -7,7 +7,9 @@ import asyncio
 import pytest
 from websockets.frames import Frame, Opcode
 
+from app.realtime.broker import Position
 from app.realtime.frames import Outgoing, ws_text_frame
+from app.realtime.hub import resume_position
 from app.realtime.protocol import FrameBudget, Stalled, direct_socket
 
 
@@ -85,3 +87,19 @@ def test_no_direct_socket_behind_a_receive_that_is_not_uvicorns() -> None:
         return {"type": "websocket.connect"}
 
     assert direct_socket(receive) is None
+
+
+@pytest.mark.parametrize(
+    "offset",
+    ["e:²", "e:٣", "e:𝟘", "e:１", "e:", ":1", "e1", "", None, "e:-1", "e:1.0", "e:" + "9" * 19],
+)
+def test_a_resume_offset_that_is_not_epoch_and_ascii_digits_gets_a_snapshot(
+    offset: str | None,
+) -> None:
+    """str.isdigit() is True for "²" (int() raises) and "٣" (int() reads 3)."""
+    assert resume_position(offset) is None
+
+
+def test_a_resume_offset_parses_to_its_position() -> None:
+    assert resume_position("ab12:7") == Position("ab12", 7)
+    assert resume_position("a:b:" + "9" * 18) == Position("a:b", 10**18 - 1)
