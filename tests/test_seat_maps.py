@@ -6,10 +6,12 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from app.seatmap import SeatMaps
 from app.shards import Shard, ShardRouter, ShowInfo
@@ -27,6 +29,19 @@ async def queries(client: httpx.AsyncClient, query_type: str) -> float:
 async def seat_reads(client: httpx.AsyncClient) -> float:
     """How many times this server has read a show's seats from its shard."""
     return await queries(client, "read_seats")
+
+
+TwoServers = tuple[httpx.AsyncClient, httpx.AsyncClient]
+
+
+@pytest.fixture
+async def two_servers(servers: list[ServerProcess]) -> AsyncIterator[TwoServers]:
+    """A client of each session server: the one a change is made on, and the other."""
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
+        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
+    ):
+        yield here, there
 
 
 def status_of(seat_map: dict[str, Any], label: str) -> str:
@@ -68,30 +83,25 @@ async def test_misses_at_the_same_moment_share_one_read(
 
 
 async def test_a_hold_shows_in_the_next_map_on_this_server_and_the_other(
-    servers: list[ServerProcess], show: dict[str, Any], user: str
+    two_servers: TwoServers, show: dict[str, Any], user: str
 ) -> None:
+    here, there = two_servers
     url = f"/shows/{show['id']}/seats"
-    async with (
-        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
-        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
-    ):
-        before_here = (await here.get(url)).json()
-        before_there = (await there.get(url)).json()
-        assert status_of(before_here, "A1") == status_of(before_there, "A1") == "AVAILABLE"
+    before_here = (await here.get(url)).json()
+    before_there = (await there.get(url)).json()
+    assert status_of(before_here, "A1") == status_of(before_there, "A1") == "AVAILABLE"
 
-        hold = await here.post(
-            f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
-        )
-        assert hold.status_code == 201, hold.text
-        # the server that committed it: at once (usually the change is published before this
-        # request arrives anyway; the test below covers the moments it is not)
-        assert status_of((await here.get(url)).json(), "A1") == "HELD"
-        # another server: as soon as the change is published (the show's offset moves)
-        deadline = time.monotonic() + 5
-        while status_of(now := (await there.get(url)).json(), "A1") != "HELD":
-            assert time.monotonic() < deadline, "the other server kept serving the old map"
-            await asyncio.sleep(0.05)
-        assert now["offset"] != before_there["offset"]
+    hold = await here.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user))
+    assert hold.status_code == 201, hold.text
+    # the server that committed it: at once (usually the change is published before this
+    # request arrives anyway; the test below covers the moments it is not)
+    assert status_of((await here.get(url)).json(), "A1") == "HELD"
+    # another server: as soon as the change is published (the show's offset moves)
+    deadline = time.monotonic() + 5
+    while status_of(now := (await there.get(url)).json(), "A1") != "HELD":
+        assert time.monotonic() < deadline, "the other server kept serving the old map"
+        await asyncio.sleep(0.05)
+    assert now["offset"] != before_there["offset"]
 
 
 async def test_a_forced_read_of_an_unchanged_map_does_not_read_the_seats_again(
@@ -111,53 +121,45 @@ async def test_a_forced_read_of_an_unchanged_map_does_not_read_the_seats_again(
 
 
 async def test_a_forced_read_sees_a_change_committed_before_it_on_either_server(
-    servers: list[ServerProcess], show: dict[str, Any], user: str
+    two_servers: TwoServers, show: dict[str, Any], user: str
 ) -> None:
+    here, there = two_servers
     url = f"/shows/{show['id']}/seats"
-    async with (
-        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
-        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
-    ):
-        for client in (here, there):  # both keep a map with A1 free
-            assert status_of((await client.get(url)).json(), "A1") == "AVAILABLE"
-        hold = await here.post(
-            f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user)
-        )
-        assert hold.status_code == 201, hold.text
-        # no waiting: published or not yet, the change is there at once on both servers
-        for client in (here, there):
-            assert status_of((await client.get(url, headers=FORCED)).json(), "A1") == "HELD"
+    for client in (here, there):  # both keep a map with A1 free
+        assert status_of((await client.get(url)).json(), "A1") == "AVAILABLE"
+    hold = await here.post(f"/shows/{show['id']}/holds", json={"seats": ["A1"]}, headers=auth(user))
+    assert hold.status_code == 201, hold.text
+    # no waiting: published or not yet, the change is there at once on both servers
+    for client in (here, there):
+        assert status_of((await client.get(url, headers=FORCED)).json(), "A1") == "HELD"
 
 
 async def test_a_forced_read_sees_a_committed_change_that_was_never_published(
-    servers: list[ServerProcess], cluster: Cluster, show: dict[str, Any]
+    two_servers: TwoServers, cluster: Cluster, show: dict[str, Any]
 ) -> None:
     """A change committed behind both servers' backs (as if its server died before
     publishing): no offset moved, no server was told; its outbox row is all there is."""
+    here, there = two_servers
     url = f"/shows/{show['id']}/seats"
-    async with (
-        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as here,
-        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as there,
-    ):
-        kept = [(await client.get(url)).json() for client in (here, there)]
-        assert [status_of(seat_map, "B2") for seat_map in kept] == ["AVAILABLE"] * 2
-        shard = await cluster.connect_shard(show["shard"])
-        try:
-            held = await shard.fetchrow(
-                "SELECT * FROM hold_seats($1, $2, $3, $4)",
-                show["id"],
-                ["B2"],
-                f"{show['id']}.{secrets.token_hex(8)}",
-                "someone",
-            )
-        finally:
-            await shard.close()
-        assert held["outcome"] == "held"
-        # within the relay's two seconds: nobody has published it
-        for client, before in zip((here, there), kept, strict=True):
-            seat_map = (await client.get(url, headers=FORCED)).json()
-            assert status_of(seat_map, "B2") == "HELD"
-            assert seat_map["offset"] == before["offset"], "published: not what is tested"
+    kept = [(await client.get(url)).json() for client in (here, there)]
+    assert [status_of(seat_map, "B2") for seat_map in kept] == ["AVAILABLE"] * 2
+    shard = await cluster.connect_shard(show["shard"])
+    try:
+        held = await shard.fetchrow(
+            "SELECT * FROM hold_seats($1, $2, $3, $4)",
+            show["id"],
+            ["B2"],
+            f"{show['id']}.{secrets.token_hex(8)}",
+            "someone",
+        )
+    finally:
+        await shard.close()
+    assert held["outcome"] == "held"
+    # within the relay's two seconds: nobody has published it
+    for client, before in zip((here, there), kept, strict=True):
+        seat_map = (await client.get(url, headers=FORCED)).json()
+        assert status_of(seat_map, "B2") == "HELD"
+        assert seat_map["offset"] == before["offset"], "published: not what is tested"
 
 
 async def test_forced_reads_at_the_same_moment_share_one_check(
