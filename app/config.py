@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,18 @@ def _int(name: str, default: int) -> int:
 
 def _list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+# Database URLs are separated by whitespace, `;`, or a comma that starts another URL: a
+# libpq multi-host URL (postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write)
+# has commas in its host list and stays whole.
+_URL_SEPARATOR = re.compile(r"[\s;]+|,(?=\s*postgres(?:ql)?://)")
+
+
+def _urls(name: str) -> tuple[str, ...]:
+    return tuple(
+        url.strip() for url in _URL_SEPARATOR.split(os.environ.get(name, "")) if url.strip()
+    )
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,9 @@ class Settings:
     # origin); empty: nobody
     frame_ancestors: tuple[str, ...] = ()
     db_pool_size: int = 20
+    # the database URLs lead to PgBouncer in transaction pooling (app/shards.py: no
+    # statement cache, session settings left to PgBouncer's connect_query)
+    pgbouncer: bool = False
     # most seat requests (hold, release, confirm, book) sent to a shard in one transaction
     # (app/batches.py); 1: each alone
     seat_batch: int = 32
@@ -63,7 +79,7 @@ class Settings:
         database_url = os.environ.get("DATABASE_URL", "")
         if not database_url:
             raise RuntimeError("DATABASE_URL is not set (modex serve starts embedded servers)")
-        shard_urls = _list("SHARD_URLS") or (database_url,)
+        shard_urls = _urls("SHARD_URLS") or (database_url,)
         return cls(
             database_url=database_url,
             shard_urls=shard_urls,
@@ -83,6 +99,7 @@ class Settings:
             trusted_proxies=_list("MODEX_TRUSTED_PROXIES"),
             frame_ancestors=_list("MODEX_FRAME_ANCESTORS"),
             db_pool_size=_int("MODEX_DB_POOL_SIZE", 20),
+            pgbouncer=_flag("MODEX_PGBOUNCER", False),
             seat_batch=max(1, _int("MODEX_SEAT_BATCH", 32)),
             crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),
         )

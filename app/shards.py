@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,8 +30,15 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # before asyncpg has seen the socket close; its next query raises this (asyncpg#1069)
     asyncpg.InternalClientError,
 )
-# a show's shard changes only when an admin moves it; a short cache bounds a stale route
+log = logging.getLogger("app.shards")
+
+# A show's shard changes only when an admin moves it, and a stale route corrects itself (the
+# source answers `moved`, and the show is looked up afresh). So a cached entry older than
+# this is served at once and refreshed in the background: no request waits on the metadata
+# database for a show it has routed before, and one failing over pauses no shard's sales.
 DIRECTORY_TTL = 5.0
+# after a failed refresh (the metadata database did not answer), try again this much later
+DIRECTORY_RETRY = 1.0
 
 SHOW_BY_ID = """
 SELECT id, title, venue, starts_at, status, hold_seconds, shard, seats_total
@@ -105,32 +113,53 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     outside a transaction), so skip the round trip asyncpg spends on every release."""
 
 
-async def create_pool(url: str, size: int) -> asyncpg.Pool:
+# Every server connection runs with these. Sent in the startup packet when the app talks to
+# PostgreSQL itself; through PgBouncer, which refuses startup parameters it does not know,
+# its `connect_query` sets them on each server connection it opens (pgbouncer_connect_query).
+SESSION_SETTINGS = {
+    # a seat lock is held for microseconds; waiting seconds means something is wrong
+    "lock_timeout": "2000",
+    "idle_in_transaction_session_timeout": "10000",
+    # every query is keyed by show_id and a few labels, so one plan suits every call;
+    # left to choose, PostgreSQL planned the seat functions' array queries afresh on
+    # every call, a third of its CPU under load
+    "plan_cache_mode": "force_generic_plan",
+    # ... and that plan walks the primary key in label order, one probe per seat (a
+    # claim's UPDATE locks its seats in the order it reaches them). Without these a
+    # generic plan on a small shard scanned the whole show, in physical order.
+    "enable_seqscan": "off",
+    "enable_bitmapscan": "off",
+    # ... which (PostgreSQL 15-17) prices the one scan that has no index, the outbox
+    # relay's once a second, above jit_above_cost: compiling it with LLVM cost a
+    # tenth of PostgreSQL's CPU under load. Every query here is short: none gains.
+    "jit": "off",
+}
+# A statement runs for at most this long. Besides a hung database, a failover can leave a
+# demoted primary that still takes writes and waits forever for a synchronous standby
+# (statement_timeout does not end that wait): the client's own timeout is what answers.
+COMMAND_TIMEOUT = 5.0
+
+
+def pgbouncer_connect_query() -> str:
+    """SESSION_SETTINGS as the SET statements of a PgBouncer database's connect_query."""
+    return " ".join(f"SET {name} = '{value}';" for name, value in SESSION_SETTINGS.items())
+
+
+async def create_pool(url: str, size: int, *, pgbouncer: bool = False) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         url,
         min_size=1,
         max_size=size,
-        timeout=5,  # to open a connection
-        command_timeout=10,  # a hung database must not hang requests
+        timeout=5,  # to open a connection (over every host of a multi-host URL)
+        command_timeout=COMMAND_TIMEOUT,
         reset=_no_reset,
-        server_settings={
-            # a seat lock is held for microseconds; waiting seconds means something is wrong
-            "lock_timeout": "2000",
-            "idle_in_transaction_session_timeout": "10000",
-            # every query is keyed by show_id and a few labels, so one plan suits every call;
-            # left to choose, PostgreSQL planned the seat functions' array queries afresh on
-            # every call, a third of its CPU under load
-            "plan_cache_mode": "force_generic_plan",
-            # ... and that plan walks the primary key in label order, one probe per seat (a
-            # claim's UPDATE locks its seats in the order it reaches them). Without these a
-            # generic plan on a small shard scanned the whole show, in physical order.
-            "enable_seqscan": "off",
-            "enable_bitmapscan": "off",
-            # ... which (PostgreSQL 15-17) prices the one scan that has no index, the outbox
-            # relay's once a second, above jit_above_cost: compiling it with LLVM cost a
-            # tenth of PostgreSQL's CPU under load. Every query here is short: none gains.
-            "jit": "off",
-        },
+        # PgBouncer 1.18 in transaction pooling hands each transaction any server
+        # connection, where asyncpg's named prepared statements do not exist ("prepared
+        # statement __asyncpg_stmt_1__ does not exist"), and 1.18 has no
+        # max_prepared_statements to track them: no statement cache (unnamed statements,
+        # parsed on every call). The seat functions' own plans stay cached server-side.
+        statement_cache_size=0 if pgbouncer else 100,
+        server_settings=None if pgbouncer else SESSION_SETTINGS,
     )
 
 
@@ -140,23 +169,28 @@ class ShardRouter:
     def __init__(self, meta: asyncpg.Pool, shards: list[Shard]) -> None:
         self.meta = meta
         self.shards = shards
+        # show -> (when it was read, what was read)
         self._directory: dict[int, tuple[float, ShowInfo]] = {}
+        self._refreshing: dict[int, asyncio.Task[None]] = {}
 
     @classmethod
     async def connect(cls, settings: Settings) -> ShardRouter:
-        meta = await create_pool(settings.database_url, settings.db_pool_size)
+        size, pgbouncer = settings.db_pool_size, settings.pgbouncer
+        meta = await create_pool(settings.database_url, size, pgbouncer=pgbouncer)
         shards = []
         for index, url in enumerate(settings.shard_urls):
             # the metadata database listed as a shard shares its pool
             pool = (
                 meta
                 if url == settings.database_url
-                else await create_pool(url, settings.db_pool_size)
+                else await create_pool(url, size, pgbouncer=pgbouncer)
             )
             shards.append(Shard(index, url, pool))
         return cls(meta, shards)
 
     async def close(self) -> None:
+        for task in self._refreshing.values():
+            task.cancel()
         pools = {id(s.pool): s.pool for s in self.shards}
         pools[id(self.meta)] = self.meta
         await asyncio.gather(*(pool.close() for pool in pools.values()))
@@ -167,9 +201,19 @@ class ShardRouter:
         return self.shards[index]
 
     async def show(self, show_id: int, *, fresh: bool = False) -> ShowInfo:
+        """The show's directory entry. `fresh`: read now (a route found stale, or a caller
+        that shows the show's own fields), else a cached one, however old: an entry past
+        DIRECTORY_TTL is refreshed in the background."""
         cached = self._directory.get(show_id)
-        if cached and not fresh and time.monotonic() - cached[0] < DIRECTORY_TTL:
-            return cached[1]
+        if cached is None or fresh:
+            return await self._look_up(show_id)
+        if time.monotonic() - cached[0] >= DIRECTORY_TTL and show_id not in self._refreshing:
+            task = asyncio.create_task(self._refresh(show_id, cached[1]))
+            self._refreshing[show_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(show_id, None))
+        return cached[1]
+
+    async def _look_up(self, show_id: int) -> ShowInfo:
         row = await self.meta.fetchrow(SHOW_BY_ID, show_id)
         if row is None:
             self._directory.pop(show_id, None)
@@ -177,6 +221,19 @@ class ShardRouter:
         info = ShowInfo.from_row(row)
         self._directory[show_id] = (time.monotonic(), info)
         return info
+
+    async def _refresh(self, show_id: int, cached: ShowInfo) -> None:
+        try:
+            await self._look_up(show_id)
+        except ShowNotFound:
+            pass
+        except Exception as exc:
+            # keep routing by what we had (unless it was forgotten meanwhile); ask again in
+            # a moment, not on every request
+            log.warning("show directory unreachable, routing by cache: %r", exc)
+            if (entry := self._directory.get(show_id)) is not None and entry[1] is cached:
+                retry_at = time.monotonic() - DIRECTORY_TTL + DIRECTORY_RETRY
+                self._directory[show_id] = (retry_at, cached)
 
     def forget(self, show_id: int) -> None:
         self._directory.pop(show_id, None)
