@@ -57,7 +57,8 @@ class Position:
     @classmethod
     def parse(cls, offset: str) -> Position | None:
         epoch, sep, n = offset.rpartition(":")
-        if not sep or not epoch or not n.isdigit() or len(n) > 18:
+        # ASCII digits only: str.isdigit() accepts "²", which int() refuses
+        if not sep or not epoch or not n.isascii() or not n.isdigit() or len(n) > 18:
             return None
         return cls(epoch, int(n))
 

@@ -65,7 +65,7 @@ def foreign_events(reason: str) -> float:
 def test_offsets_are_epoch_and_number() -> None:
     assert str(Position("ab12", 7)) == "ab12:7"
     assert Position.parse("ab12:7") == Position("ab12", 7)
-    for bad in ("", "7", ":7", "ab12:", "ab12:x", "ab:-1", "e:" + "9" * 30):
+    for bad in ("", "7", ":7", "ab12:", "ab12:x", "ab:-1", "e:" + "9" * 30, "e:\u00b2", "e:\u0663"):
         assert Position.parse(bad) is None, bad
 
 
@@ -268,3 +268,20 @@ async def test_an_event_from_another_namespace_on_the_same_channel_is_dropped_an
         await eventually(lambda: len(received) >= 1)
         assert received == [(show_id, own, b'{"ours":1}')]
         assert foreign_events("epoch") - dropped == 3
+
+
+async def test_garbage_on_a_show_channel_is_dropped_and_the_reader_stays_up(
+    broker: tuple[RedisBroker, Received, list[int]], redis: aioredis.Redis, show_id: int
+) -> None:
+    """Anyone who can PUBLISH on the Redis can put anything on our channels."""
+    b, received, reconnects = broker
+    await b.subscribe(show_id)
+    dropped = foreign_events("epoch")
+    channel = b.keys.channel(show_id)
+    for junk in ("e:\u00b2 {}".encode(), b"\xff\xfe:1 {}", b"no-offset", b"0123abcd:1 {}"):
+        await redis.publish(channel, junk)
+    own = await b.publish(show_id, b"{}", invalidate_availability=False)
+    await eventually(lambda: len(received) >= 1)
+    assert received == [(show_id, own, b"{}")]
+    assert reconnects == [1] and b.alive
+    assert foreign_events("epoch") - dropped == 2  # those with an offset of another epoch
