@@ -52,6 +52,9 @@ class Settings:
     default_hold_seconds: int = 30
     max_hold_extensions: int = 2
     sweep_interval: float = 1.0
+    # seconds between repairs of what a crash between the directory and a shard left
+    # (ShowCatalog.reconcile); 0: this server leaves it to the others
+    reconcile_interval: float = 60.0
     # per user and per client IP, for the write endpoints ("limits" notation)
     rate_limit_user: str = "20/second;300/minute"
     rate_limit_ip: str = "100/second"
@@ -92,6 +95,7 @@ class Settings:
             default_hold_seconds=_int("MODEX_HOLD_SECONDS", 30),
             max_hold_extensions=_int("MODEX_MAX_EXTENSIONS", 2),
             sweep_interval=float(os.environ.get("MODEX_SWEEP_INTERVAL", "1.0")),
+            reconcile_interval=float(os.environ.get("MODEX_RECONCILE_INTERVAL", "60")),
             rate_limit_user=os.environ.get("MODEX_RATE_LIMIT_USER", "20/second;300/minute"),
             rate_limit_ip=os.environ.get("MODEX_RATE_LIMIT_IP", "100/second"),
             guest_tokens_per_ip=os.environ.get("MODEX_GUEST_TOKENS_PER_IP", "20/minute"),

@@ -9,7 +9,9 @@ from enum import StrEnum
 
 MAX_SEATS_PER_REQUEST = 10
 MAX_SEATS_PER_SHOW = 100_000
-SEAT_LABEL = re.compile(r"^[A-Z]{1,3}[1-9][0-9]{0,3}$")
+# `(?!\n)$`: Python's `$` also matches before a final newline ("A1\n"); the lookahead
+# refuses it, and the pattern still means the same in the OpenAPI document (ECMA regex)
+SEAT_LABEL = re.compile(r"^[A-Z]{1,3}[1-9][0-9]{0,3}(?!\n)$")
 # ids a client holds: "<show_id>.<random>", so the show (and through it the shard) is in the id
 CLIENT_ID = re.compile(r"^([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{16,64})$")
 
@@ -25,6 +27,20 @@ class ShowStatus(StrEnum):
     ON_SALE = "ON_SALE"
     CANCELLED = "CANCELLED"
     ENDED = "ENDED"
+
+
+# Status moves an admin may make (DESIGN: SCHEDULED <-> ON_SALE, either -> ENDED, any but
+# ENDED -> CANCELLED; nothing leaves ENDED or CANCELLED). Staying put is always allowed.
+STATUS_MOVES: dict[ShowStatus, frozenset[ShowStatus]] = {
+    ShowStatus.SCHEDULED: frozenset({ShowStatus.ON_SALE, ShowStatus.ENDED, ShowStatus.CANCELLED}),
+    ShowStatus.ON_SALE: frozenset({ShowStatus.SCHEDULED, ShowStatus.ENDED, ShowStatus.CANCELLED}),
+    ShowStatus.ENDED: frozenset(),
+    ShowStatus.CANCELLED: frozenset(),
+}
+
+
+def status_move_allowed(current: str, wanted: str) -> bool:
+    return current == wanted or ShowStatus(wanted) in STATUS_MOVES[ShowStatus(current)]
 
 
 class BookingStatus(StrEnum):

@@ -19,7 +19,8 @@ class NotFound(ModexError):
 
 
 class ShowNotFound(NotFound):
-    code = "show_not_found"
+    """Same code as every other 404: a client need not tell an unknown show from an
+    unknown path or id."""
 
 
 class UnknownSeats(ModexError):
@@ -35,6 +36,13 @@ class SeatsUnavailable(ModexError):
 class ShowNotOnSale(ModexError):
     status = 409
     code = "show_not_on_sale"
+
+
+class InvalidStatusChange(ModexError):
+    """A show status move that app.domain.STATUS_MOVES does not allow."""
+
+    status = 409
+    code = "invalid_status_change"
 
 
 class ShowEnded(ModexError):

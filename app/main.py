@@ -63,6 +63,16 @@ async def sweep_expired_holds(box_office: BoxOffice, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def reconcile_shows(catalog: ShowCatalog, interval: float) -> None:
+    """Repairs what a crash between writing the directory and a shard left behind."""
+    while True:
+        try:
+            await catalog.reconcile()
+        except Exception:
+            log.exception("reconciling shows failed")
+        await asyncio.sleep(interval)
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     settings = Settings.from_env()
@@ -77,6 +87,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         seat_maps.changed(change.show_id)  # this server's next map read sees it at once
         realtime.seats_committed(change)
 
+    catalog = ShowCatalog(router, redis, settings.default_hold_seconds, keys)
     box_office = BoxOffice(
         router, seats_committed, settings.max_hold_extensions, settings.seat_batch
     )
@@ -85,7 +96,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         router=router,
         redis=redis,
         box_office=box_office,
-        catalog=ShowCatalog(router, redis, settings.default_hold_seconds, keys),
+        catalog=catalog,
         limits=RateLimits(
             settings.rate_limit_user, settings.rate_limit_ip, settings.guest_tokens_per_ip
         ),
@@ -100,13 +111,19 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.sweep_interval > 0
         else None
     )
+    reconciler = (
+        asyncio.create_task(reconcile_shows(catalog, settings.reconcile_interval))
+        if settings.reconcile_interval > 0
+        else None
+    )
     tune_garbage_collector()
     log.info("server ready", extra={"shards": len(router.shards)})
     try:
         yield
     finally:
-        if sweeper is not None:
-            sweeper.cancel()
+        for task in (sweeper, reconciler):
+            if task is not None:
+                task.cancel()
         await realtime.stop()
         await redis.aclose()
         await router.close()

@@ -20,7 +20,8 @@ from app.shards import ShardRouter
 from app.shows import ANALYZE_SEATS
 
 TABLES = ("seats", "holds", "bookings", "outbox")
-SHOW_ON_SHARD = "SELECT status, hold_seconds FROM shard_shows WHERE show_id = $1 FOR UPDATE"
+# every column, so the copy carries whatever the seat transactions check (status, limits)
+SHOW_ON_SHARD = "SELECT * FROM shard_shows WHERE show_id = $1 FOR UPDATE"
 LOCK_ALL_SEATS = "SELECT label FROM seats WHERE show_id = $1 ORDER BY label FOR UPDATE"
 MOVE_DIRECTORY = "UPDATE shows SET shard = $2, updated_at = now() WHERE id = $1"
 
@@ -62,11 +63,8 @@ async def move_show(router: ShardRouter, show_id: int, target_index: int) -> str
             await dst.execute("DELETE FROM shard_shows WHERE show_id = $1", show_id)
             for table in TABLES:
                 await dst.execute(f"DELETE FROM {table} WHERE show_id = $1", show_id)
-            await dst.execute(
-                "INSERT INTO shard_shows (show_id, status, hold_seconds) VALUES ($1, $2, $3)",
-                show_id,
-                show_row["status"],
-                show_row["hold_seconds"],
+            await dst.copy_records_to_table(
+                "shard_shows", columns=list(show_row.keys()), records=[tuple(show_row.values())]
             )
             for table, (columns, records) in copies.items():
                 if records:

@@ -40,10 +40,11 @@ DIRECTORY_TTL = 5.0
 # after a failed refresh (the metadata database did not answer), try again this much later
 DIRECTORY_RETRY = 1.0
 
-SHOW_BY_ID = """
-SELECT id, title, venue, starts_at, status, hold_seconds, shard, seats_total
-FROM shows WHERE id = $1
-"""
+# a directory row as ShowInfo reads it: every query that makes one selects these
+SHOW_COLUMNS = (
+    "id, title, venue, starts_at, status, hold_seconds, shard, seats_total, max_seats_per_customer"
+)
+SHOW_BY_ID = f"SELECT {SHOW_COLUMNS} FROM shows WHERE id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class ShowInfo:
     hold_seconds: int
     shard: int
     seats_total: int
+    max_seats_per_customer: int
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ShowInfo:
@@ -142,7 +144,8 @@ COMMAND_TIMEOUT = 5.0
 
 def pgbouncer_connect_query() -> str:
     """SESSION_SETTINGS as the SET statements of a PgBouncer database's connect_query."""
-    return " ".join(f"SET {name} = '{value}';" for name, value in SESSION_SETTINGS.items())
+    # every value is a number or a word: no quotes inside PgBouncer's quoted value
+    return " ".join(f"SET {name} = {value};" for name, value in SESSION_SETTINGS.items())
 
 
 async def create_pool(url: str, size: int, *, pgbouncer: bool = False) -> asyncpg.Pool:

@@ -3,41 +3,84 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from msgspec import UNSET
 
 from app import wire
-from app.domain import SectionSpec, layout_seats
-from app.errors import ShowNotFound
+from app.domain import SeatSpec, SectionSpec, layout_seats, status_move_allowed
+from app.errors import InvalidStatusChange, ShowNotFound
 from app.realtime.keys import RedisKeys
 from app.seatmap import count_seats
-from app.shards import ShardRouter, ShowInfo, place_new_show
+from app.shards import SHOW_COLUMNS, Shard, ShardRouter, ShowInfo, place_new_show
 
 NEXT_SHOW_ID = "SELECT nextval('shows_id_seq')"
-INSERT_SHOW = """
-INSERT INTO shows (id, title, venue, starts_at, status, hold_seconds, shard, seats_total)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, title, venue, starts_at, status, hold_seconds, shard, seats_total
+INSERT_SHOW = f"""
+INSERT INTO shows (id, title, venue, starts_at, status, hold_seconds, shard, seats_total,
+                   max_seats_per_customer)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING {SHOW_COLUMNS}
 """
 INSERT_SHARD_SHOW = """
-INSERT INTO shard_shows (show_id, status, hold_seconds) VALUES ($1, $2, $3)
+INSERT INTO shard_shows (show_id, status, hold_seconds, max_seats_per_customer)
+VALUES ($1, $2, $3, $4)
 """
 SEAT_COLUMNS = ["show_id", "label", "ord", "section", "category", "price_cents", "x", "y"]
-UPDATE_SHOW = """
+# the directory row, locked: a change and the reconciler of the same show take turns
+LOCK_SHOW = f"SELECT {SHOW_COLUMNS} FROM shows WHERE id = $1 FOR UPDATE"
+UPDATE_SHOW = f"""
 UPDATE shows SET title = coalesce($2, title), starts_at = coalesce($3, starts_at),
-                 status = coalesce($4, status), updated_at = now()
+                 status = coalesce($4, status),
+                 max_seats_per_customer = coalesce($5, max_seats_per_customer),
+                 updated_at = now()
 WHERE id = $1
-RETURNING id, title, venue, starts_at, status, hold_seconds, shard, seats_total
+RETURNING {SHOW_COLUMNS}
 """
-UPDATE_SHARD_SHOW = "UPDATE shard_shows SET status = $2 WHERE show_id = $1"
-LIST_SHOWS = """
-SELECT id, title, venue, starts_at, status, hold_seconds, shard, seats_total
-FROM shows ORDER BY starts_at, id LIMIT 500
+# the shard's copy of what its seat transactions check; a MOVED tombstone stays one
+SYNC_SHARD_SHOW = """
+UPDATE shard_shows SET status = $2, max_seats_per_customer = $3
+WHERE show_id = $1 AND status <> 'MOVED'
 """
+LIST_SHOWS = f"SELECT {SHOW_COLUMNS} FROM shows ORDER BY starts_at, id LIMIT 500"
+
+# ---- reconciling the directory and the shards ----
+# a create takes seconds at most: shard rows this old with no directory row are orphans
+ORPHAN_AGE = 300.0
+DIRECTORY_HAS_SHOW = "SELECT 1 FROM shows WHERE id = $1"
+DIRECTORY_ROWS = "SELECT id, shard, status, max_seats_per_customer FROM shows WHERE id = ANY($1)"
+SHARD_SHOWS = """
+SELECT show_id, status, max_seats_per_customer,
+       created_at < now() - make_interval(secs => $1) AS settled
+FROM shard_shows WHERE status <> 'MOVED'
+"""
+# nothing routes to an orphan, so nobody can have held or booked its seats; its tables are
+# cleared all the same, whatever a future path may have written
+REMOVE_SHARD_SHOW = [
+    f"DELETE FROM {table} WHERE show_id = $1"
+    for table in ("outbox", "bookings", "holds", "seats", "shard_shows")
+]
+
+
+@dataclass
+class Reconciled:
+    orphans_removed: list[int] = field(default_factory=list)
+    repaired: list[int] = field(default_factory=list)
+
+
+async def remove_shard_show(shard: Shard, show_id: int) -> None:
+    async with shard.connection("remove_orphan") as conn, conn.transaction():
+        for statement in REMOVE_SHARD_SHOW:
+            await conn.execute(statement, show_id)
+
+
+log = logging.getLogger("modex.shows")
+
 # cached counts: invalidated by the realtime publisher on every seat change of the show
 AVAILABILITY_TTL = 5
 Counts = dict[int, dict[str, int]]  # {show_id: {"AVAILABLE": n, "HELD": n, "BOOKED": n}}
@@ -53,6 +96,7 @@ def _show(info: ShowInfo, available: int | None = None) -> wire.Show:
         hold_seconds=info.hold_seconds,
         shard=info.shard,
         seats_total=info.seats_total,
+        max_seats_per_customer=info.max_seats_per_customer,
         seats_available=available,
     )
 
@@ -76,22 +120,61 @@ class ShowCatalog:
         self._counting: dict[tuple[int, tuple[int, ...]], asyncio.Future[Counts]] = {}
 
     async def create(self, body: wire.CreateShow) -> wire.Show:
-        """Seats first on the shard, then the directory row: a show is visible only once
-        its seats exist, and a failure in between leaves nothing a customer can see."""
-        if body.sections is not None:
+        """The show's two homes, the directory (metadata database) and its shard, are
+        written so that a failure anywhere leaves neither a visible half nor a disagreement.
+        The directory row is inserted first but committed last, after the shard's rows:
+        until then no customer can reach the show. A failure after the shard committed
+        removes the shard's rows again; a crash there leaves rows nothing routes to, which
+        `reconcile()` removes."""
+        if body.sections is not UNSET:
             sections = [
                 SectionSpec(s.name, s.rows, s.seats_per_row, s.category, s.price_cents, s.x, s.y)
                 for s in body.sections
             ]
         else:
-            assert body.rows is not None and body.seats_per_row is not None
+            assert body.rows is not UNSET and body.seats_per_row is not UNSET
             sections = [SectionSpec("Main", body.rows, body.seats_per_row)]
         seats = layout_seats(sections)
         hold_seconds = body.hold_seconds or self.default_hold_seconds
         shard = self.router.shard(await place_new_show(self.router))
         show_id = await self.router.meta.fetchval(NEXT_SHOW_ID)
+        try:
+            async with self.router.meta.acquire() as meta, meta.transaction():
+                row = await meta.fetchrow(
+                    INSERT_SHOW,
+                    show_id,
+                    body.title,
+                    body.venue,
+                    body.starts_at,
+                    body.status,
+                    hold_seconds,
+                    shard.index,
+                    len(seats),
+                    body.max_seats_per_customer,
+                )
+                await self._write_shard_show(shard, show_id, body, hold_seconds, seats)
+        except BaseException:
+            # the shard's write may have committed (even if its answer was lost)
+            await self._remove_orphan(shard, show_id)
+            raise
+        async with shard.connection("analyze_seats") as conn:
+            # fresh statistics, so the planner knows a show has many seats and reaches a few
+            # of them by the primary key rather than reading the whole show
+            await conn.execute(ANALYZE_SEATS)
+        return _show(ShowInfo.from_row(row), len(seats))
+
+    async def _write_shard_show(
+        self,
+        shard: Shard,
+        show_id: int,
+        body: wire.CreateShow,
+        hold_seconds: int,
+        seats: list[SeatSpec],
+    ) -> None:
         async with shard.connection("create_show") as conn, conn.transaction():
-            await conn.execute(INSERT_SHARD_SHOW, show_id, body.status, hold_seconds)
+            await conn.execute(
+                INSERT_SHARD_SHOW, show_id, body.status, hold_seconds, body.max_seats_per_customer
+            )
             await conn.copy_records_to_table(
                 "seats",
                 columns=SEAT_COLUMNS,
@@ -100,37 +183,112 @@ class ShowCatalog:
                     for i, s in enumerate(seats)
                 ],
             )
-        async with shard.connection("analyze_seats") as conn:
-            # fresh statistics, so the planner knows a show has many seats and reaches a few
-            # of them by the primary key rather than reading the whole show
-            await conn.execute(ANALYZE_SEATS)
-        row = await self.router.meta.fetchrow(
-            INSERT_SHOW,
-            show_id,
-            body.title,
-            body.venue,
-            body.starts_at,
-            body.status,
-            hold_seconds,
-            shard.index,
-            len(seats),
-        )
-        return _show(ShowInfo.from_row(row), len(seats))
+
+    async def _remove_orphan(self, shard: Shard, show_id: int) -> None:
+        """Best effort after a failed create: the shard's rows go unless the directory row
+        was committed after all (a commit whose answer was lost). Whatever this cannot do,
+        the reconciler does."""
+        try:
+            if await self.router.meta.fetchval(DIRECTORY_HAS_SHOW, show_id) is None:
+                await remove_shard_show(shard, show_id)
+        except Exception:
+            log.warning("orphaned show left to the reconciler", extra={"show_id": show_id})
 
     async def update(self, show_id: int, body: wire.UpdateShow) -> wire.Show:
-        info = await self.router.show(show_id, fresh=True)
-        if body.status is not None:
-            # the shard's copy is what the hold transaction checks
-            shard = self.router.shard(info.shard)
-            async with shard.connection("update_show") as conn:
-                await conn.execute(UPDATE_SHARD_SHOW, show_id, body.status)
-        row = await self.router.meta.fetchrow(
-            UPDATE_SHOW, show_id, body.title, body.starts_at, body.status
-        )
-        if row is None:
-            raise ShowNotFound(f"show {show_id} does not exist")
-        self.router.forget(show_id)
-        return _show(ShowInfo.from_row(row))
+        """The directory row stays locked until the shard's copy is written: the change
+        commits in the directory only after the shard has it, and a failure in between
+        puts the shard back to what the directory says."""
+        shard_touched = False  # the shard may have the change: undo it on failure
+        try:
+            async with self.router.meta.acquire() as meta, meta.transaction():
+                current = await meta.fetchrow(LOCK_SHOW, show_id)
+                if current is None:
+                    raise ShowNotFound(f"show {show_id} does not exist")
+                if body.status is not None and not status_move_allowed(
+                    current["status"], body.status
+                ):
+                    raise InvalidStatusChange(
+                        f"a show cannot go from {current['status']} to {body.status}",
+                        status=current["status"],
+                    )
+                row = await meta.fetchrow(
+                    UPDATE_SHOW,
+                    show_id,
+                    body.title,
+                    body.starts_at,
+                    body.status,
+                    body.max_seats_per_customer,
+                )
+                changed = ShowInfo.from_row(row)
+                if (changed.status, changed.max_seats_per_customer) != (
+                    current["status"],
+                    current["max_seats_per_customer"],
+                ):
+                    shard_touched = True
+                    await self._sync_shard(changed)
+        except BaseException:
+            if shard_touched:
+                await self._resync(show_id)
+            raise
+        finally:
+            self.router.forget(show_id)
+        return _show(changed)
+
+    async def _sync_shard(self, info: ShowInfo) -> None:
+        """The shard's copy is what the seat transactions check."""
+        shard = self.router.shard(info.shard)
+        async with shard.connection("update_show") as conn:
+            await conn.execute(SYNC_SHARD_SHOW, info.id, info.status, info.max_seats_per_customer)
+
+    async def _resync(self, show_id: int) -> None:
+        try:
+            await self.reconcile_show(show_id)
+        except Exception:
+            log.warning("show change left to the reconciler", extra={"show_id": show_id})
+
+    async def reconcile_show(self, show_id: int) -> None:
+        """Write the directory's view of one show to its shard, the directory row locked
+        so that no change of the show runs meanwhile."""
+        async with self.router.meta.acquire() as meta, meta.transaction():
+            row = await meta.fetchrow(LOCK_SHOW, show_id)
+            if row is not None:
+                await self._sync_shard(ShowInfo.from_row(row))
+
+    async def reconcile(self, orphan_age: float = ORPHAN_AGE) -> Reconciled:
+        """Repairs what a crash between the two databases left: shard rows of a show the
+        directory does not know (older than `orphan_age` seconds, so a create under way is
+        left alone) are removed; a shard's copy that disagrees with the directory is
+        rewritten from it."""
+        done = Reconciled()
+        for shard in self.router.shards:
+            async with shard.connection("reconcile") as conn:
+                copies = await conn.fetch(SHARD_SHOWS, orphan_age)
+            if not copies:
+                continue
+            directory = {
+                row["id"]: row
+                for row in await self.router.meta.fetch(
+                    DIRECTORY_ROWS, [copy["show_id"] for copy in copies]
+                )
+            }
+            for copy in copies:
+                entry = directory.get(copy["show_id"])
+                if entry is None:
+                    if copy["settled"]:
+                        await remove_shard_show(shard, copy["show_id"])
+                        done.orphans_removed.append(copy["show_id"])
+                elif entry["shard"] == shard.index and (
+                    entry["status"],
+                    entry["max_seats_per_customer"],
+                ) != (copy["status"], copy["max_seats_per_customer"]):
+                    await self.reconcile_show(copy["show_id"])
+                    done.repaired.append(copy["show_id"])
+        if done.orphans_removed or done.repaired:
+            log.warning(
+                "reconciled shows",
+                extra={"orphans_removed": done.orphans_removed, "repaired": done.repaired},
+            )
+        return done
 
     async def get(self, show_id: int) -> wire.Show:
         info = await self.router.show(show_id, fresh=True)

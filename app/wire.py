@@ -6,15 +6,23 @@ from datetime import datetime
 from typing import Annotated
 
 import msgspec
-from msgspec import Meta, Struct, field
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from app.domain import MAX_SEATS_PER_REQUEST, MAX_SEATS_PER_SHOW, SEAT_LABEL, ShowStatus
 
 SeatLabel = Annotated[str, Meta(pattern=SEAT_LABEL.pattern, description="row letters + number")]
 SeatList = Annotated[list[SeatLabel], Meta(min_length=1, max_length=MAX_SEATS_PER_REQUEST)]
 ShowId = Annotated[int, Meta(ge=1, le=2**53)]
-Title = Annotated[str, Meta(min_length=1, max_length=200)]
+# PostgreSQL's text cannot hold a NUL character: refused here, before any database sees it
+NO_NUL = r"^[^\x00]*$"
+Title = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 HoldSeconds = Annotated[int, Meta(ge=5, le=3600)]
+SeatsPerCustomer = Annotated[
+    int, Meta(ge=1, le=10_000, description="seats one customer may hold and book in this show")
+]
+DEFAULT_SEATS_PER_CUSTOMER = 10
+# an instant: a timezone is required ("2026-12-01T20:00:00Z"); `format: date-time` in the schema
+Instant = Annotated[datetime, Meta(tz=True)]
 
 
 def _no_duplicates(seats: list[str]) -> None:
@@ -39,34 +47,36 @@ class BookRequest(Struct, forbid_unknown_fields=True):
 
 
 class SectionBody(Struct, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=60)]
+    name: Annotated[str, Meta(min_length=1, max_length=60, pattern=NO_NUL)]
     rows: Annotated[int, Meta(ge=1, le=702)]
     seats_per_row: Annotated[int, Meta(ge=1, le=9999)]
-    category: Annotated[str, Meta(min_length=1, max_length=40)] = "standard"
+    category: Annotated[str, Meta(min_length=1, max_length=40, pattern=NO_NUL)] = "standard"
     price_cents: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
     x: float | None = None
     y: float | None = None
 
 
 class CreateShow(Struct, forbid_unknown_fields=True):
+    """A layout is either `rows` + `seats_per_row` (one section) or `sections`, never both."""
+
     title: Title
     venue: Title
-    starts_at: datetime
+    starts_at: Instant
     hold_seconds: HoldSeconds | None = None
     status: ShowStatus = ShowStatus.ON_SALE
-    rows: Annotated[int, Meta(ge=1, le=702)] | None = None
-    seats_per_row: Annotated[int, Meta(ge=1, le=9999)] | None = None
-    sections: Annotated[list[SectionBody], Meta(min_length=1, max_length=100)] | None = None
+    max_seats_per_customer: SeatsPerCustomer = DEFAULT_SEATS_PER_CUSTOMER
+    # left out rather than null: the schema then states the layout rule exactly (LAYOUT_RULE)
+    rows: Annotated[int, Meta(ge=1, le=702)] | UnsetType = UNSET
+    seats_per_row: Annotated[int, Meta(ge=1, le=9999)] | UnsetType = UNSET
+    sections: Annotated[list[SectionBody], Meta(min_length=1, max_length=100)] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        if self.starts_at.tzinfo is None:
-            raise ValueError("starts_at needs a timezone, e.g. 2026-12-01T20:00:00Z")
-        shorthand = self.rows is not None or self.seats_per_row is not None
-        if shorthand == (self.sections is not None):
+        shorthand = self.rows is not UNSET or self.seats_per_row is not UNSET
+        if shorthand == (self.sections is not UNSET):
             raise ValueError("give either rows + seats_per_row or sections")
-        if shorthand and (self.rows is None or self.seats_per_row is None):
+        if shorthand and (self.rows is UNSET or self.seats_per_row is UNSET):
             raise ValueError("rows and seats_per_row go together")
-        if self.sections is not None:
+        if self.sections is not UNSET:
             if len({s.name for s in self.sections}) != len(self.sections):
                 raise ValueError("section names must be distinct")
             total_rows = sum(s.rows for s in self.sections)
@@ -74,21 +84,25 @@ class CreateShow(Struct, forbid_unknown_fields=True):
                 raise ValueError("too many rows (the last row label is ZZZ)")
             total = sum(s.rows * s.seats_per_row for s in self.sections)
         else:
-            total = (self.rows or 0) * (self.seats_per_row or 0)
+            assert self.rows is not UNSET and self.seats_per_row is not UNSET
+            total = self.rows * self.seats_per_row
         if total > MAX_SEATS_PER_SHOW:
             raise ValueError(f"a show has at most {MAX_SEATS_PER_SHOW} seats")
 
 
+# CreateShow's layout rule (its __post_init__) in JSON Schema, for /openapi.json
+LAYOUT_RULE = {"oneOf": [{"required": ["rows", "seats_per_row"]}, {"required": ["sections"]}]}
+
+
 class UpdateShow(Struct, forbid_unknown_fields=True):
     title: Title | None = None
-    starts_at: datetime | None = None
+    starts_at: Instant | None = None
     status: ShowStatus | None = None
+    max_seats_per_customer: SeatsPerCustomer | None = None
 
     def __post_init__(self) -> None:
-        if self.title is None and self.starts_at is None and self.status is None:
-            raise ValueError("nothing to change: give title, starts_at or status")
-        if self.starts_at is not None and self.starts_at.tzinfo is None:
-            raise ValueError("starts_at needs a timezone")
+        if all(getattr(self, name) is None for name in self.__struct_fields__):
+            raise ValueError(f"nothing to change: give {', '.join(self.__struct_fields__)}")
 
 
 class BroadcastRequest(Struct, forbid_unknown_fields=True):
@@ -107,6 +121,7 @@ class Show(Struct):
     hold_seconds: int
     shard: int
     seats_total: int
+    max_seats_per_customer: int
     seats_available: int | None = None
 
 
@@ -176,6 +191,7 @@ class Error(Struct, omit_defaults=True):
     seats: list[str] | None = None
     failed: list[str] | None = None
     retry_after: int | None = None
+    status: str | None = None  # the show's status, when it refused the request
 
 
 class Status(Struct):

@@ -120,7 +120,7 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str]] = [
         {"seats": ["A1"]},
         CUSTOMER,
         404,
-        "show_not_found",
+        "not_found",
     ),
     (
         "show id not a number",
@@ -134,7 +134,7 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str]] = [
     ("show id negative", "GET", "/shows/-1/seats", None, {}, 404, "not_found"),
     ("show id too big", "GET", "/shows/99999999999999999999999/seats", None, {}, 404, "not_found"),
     ("show id zero", "GET", "/shows/0", None, {}, 404, "not_found"),
-    ("unknown show map", "GET", "/shows/987654321987/seats", None, {}, 404, "show_not_found"),
+    ("unknown show map", "GET", "/shows/987654321987/seats", None, {}, 404, "not_found"),
     (
         "unknown show counts",
         "GET",
@@ -142,7 +142,7 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str]] = [
         None,
         {},
         404,
-        "show_not_found",
+        "not_found",
     ),
     ("malformed hold id", "POST", "/holds/garbage/confirm", None, CUSTOMER, 404, "not_found"),
     (
@@ -228,6 +228,68 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str]] = [
     ),
     ("show without layout", "POST", "/admin/shows", GOOD_SHOW, ADMIN, 422, "invalid_body"),
     (
+        "NUL in a show's title",
+        "POST",
+        "/admin/shows",
+        {**GOOD_SHOW, "title": "a\u0000b", "rows": 1, "seats_per_row": 1},
+        ADMIN,
+        422,
+        "invalid_body",
+    ),
+    (
+        "NUL in a section's category",
+        "POST",
+        "/admin/shows",
+        {
+            **GOOD_SHOW,
+            "sections": [{"name": "S", "rows": 1, "seats_per_row": 1, "category": "\u0000"}],
+        },
+        ADMIN,
+        422,
+        "invalid_body",
+    ),
+    (
+        "NUL in a changed title",
+        "PATCH",
+        "/admin/shows/{show}",
+        {"status": "CANCELLED", "title": "x\u0000y"},
+        ADMIN,
+        422,
+        "invalid_body",
+    ),
+    (
+        "layout given as null",
+        "POST",
+        "/admin/shows",
+        {
+            **GOOD_SHOW,
+            "rows": None,
+            "seats_per_row": None,
+            "sections": [{"name": "S", "rows": 1, "seats_per_row": 1}],
+        },
+        ADMIN,
+        422,
+        "invalid_body",
+    ),
+    (
+        "seat label with a trailing newline",
+        "POST",
+        "/shows/{show}/holds",
+        {"seats": ["A1\n"]},
+        CUSTOMER,
+        422,
+        "invalid_body",
+    ),
+    (
+        "seat per customer limit of zero",
+        "POST",
+        "/admin/shows",
+        {**GOOD_SHOW, "rows": 1, "seats_per_row": 1, "max_seats_per_customer": 0},
+        ADMIN,
+        422,
+        "invalid_body",
+    ),
+    (
         "show with two layouts",
         "POST",
         "/admin/shows",
@@ -312,7 +374,7 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str]] = [
         {"title": "x"},
         ADMIN,
         404,
-        "show_not_found",
+        "not_found",
     ),
     (
         "empty broadcast",
@@ -339,7 +401,7 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str]] = [
         {"message": "hi"},
         ADMIN,
         404,
-        "show_not_found",
+        "not_found",
     ),
     ("wrong method", "PUT", "/shows", None, {}, 405, "method_not_allowed"),
     ("unknown path", "GET", "/no/such/thing", None, {}, 404, "not_found"),
@@ -386,4 +448,6 @@ async def test_bad_input_changed_nothing(client: httpx.AsyncClient, show: dict[s
             await client.request(method, url, json=body, headers=headers)
     seats = (await client.get(f"/shows/{show['id']}/seats")).json()["seats"]
     assert {seat["status"] for seat in seats} == {"AVAILABLE"}
+    unchanged = (await client.get(f"/shows/{show['id']}")).json()
+    assert (unchanged["title"], unchanged["status"]) == (show["title"], "ON_SALE")
     assert {seat["version"] for seat in seats} == {1}

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from app import wire
 from app.http import admin, booking, shows, system
-from app.http.io import MAX_BODY, JSONResponse
+from app.http.io import IDEMPOTENCY_KEY, MAX_BODY, JSONResponse
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -124,7 +124,7 @@ API: list[Endpoint] = [
         "Confirm a hold into a booking (idempotent)",
         status=201,
         response=wire.Booking,
-        errors=(401, 403, 404, 409, 429),
+        errors=(401, 403, 404, 409, 422, 429),
         auth="customer",
         headers=("Idempotency-Key",),
     ),
@@ -170,10 +170,11 @@ API: list[Endpoint] = [
         "PATCH",
         "/admin/shows/{show_id}",
         admin.update_show,
-        "Change a show; watchers are told",
+        "Change a show; watchers are told. Status moves: SCHEDULED <-> ON_SALE, either -> "
+        "ENDED, any but ENDED -> CANCELLED (409 invalid_status_change otherwise)",
         body=wire.UpdateShow,
         response=wire.Show,
-        errors=(400, 401, 403, 404, 422),
+        errors=(400, 401, 403, 404, 409, 422),
         auth="admin",
     ),
     Endpoint(
@@ -195,11 +196,35 @@ API: list[Endpoint] = [
 HOT_PATHS = ("/shows/{show_id}/holds", "/holds/{hold_id}", "/holds/{hold_id}/confirm")
 
 
+# header parameters' schemas, for /openapi.json
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": IDEMPOTENCY_KEY,
+    "Cache-Control": {"type": "string"},
+}
+
+
 def api_routes() -> list[Route]:
     ordered = sorted(API, key=lambda e: e.path not in HOT_PATHS)  # stable: table order else
-    return [Route(e.path, e.handler, methods=[e.method]) for e in ordered] + [
-        Route("/openapi.json", openapi_json, methods=["GET"])
-    ]
+    by_path: dict[str, dict[str, Handler]] = {}
+    for e in ordered:
+        by_path.setdefault(e.path, {})[e.method] = e.handler
+    # one route per path, so a 405 (or OPTIONS) names every method the path has
+    return [
+        Route(
+            path,
+            handlers[next(iter(handlers))] if len(handlers) == 1 else by_method(handlers),
+            methods=list(handlers),
+        )
+        for path, handlers in by_path.items()
+    ] + [Route("/openapi.json", openapi_json, methods=["GET"])]
+
+
+def by_method(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    dispatch.__name__ = "_or_".join(h.__name__ for h in handlers.values())
+    return dispatch
 
 
 def openapi_document() -> dict[str, Any]:
@@ -208,6 +233,7 @@ def openapi_document() -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         sorted(structs, key=lambda t: t.__name__), ref_template="#/components/schemas/{name}"
     )
+    components["CreateShow"].update(wire.LAYOUT_RULE)
     ref = dict(zip(sorted(structs, key=lambda t: t.__name__), schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for e in API:
@@ -223,7 +249,7 @@ def openapi_document() -> dict[str, Any]:
             if part.startswith("{")
         ]
         params += [
-            {"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
+            {"name": h, "in": "header", "required": False, "schema": HEADER_SCHEMAS[h]}
             for h in e.headers
         ]
         if params:

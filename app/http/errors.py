@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,15 +18,10 @@ log = logging.getLogger("app.http")
 
 
 def error_response(exc: ModexError) -> Response:
-    details = dict(exc.details)
+    # the details wire.Error has a field for go out; the rest stays in the logs
+    details = {k: v for k, v in exc.details.items() if k in wire.Error.__struct_fields__}
     retry_after = details.get("retry_after")
-    body = wire.Error(
-        error=exc.code,
-        message=exc.message,
-        seats=details.get("seats"),  # type: ignore[arg-type]
-        failed=details.get("failed"),  # type: ignore[arg-type]
-        retry_after=retry_after,  # type: ignore[arg-type]
-    )
+    body = msgspec.convert({"error": exc.code, "message": exc.message, **details}, wire.Error)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
     return JSONResponse(body, status_code=exc.status, headers=headers)
 

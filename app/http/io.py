@@ -64,11 +64,20 @@ def path_client_id(request: Request, name: str) -> str:
         raise NotFound(f"{name} does not exist") from None
 
 
+IDEMPOTENCY_KEY_LENGTH = (1, 200)
+IDEMPOTENCY_KEY = {
+    "type": "string",
+    "minLength": IDEMPOTENCY_KEY_LENGTH[0],
+    "maxLength": IDEMPOTENCY_KEY_LENGTH[1],
+}
+
+
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
     key = key.strip()
-    if not 1 <= len(key) <= 200:
-        raise InvalidBody("Idempotency-Key must be 1 to 200 characters")
+    shortest, longest = IDEMPOTENCY_KEY_LENGTH
+    if not shortest <= len(key) <= longest:
+        raise InvalidBody(f"Idempotency-Key must be {shortest} to {longest} characters")
     return key
