@@ -79,6 +79,14 @@ def non_reading_client(port: int, ws_url: str) -> Any:
     return connect(ws_url, sock=sock, max_queue=1, max_size=None)
 
 
+async def publisher_of(cluster: Cluster, redis: aioredis.Redis) -> RedisBroker:
+    """A broker that only publishes, into the cluster's shows, through the real script."""
+    keys = await cluster.redis_keys()
+    return RedisBroker(
+        redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None, keys=keys
+    )
+
+
 def announcement(show_id: int, i: int, size: int) -> bytes:
     """An announcement event numbered i, `size` bytes of message."""
     return (f'{{"type":"announcement","show_id":{show_id},"message":"{i} {"z" * size}"}}').encode()
@@ -225,14 +233,7 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
             rss_before = process.memory_info().rss
 
             # 32 MiB of announcements through the real publish script
-            publisher = RedisBroker(
-                redis,
-                cluster.services.redis_url,
-                "test",
-                lambda *_: None,
-                lambda: None,
-                keys=await cluster.redis_keys(),
-            )
+            publisher = await publisher_of(cluster, redis)
             count = 8 * 1024
             started = time.monotonic()
             for i in range(count):
@@ -294,14 +295,7 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
             await asyncio.sleep(0.3)
 
             # it stops reading; announcements pile up until its queue overflows once
-            publisher = RedisBroker(
-                redis,
-                cluster.services.redis_url,
-                "test",
-                lambda *_: None,
-                lambda: None,
-                keys=await cluster.redis_keys(),
-            )
+            publisher = await publisher_of(cluster, redis)
             name = 'realtime_slow_consumers_total{action="resynced"}'
             overflowed = metric((await own.get("/metrics")).text, name)
             for i in range(4096):
