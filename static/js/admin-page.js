@@ -1,5 +1,5 @@
 // /admin: create shows, change them, broadcast announcements. The admin token stays in
-// localStorage on this browser only.
+// this tab only (sessionStorage).
 import { api, ApiError, adminToken } from "./api.js";
 import { el, showDate, statusBadge } from "./util.js";
 
@@ -46,7 +46,7 @@ $("token-form").addEventListener("submit", (e) => {
   e.preventDefault();
   adminToken.set($("token").value.trim());
   tokenState();
-  message(adminToken.get() ? "Token saved on this browser." : "");
+  message(adminToken.get() ? "Token kept in this tab until it closes." : "");
 });
 $("token-clear").addEventListener("click", () => {
   adminToken.set("");

@@ -1,4 +1,5 @@
-// HTTP API client shared by every page: JSON in and out, typed errors, tokens in localStorage.
+// HTTP API client shared by every page: JSON in and out, typed errors. The guest token is
+// kept in localStorage (a hold survives a reload), the admin token per tab in sessionStorage.
 
 const GUEST_KEY = "modex.guest";
 const ADMIN_KEY = "modex.adminToken";
@@ -111,9 +112,15 @@ export async function customerApi(method, path, opts = {}) {
   }
 }
 
+// Per tab: gone when the tab closes, and not readable from the browser's other tabs.
+try {
+  localStorage.removeItem(ADMIN_KEY); // where earlier versions kept it
+} catch {
+  // storage refused (a kiosk framed by a signage page of another site): nothing kept there
+}
 export const adminToken = {
-  get: () => localStorage.getItem(ADMIN_KEY) || "",
-  set: (t) => (t ? localStorage.setItem(ADMIN_KEY, t) : localStorage.removeItem(ADMIN_KEY)),
+  get: () => sessionStorage.getItem(ADMIN_KEY) || "",
+  set: (t) => (t ? sessionStorage.setItem(ADMIN_KEY, t) : sessionStorage.removeItem(ADMIN_KEY)),
 };
 
 export function uuid() {

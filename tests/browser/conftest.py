@@ -41,13 +41,30 @@ async def browser() -> AsyncIterator[Browser]:
         await found.close()
 
 
+# Every page reports what its Content-Security-Policy blocked (script, style, connection,
+# frame) as a console error, which PageErrors collects; Chromium's own "Refused to ..."
+# console errors are collected too. Init scripts run outside the page's CSP.
+CSP_VIOLATION = "CSP violation:"
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => console.error(
+  `CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || "inline"}` +
+  ` at ${e.sourceFile}:${e.lineNumber}: ${e.sample}`), true);
+"""
+
+
 class PageErrors:
-    """Uncaught page errors and console errors, asserted empty at the end of a test."""
+    """Uncaught page errors, console errors and CSP violations, asserted empty at the end
+    of a test."""
 
     def __init__(self) -> None:
         self.errors: list[str] = []
 
-    def watch(self, page: Page) -> Page:
+    @property
+    def csp_violations(self) -> list[str]:
+        return [e for e in self.errors if CSP_VIOLATION in e or "Content Security Policy" in e]
+
+    async def watch(self, page: Page) -> Page:
+        await page.add_init_script(REPORT_CSP_VIOLATIONS)
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
         page.on(
             "console",
@@ -82,7 +99,7 @@ def open_page(browser: Browser, contexts: list[BrowserContext], page_errors: Pag
     async def opener(url: str, width: int = 1280, height: int = 900, **opts: Any) -> Page:
         ctx = await browser.new_context(viewport={"width": width, "height": height}, **opts)
         contexts.append(ctx)
-        page = page_errors.watch(await ctx.new_page())
+        page = await page_errors.watch(await ctx.new_page())
         await page.goto(url)
         return page
 
@@ -92,7 +109,8 @@ def open_page(browser: Browser, contexts: list[BrowserContext], page_errors: Pag
 async def axe_violations(page: Page) -> list[dict[str, Any]]:
     """Runs axe-core in the page; returns the serious and critical violations."""
     if not await page.evaluate("typeof window.axe !== 'undefined'"):
-        await page.add_script_tag(path=str(AXE))
+        # evaluated, not added as a <script> tag: the page's CSP refuses inline scripts
+        await page.evaluate(AXE.read_text())
     result = await page.evaluate(
         "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
     )
