@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/modex serve
 
-# Tools the deploy-config and browser tests need (Debian packages, npm's axe-core).
+# Tools the deploy-config and browser tests need (Debian packages, npm's axe-core), and
+# the local cluster's (etcd, PgBouncer, Patroni in its own venv: .ci/cluster-tools.sh).
 tools: $(STAMP)
 	bash .ci/deploy-tools.sh $(VENV)
+	bash .ci/cluster-tools.sh $(VENV)/patroni
 	bash .ci/browser-tools.sh
 
 check: $(STAMP)

@@ -42,7 +42,9 @@ async def apply_migrations(url: str, kind: str, sql_dir: Path | None = None) -> 
     for path in sorted(folder.glob("functions/*.sql")):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         files.append((path, f"functions/{path.name}@{digest}"))
-    conn = await asyncpg.connect(url)
+    # a handful of statements, each run once: no statement cache (which PgBouncer's
+    # transaction pooling could not keep anyway)
+    conn = await asyncpg.connect(url, statement_cache_size=0)
     applied_now: list[str] = []
     try:
         async with conn.transaction():

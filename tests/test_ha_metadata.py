@@ -126,9 +126,7 @@ async def test_a_server_on_multi_host_urls_sells_on_every_shard(
 
 
 @pytest.fixture
-async def relayed_router(cluster: Cluster, services: object) -> AsyncIterator[
-    tuple[ShardRouter, TcpRelay]
-]:
+async def relayed_router(cluster: Cluster) -> AsyncIterator[tuple[ShardRouter, TcpRelay]]:
     """The cluster's routing in this process, its metadata database reached through a
     relay the test can cut; the shards (shard 0 too) are reached directly."""
     target = urlsplit(cluster.meta_url)
