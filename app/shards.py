@@ -40,10 +40,11 @@ DIRECTORY_TTL = 5.0
 # after a failed refresh (the metadata database did not answer), try again this much later
 DIRECTORY_RETRY = 1.0
 
-SHOW_BY_ID = """
-SELECT id, title, venue, starts_at, status, hold_seconds, shard, seats_total
-FROM shows WHERE id = $1
-"""
+# a directory row as ShowInfo reads it: every query that makes one selects these
+SHOW_COLUMNS = (
+    "id, title, venue, starts_at, status, hold_seconds, shard, seats_total, max_seats_per_customer"
+)
+SHOW_BY_ID = f"SELECT {SHOW_COLUMNS} FROM shows WHERE id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class ShowInfo:
     hold_seconds: int
     shard: int
     seats_total: int
+    max_seats_per_customer: int
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ShowInfo:
