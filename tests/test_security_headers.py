@@ -64,9 +64,14 @@ async def test_kiosk_framing_follows_modex_frame_ancestors(cluster: Cluster, log
     try:
         async with httpx.AsyncClient(base_url=kiosk.url) as client:
             response = await client.get("/kiosk/1")
-        csp = directives(response.headers["content-security-policy"])
-        assert csp["frame-ancestors"] == "'self' https://signage.example.com"
-        assert "x-frame-options" not in response.headers  # DENY would refuse the signage
+            csp = directives(response.headers["content-security-policy"])
+            assert csp["frame-ancestors"] == "'self' https://signage.example.com"
+            assert "x-frame-options" not in response.headers  # DENY would refuse the signage
+            for path in ["/", "/map/1", "/admin"]:  # framed, these could be clickjacked
+                response = await client.get(path)
+                csp = directives(response.headers["content-security-policy"])
+                assert csp["frame-ancestors"] == "'none'", path
+                assert response.headers["x-frame-options"] == "DENY", path
     finally:
         kiosk.stop()
 

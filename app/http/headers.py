@@ -20,6 +20,20 @@ OTHER_POLICY = "default-src 'none'; frame-ancestors 'none'"
 _SOURCE = re.compile(r"'self'|[^\s;,']+")
 
 
+COMMON = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
+
+
+def page_headers(ancestors: str) -> list[tuple[bytes, bytes]]:
+    headers = [
+        *COMMON,
+        (b"content-security-policy", PAGE_POLICY.format(ancestors=ancestors).encode()),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if ancestors == "'none'":  # for browsers older than frame-ancestors
+        headers.append((b"x-frame-options", b"DENY"))
+    return headers
+
+
 def frame_ancestors(sources: tuple[str, ...]) -> str:
     """The frame-ancestors source list for MODEX_FRAME_ANCESTORS; nobody when empty."""
     for source in sources:
@@ -29,25 +43,24 @@ def frame_ancestors(sources: tuple[str, ...]) -> str:
 
 
 class SecurityHeaders:
-    """Pure ASGI: adds a fixed header list to each response start, by content type."""
+    """Pure ASGI: adds a fixed header list to each response start, by content type.
+
+    MODEX_FRAME_ANCESTORS opens only the kiosk pages to framing (venue signage); a framed
+    /admin or /map could be clickjacked, so they always refuse it."""
 
     def __init__(self, app: ASGIApp, framers: tuple[str, ...] = ()) -> None:
         self.app = app
-        common = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
-        ancestors = frame_ancestors(framers)
-        self.page_headers = [
-            *common,
-            (b"content-security-policy", PAGE_POLICY.format(ancestors=ancestors).encode()),
-            (b"cross-origin-opener-policy", b"same-origin"),
-        ]
-        if not framers:  # for browsers older than frame-ancestors
-            self.page_headers.append((b"x-frame-options", b"DENY"))
-        self.other_headers = [*common, (b"content-security-policy", OTHER_POLICY.encode())]
+        self.page_headers = page_headers("'none'")
+        self.kiosk_headers = page_headers(frame_ancestors(framers))
+        self.other_headers = [*COMMON, (b"content-security-policy", OTHER_POLICY.encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        page_headers = (
+            self.kiosk_headers if scope["path"].startswith("/kiosk/") else self.page_headers
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,7 +69,7 @@ class SecurityHeaders:
                     name == b"content-type" and value.startswith(b"text/html")
                     for name, value in headers
                 )
-                headers += self.page_headers if html else self.other_headers
+                headers += page_headers if html else self.other_headers
                 message["headers"] = headers
             await send(message)
 
