@@ -80,9 +80,7 @@ def _refusal(outcome: str, show_id: int, detail: list[str] | None, what: str) ->
         status = seats[0] if seats else None
         return ShowNotOnSale(f"this show is {status or 'not on sale'}", status=status)
     if outcome == "show_ended":
-        return ShowEnded(
-            f"this show has ended: {what} can no longer be cancelled", status=seats[0]
-        )
+        return ShowEnded(f"this show has ended: {what} can no longer be cancelled", status=seats[0])
     if outcome == "seat_limit":
         limit = int(seats[0])
         return SeatLimit(
