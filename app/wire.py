@@ -192,6 +192,7 @@ class Error(Struct, omit_defaults=True):
     failed: list[str] | None = None
     retry_after: int | None = None
     status: str | None = None  # the show's status, when it refused the request
+    limit: int | None = None  # the show's max_seats_per_customer, with seat_limit
 
 
 class Status(Struct):
