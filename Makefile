@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test check tools bench
+.PHONY: serve test check tools bench cluster cluster-down
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,3 +32,12 @@ test: tools check
 
 bench: $(STAMP)
 	$(PY) loadtests/bench_holds.py
+
+# A local cluster (nginx, 3 instances, PgBouncer, Patroni primary + sync standby per shard,
+# etcd, Redis) from Debian and PyPI packages; `make cluster-down` stops it.
+CLUSTER_DIR ?= /tmp/modex-cluster
+cluster: tools
+	$(VENV)/bin/modex cluster up --dir $(CLUSTER_DIR)
+
+cluster-down: $(STAMP)
+	$(VENV)/bin/modex cluster down --dir $(CLUSTER_DIR)

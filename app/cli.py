@@ -205,6 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("show_id", type=int)
     p.add_argument("--to", type=int, required=True, help="target shard index")
     p.set_defaults(run=move_show)
+    p = commands.add_parser("cluster", help="a local multi-node cluster: up | down")
+    from app.cluster.local import add_arguments
+
+    add_arguments(p)
     p = commands.add_parser("token", help="print a JWT")
     p.add_argument("user")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.CUSTOMER.value)

@@ -29,6 +29,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # a connection the server terminated while it sat in the pool can be handed out
     # before asyncpg has seen the socket close; its next query raises this (asyncpg#1069)
     asyncpg.InternalClientError,
+    # a write reached a standby: the primary moved (a failover); a new connection finds it
+    asyncpg.ReadOnlySQLTransactionError,
 )
 log = logging.getLogger("app.shards")
 

@@ -32,6 +32,8 @@ class PgBouncer:
     port: int
     # PgBouncer's database name -> the server database it leads to
     databases: dict[str, Backend] = field(default_factory=dict)
+    # files of [databases] lines
+    includes: list[Path] = field(default_factory=list)
     user: str = "postgres"
     pool_size: int = 20
 
@@ -46,14 +48,21 @@ class PgBouncer:
     def url(self, database: str) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
+    @staticmethod
+    def entry(name: str, backend: Backend) -> str:
+        """One [databases] line."""
+        return (
+            f"{name} = host={backend.host} port={backend.port} dbname={backend.dbname}"
+            f" connect_query='{pgbouncer_connect_query()}'\n"
+        )
+
     def config(self) -> str:
-        connect_query = pgbouncer_connect_query()
         lines = ["[databases]"]
-        for name, backend in self.databases.items():
-            lines.append(
-                f"{name} = host={backend.host} port={backend.port} dbname={backend.dbname}"
-                f" connect_query='{connect_query}'"
-            )
+        lines += [
+            self.entry(name, backend).rstrip("\n") for name, backend in self.databases.items()
+        ]
+        # entries kept in files of their own, rewritten when a database's primary moves
+        lines += [f"%include {path}" for path in self.includes]
         lines += [
             "",
             "[pgbouncer]",

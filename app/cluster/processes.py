@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -102,12 +103,12 @@ def tail(path: Path, size: int = 3000) -> str:
         return "(no log)"
 
 
-def stop(pid: int, timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL if it is still there after `timeout`."""
+def stop(pid: int, timeout: float = 15, sig: int = signal.SIGTERM) -> None:
+    """`sig`, then SIGKILL if it is still there after `timeout`."""
     if not alive(pid):
         return
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
@@ -127,3 +128,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_all(pids: list[int], timeout: float = 15, sig: int = signal.SIGTERM) -> None:
+    """`sig` to every one at once, then SIGKILL to those still there after `timeout`."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(pid):
+            stop(pid, timeout=5, sig=signal.SIGKILL)
