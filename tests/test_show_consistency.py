@@ -111,6 +111,31 @@ async def test_nul_in_a_change_leaves_the_show_as_it_was(
     assert await disagreements(cluster) == []
 
 
+def inject_failure(
+    monkeypatch: pytest.MonkeyPatch,
+    catalog: ShowCatalog,
+    step: str,
+    *,
+    step_runs: bool = True,
+    crash_skips: str | None = None,
+) -> None:
+    """Makes `catalog.<step>` raise (after doing its work when `step_runs`); with
+    `crash_skips`, that clean-up method does nothing either, as when the process dies."""
+    original = getattr(catalog, step)
+
+    async def failing(*args: Any) -> None:
+        if step_runs:
+            await original(*args)
+        raise Injected
+
+    async def nothing(*args: Any) -> None:
+        pass
+
+    monkeypatch.setattr(catalog, step, failing)
+    if crash_skips is not None:
+        monkeypatch.setattr(catalog, crash_skips, nothing)
+
+
 @pytest.mark.parametrize("after_shard_write", [False, True])
 async def test_a_create_that_fails_leaves_no_orphan(
     catalog: ShowCatalog,
@@ -118,14 +143,7 @@ async def test_a_create_that_fails_leaves_no_orphan(
     monkeypatch: pytest.MonkeyPatch,
     after_shard_write: bool,
 ) -> None:
-    write = catalog._write_shard_show
-
-    async def failing(*args: Any) -> None:
-        if after_shard_write:
-            await write(*args)
-        raise Injected
-
-    monkeypatch.setattr(catalog, "_write_shard_show", failing)
+    inject_failure(monkeypatch, catalog, "_write_shard_show", step_runs=after_shard_write)
     with pytest.raises(Injected):
         await catalog.create(new_show())
     assert await disagreements(cluster) == []
@@ -134,17 +152,7 @@ async def test_a_create_that_fails_leaves_no_orphan(
 async def test_the_reconciler_removes_what_a_crashed_create_left(
     catalog: ShowCatalog, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write = catalog._write_shard_show
-
-    async def crash_after_shard(*args: Any) -> None:
-        await write(*args)
-        raise Injected
-
-    async def nothing(*args: Any) -> None:
-        """The process died: no clean-up ran."""
-
-    monkeypatch.setattr(catalog, "_write_shard_show", crash_after_shard)
-    monkeypatch.setattr(catalog, "_remove_orphan", nothing)
+    inject_failure(monkeypatch, catalog, "_write_shard_show", crash_skips="_remove_orphan")
     with pytest.raises(Injected):
         await catalog.create(new_show())
     left = await disagreements(cluster)
@@ -161,13 +169,7 @@ async def test_a_change_that_fails_after_the_shard_write_is_undone(
     catalog: ShowCatalog, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     show = await catalog.create(new_show())
-    sync = catalog._sync_shard
-
-    async def failing(*args: Any) -> None:
-        await sync(*args)
-        raise Injected
-
-    monkeypatch.setattr(catalog, "_sync_shard", failing)
+    inject_failure(monkeypatch, catalog, "_sync_shard")
     with pytest.raises(Injected):
         await catalog.update(show.id, wire.UpdateShow(status="CANCELLED"))
     monkeypatch.undo()
@@ -179,17 +181,7 @@ async def test_the_reconciler_repairs_what_a_crashed_change_left(
     catalog: ShowCatalog, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     show = await catalog.create(new_show())
-    sync = catalog._sync_shard
-
-    async def crash_after_shard(*args: Any) -> None:
-        await sync(*args)
-        raise Injected
-
-    async def nothing(*args: Any) -> None:
-        """The process died: no clean-up ran."""
-
-    monkeypatch.setattr(catalog, "_sync_shard", crash_after_shard)
-    monkeypatch.setattr(catalog, "_resync", nothing)
+    inject_failure(monkeypatch, catalog, "_sync_shard", crash_skips="_resync")
     with pytest.raises(Injected):
         await catalog.update(show.id, wire.UpdateShow(status="CANCELLED", max_seats_per_customer=3))
     monkeypatch.undo()
