@@ -28,24 +28,24 @@ def prometheus_binary() -> str:
     pytest.fail(f"`prometheus` is not installed; {INSTALL_HINT}", pytrace=False)
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 0.25) -> T:
-    """probe()'s first result that is not None (or False); fails after `timeout` seconds."""
+def wait_for(what: str, probe: Callable[[], T], timeout: float, every: float = 0.25) -> T:
+    """probe()'s first true result (a non-empty list, a dict, True); fails after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
         found = probe()
-        if found is not None and found is not False:
+        if found:
             return found
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}", pytrace=False)
         time.sleep(every)
 
 
-async def until(what: str, probe: Callable[[], T | None], within: float, every: float = 0.25) -> T:
+async def until(what: str, probe: Callable[[], T], within: float, every: float = 0.25) -> T:
     """wait_for() in a running event loop: other tasks (load, watchers) go on meanwhile."""
     deadline = time.monotonic() + within
     while True:
         found = probe()
-        if found is not None and found is not False:
+        if found:
             return found
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {within:.0f} s waiting for {what}", pytrace=False)

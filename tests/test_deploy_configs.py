@@ -584,7 +584,11 @@ def test_alerts_fire_on_synthetic_series(tmp_path: Path) -> None:
         minute, labels, summary, description = expected
         exp = {
             "exp_labels": labels,
-            "exp_annotations": {"summary": summary, "description": description},
+            "exp_annotations": {
+                "summary": summary,
+                "description": description,
+                "runbook_url": f"docs/RUNBOOK.md#{alert.lower()}",
+            },
         }
         checks.append({"eval_time": f"{minute}m", "alertname": alert, "exp_alerts": [exp]})
     unit_test = {
