@@ -139,8 +139,11 @@ def up(
     shards: int = 2,
     standbys: int = 1,
     redis: str = "single",
+    kept: list[subprocess.Popen[bytes]] | None = None,
 ) -> dict[str, Any]:
-    """Start everything; write and return cluster.json's content."""
+    """Start everything; write and return cluster.json's content. `kept` receives the
+    processes' Popen objects (a caller that lives on holds them: Python warns about a
+    dropped Popen whose process runs)."""
     folder = folder.resolve()
     if (folder / "cluster.json").exists():
         raise SystemExit(
@@ -149,7 +152,7 @@ def up(
     folder.mkdir(parents=True, exist_ok=True)
     # the service user must reach its folders below this one
     folder.chmod(0o755)
-    kept: list[Any] = []  # Popen objects, so Python does not warn while they run
+    kept = [] if kept is None else kept
     nodes: list[dict[str, Any]] = []
     state: dict[str, Any] = {"url": "", "env": {}, "nodes": nodes, "dir": str(folder)}
 
