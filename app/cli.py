@@ -80,10 +80,10 @@ async def prepare(load_demo: bool) -> None:
     router = await ShardRouter.connect(settings)
     try:
         if not await has_shows(router.meta):
-            import redis.asyncio as aioredis
+            from app.realtime.broker_cluster import connect_redis
 
             keys = await deployment_keys(router.meta, settings.redis_prefix, settings.redis_url)
-            redis = aioredis.from_url(settings.redis_url)
+            redis = connect_redis(settings.redis_url)
             try:
                 shows = await seed_demo_shows(
                     ShowCatalog(router, redis, settings.default_hold_seconds, keys)

@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -26,6 +25,7 @@ from app.ops.logs import configure_logging
 from app.ops.metrics import worker_exiting, worker_starting
 from app.ops.observe import ObserveRequests
 from app.paths import project_dir
+from app.realtime.broker_cluster import connect_redis
 from app.realtime.keys import deployment_keys
 from app.realtime.service import Realtime
 from app.seatmap import SeatMaps
@@ -79,7 +79,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     worker_starting()
     router = await ShardRouter.connect(settings)
     keys = await deployment_keys(router.meta, settings.redis_prefix, settings.redis_url)
-    redis = aioredis.from_url(settings.redis_url, health_check_interval=10)
+    redis = connect_redis(settings.redis_url, health_check_interval=10)
     realtime = Realtime(settings, router, redis, keys)
     seat_maps = SeatMaps(router, realtime.position)
 

@@ -1,11 +1,13 @@
-"""Redis broker: offsets, history and the one pub/sub connection of this process.
+"""The Redis broker (one server): offsets, history and the one pub/sub connection of this
+process; `broker_cluster` adapts it to a Redis Cluster.
 
-Everything Redis-specific of the realtime layer lives here (centrifuge's `broker_redis.go`);
-the broker knows nothing about sockets. Publishing goes through `lua/publish.lua`, which
-assigns the show's next offset, appends to a bounded stream and PUBLISHes atomically.
+Everything Redis-specific of the realtime layer lives here and in `broker_cluster`
+(centrifuge's `broker_redis.go`); the broker knows nothing about sockets. Publishing goes
+through `lua/publish.lua`, which assigns the show's next offset, appends to a bounded
+stream and PUBLISHes atomically.
 One supervised reader task owns the pub/sub connection; when it fails it logs at ERROR,
 reconnects with backoff, resubscribes and tells its listener that every show may have
-missed events (`on_reconnect`), so the hub can compare positions and resync.
+missed events (`on_reconnect(None)`), so the hub can compare positions and resync.
 
 Keys and channels are named by the deployment's `RedisKeys` (keys.py). The reader drops,
 and counts, an event that is not its namespace's: on a channel of another namespace, or
@@ -20,8 +22,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -31,54 +32,43 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from app.realtime import metrics
+from app.realtime.broker import (
+    HISTORY_LEN,
+    PRESENCE_STALE_MS,
+    STREAM_TTL,
+    MessageHandler,
+    Position,
+    ReconnectHandler,
+)
 from app.realtime.keys import RedisKeys
 
 log = logging.getLogger("modex.realtime.broker")
 
-HISTORY_LEN = 2000  # events kept per show for resume (XADD MAXLEN ~)
-STREAM_TTL = 7 * 24 * 3600  # an idle show's history and epoch expire after a week
-PRESENCE_STALE_MS = 5000  # an instance that stopped heartbeating for 5 s drops out
 LIVENESS_INTERVAL = 2.0  # the reader proves it is alive by receiving its own pings
 LIVENESS_TIMEOUT = 6.0
 BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 FOREIGN_LOG_EVERY = 60.0  # seconds between warnings about another namespace's events
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A point in a show's event stream: the epoch names the stream's life in Redis."""
-
-    epoch: str
-    n: int
-
-    def __str__(self) -> str:
-        return f"{self.epoch}:{self.n}"
-
-    @classmethod
-    def parse(cls, offset: str) -> Position | None:
-        epoch, sep, n = offset.rpartition(":")
-        # ASCII digits only: str.isdigit() accepts "²", which int() refuses
-        if not sep or not epoch or not n.isascii() or not n.isdigit() or len(n) > 18:
-            return None
-        return cls(epoch, int(n))
-
-
 def _load_script(name: str) -> str:
     return resources.files("app.realtime").joinpath("lua", name).read_text()
 
 
-# on_message(show_id, position, event JSON) for every event of a subscribed show
-MessageHandler = Callable[[int, Position, bytes], None]
-
-
 class RedisBroker:
+    """Offsets, history and presence by Lua scripts; one supervised pub/sub reader. The
+    methods marked "pub/sub flavour" are what a Redis Cluster does differently."""
+
+    PUBLISH_COMMAND = "PUBLISH"  # what publish.lua fans out with
+    SUBSCRIBED = "subscribe"  # the pub/sub message types this flavour reads
+    MESSAGE = "message"
+
     def __init__(
         self,
         redis: aioredis.Redis,
         redis_url: str,
         instance_id: str,
         on_message: MessageHandler,
-        on_reconnect: Callable[[], None],
+        on_reconnect: ReconnectHandler,
         *,
         keys: RedisKeys,
     ) -> None:
@@ -120,6 +110,7 @@ class RedisBroker:
             "1" if invalidate_availability else "0",
             STREAM_TTL,
             names.epoch_tag,
+            self.PUBLISH_COMMAND,
             *events,
         ]
         return keys, args
@@ -242,7 +233,7 @@ class RedisBroker:
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks.setdefault(channel, deque()).append(ack)
         try:
-            await self._pubsub.subscribe(channel)
+            await self._subscribe_channels(channel)
             await asyncio.wait_for(asyncio.shield(ack), within)
         except (RedisError, OSError, TimeoutError) as exc:
             raise ConnectionError(f"subscribe {channel} failed: {exc}") from exc
@@ -252,7 +243,7 @@ class RedisBroker:
         self._channels.discard(channel)
         if self._pubsub is not None and self._connected.is_set():
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
+                await self._unsubscribe_channel(channel)
 
     async def _supervise(self) -> None:
         failures = 0
@@ -273,35 +264,56 @@ class RedisBroker:
                 await self._close_pubsub()
                 await asyncio.sleep(delay)
 
-    async def _connect(self) -> None:
+    # ---- the pub/sub flavour: classic SUBSCRIBE on one connection ----
+
+    def _open_pubsub(self) -> tuple[Any, Any]:
+        """A client of the reader's own and its pubsub."""
         # retries off: a silent reconnect inside redis-py would hide a gap from us
-        self._client = aioredis.Redis.from_url(
+        client = aioredis.Redis.from_url(
             self._redis_url,
             retry=Retry(NoBackoff(), 0),
             socket_keepalive=True,
             socket_connect_timeout=3,
             client_name=self.pubsub_client_name,
         )
-        pubsub = self._client.pubsub(ignore_subscribe_messages=False)
-        self._pubsub = pubsub
+        return client, client.pubsub(ignore_subscribe_messages=False)
+
+    async def _subscribe_channels(self, *channels: str) -> None:
+        await self._pubsub.subscribe(*channels)
+
+    async def _unsubscribe_channel(self, channel: str) -> None:
+        await self._pubsub.unsubscribe(channel)
+
+    async def _next_message(self) -> dict[str, Any] | None:
+        # timeout=None blocks on the socket; a timeout of 0 would spin
+        message: dict[str, Any] | None = await self._pubsub.get_message(timeout=None)
+        return message
+
+    async def _ping_control(self) -> None:
+        await self._redis.publish(self._control, b"ping")
+
+    # ---- the reader ----
+
+    async def _connect(self) -> None:
+        self._client, self._pubsub = self._open_pubsub()
         # the control channel keeps the connection subscribed even with no shows watched
         unacknowledged = {self._control, *self._channels}
-        await pubsub.subscribe(*unacknowledged)
+        await self._subscribe_channels(*unacknowledged)
         # the hub compares positions next: only once every channel is subscribed does a
         # position read mean "everything after this will be delivered"
         async with asyncio.timeout(10):
             while unacknowledged:
-                message = await pubsub.get_message(timeout=None)
+                message = await self._next_message()
                 if message is not None:
                     self._handle(message)
-                    if message["type"] == "subscribe":
+                    if message["type"] == self.SUBSCRIBED:
                         unacknowledged.discard(_text(message["channel"]))
         self._last_heard = time.monotonic()
         self._connected.set()
         metrics.redis_listener_up.set(1)
         log.info("redis pub/sub connected, %d show channels", len(self._channels))
         # whatever was published while we were away was missed: let the hub compare
-        self._on_reconnect()
+        self._on_reconnect(None)
 
     def _mark_down(self) -> None:
         self._connected.clear()
@@ -323,10 +335,8 @@ class RedisBroker:
                 await client.aclose()
 
     async def _read(self) -> None:
-        pubsub = self._pubsub
         while True:
-            # timeout=None blocks on the socket; a timeout of 0 would spin
-            message = await pubsub.get_message(timeout=None)
+            message = await self._next_message()
             if message is not None:
                 self._handle(message)
 
@@ -334,10 +344,10 @@ class RedisBroker:
         self._last_heard = time.monotonic()
         kind = message["type"]
         channel = _text(message["channel"])
-        if kind == "message":
+        if kind == self.MESSAGE:
             if channel != self._control:
                 self._dispatch(channel, message["data"])
-        elif kind == "subscribe":
+        elif kind == self.SUBSCRIBED:
             acks = self._acks.get(channel)
             if acks:
                 ack = acks.popleft()
@@ -345,6 +355,13 @@ class RedisBroker:
                     ack.set_result(None)
                 if not acks:
                     del self._acks[channel]
+            elif self._connected.is_set():
+                # subscribed again without our asking: the client moved the channel (a
+                # Redis Cluster failover); what was published in between may be lost
+                show_id = self.keys.show_of_channel(channel)
+                if show_id is not None and channel in self._channels:
+                    log.warning("show %s: channel subscribed again, comparing positions", show_id)
+                    self._on_reconnect([show_id])
 
     def _dispatch(self, channel: str, data: bytes | str) -> None:
         show_id = self.keys.show_of_channel(channel)
@@ -390,7 +407,7 @@ class RedisBroker:
             if not self._connected.is_set():
                 continue
             try:
-                await self._redis.publish(self._control, b"ping")
+                await self._ping_control()
             except (RedisError, OSError) as exc:
                 log.warning("liveness publish failed: %r", exc)
             if time.monotonic() - self._last_heard > LIVENESS_TIMEOUT and self._reader:

@@ -30,14 +30,14 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
 
 from app.realtime import metrics
-from app.realtime.broker import Position, RedisBroker
+from app.realtime.broker import Broker, Position
 from app.realtime.frames import (
     Event,
     Outgoing,
@@ -227,7 +227,7 @@ def snapshot_frame(
 
 
 class Hub:
-    def __init__(self, broker: RedisBroker, read_snapshot: SnapshotReader) -> None:
+    def __init__(self, broker: Broker, read_snapshot: SnapshotReader) -> None:
         self._broker = broker
         self._read_snapshot = read_snapshot
         self._shows: dict[int, ShowChannel] = {}
@@ -623,11 +623,13 @@ class Hub:
 
     # ---- catching what was lost ----
 
-    def on_reconnect(self) -> None:
-        """The pub/sub connection was (re)established: anything published meanwhile may be
-        lost, so compare every show's position with what its watchers have."""
+    def on_reconnect(self, show_ids: Collection[int] | None = None) -> None:
+        """The broker (re)subscribed these shows' channels (None: every channel, e.g. a new
+        pub/sub connection): anything published meanwhile may be lost, so compare each
+        show's position with what its watchers have."""
         for channel in list(self._shows.values()):
-            self._spawn(self._compare_position(channel))
+            if show_ids is None or channel.show_id in show_ids:
+                self._spawn(self._compare_position(channel))
 
     async def _compare_position(self, channel: ShowChannel) -> None:
         try:

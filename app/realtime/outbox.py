@@ -18,7 +18,7 @@ from collections import defaultdict
 import orjson
 
 from app.realtime import metrics
-from app.realtime.broker import RedisBroker
+from app.realtime.broker import Broker
 from app.shards import Shard, ShardRouter
 
 log = logging.getLogger("modex.realtime.outbox")
@@ -57,7 +57,7 @@ def seats_event(show_id: int, changes_json: str, ts: float) -> bytes:
 
 
 class Outbox:
-    def __init__(self, router: ShardRouter, broker: RedisBroker) -> None:
+    def __init__(self, router: ShardRouter, broker: Broker) -> None:
         self._router = router
         self._broker = broker
         self._to_publish: list[tuple[int, int, int, bytes]] = []

@@ -22,7 +22,9 @@ from app.config import Settings
 from app.errors import ModexError, ShowNotFound
 from app.events import Committed
 from app.realtime import metrics
-from app.realtime.broker import RedisBroker
+from app.realtime.broker import Broker
+from app.realtime.broker_cluster import RedisClusterBroker, is_cluster_url
+from app.realtime.broker_redis import RedisBroker
 from app.realtime.hub import Hub, SeatStates
 from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
@@ -62,20 +64,25 @@ class Realtime:
         self._settings = settings
         self._router = router
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.broker = RedisBroker(
+        # REDIS_URL decides: a Redis Cluster (redis+cluster://) or one Redis
+        kind = RedisClusterBroker if is_cluster_url(settings.redis_url) else RedisBroker
+        self.broker: Broker = kind(
             redis,
             settings.redis_url,
             self.instance_id,
             on_message=lambda show_id, position, payload: self.hub.on_message(
                 show_id, position, payload
             ),
-            on_reconnect=lambda: self.hub.on_reconnect(),
+            on_reconnect=lambda show_ids: self.hub.on_reconnect(show_ids),
             keys=keys,
         )
         self.hub = Hub(self.broker, self._read_snapshot)
         self.outbox = Outbox(router, self.broker)
         self.limits = Limits()
         self._connections: set[Connection] = set()
+        # sockets opened with a token, by user: per-customer frames (waiting room, queued
+        # bookings) go to these
+        self.customers: dict[str, set[Connection]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
         self._all_closed = asyncio.Event()
@@ -168,15 +175,19 @@ class Realtime:
             return
         token = websocket.query_params.get("token")
         await websocket.accept()
-        if token is not None and verify_token(token, self._settings.jwt_secret) is None:
+        claims = verify_token(token, self._settings.jwt_secret) if token is not None else None
+        if token is not None and claims is None:
             await websocket.close(CLOSE_UNAUTHORIZED, "invalid token")
             return
+        user = str(claims["sub"]) if claims is not None else None
         if self._stopping:
             await websocket.close(CLOSE_RESTART, "server restarting")
             return
         direct = direct_socket(receive)
         conn = Connection(websocket, send, self.hub, self._validate_show, self.limits, direct)
         self._connections.add(conn)
+        if user is not None:
+            self.customers.setdefault(user, set()).add(conn)
         metrics.ws_connections.inc()
         if direct is not None:
             metrics.ws_direct_connections.inc()
@@ -184,6 +195,10 @@ class Realtime:
             await conn.run()
         finally:
             self._connections.discard(conn)
+            if user is not None:
+                self.customers[user].discard(conn)
+                if not self.customers[user]:
+                    del self.customers[user]
             metrics.ws_connections.dec()
             if direct is not None:
                 metrics.ws_direct_connections.dec()

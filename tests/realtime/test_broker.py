@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from app.realtime.broker import PRESENCE_STALE_MS, Position, RedisBroker
+from app.realtime.broker import PRESENCE_STALE_MS, Position
+from app.realtime.broker_redis import RedisBroker
 from app.realtime.keys import RedisKeys, database_number
 from tests.realtime.watch import eventually
 from tests.support import Services, with_database
@@ -39,7 +40,7 @@ async def running_broker(
         redis_url,
         f"test-{secrets.token_hex(3)}",
         on_message=lambda show, position, event: received.append((show, position, event)),
-        on_reconnect=lambda: reconnects.append(1),
+        on_reconnect=lambda shows: reconnects.append(1),
         keys=keys,
     )
     await found.start()

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.realtime.broker import RedisBroker
+from app.realtime.broker_redis import RedisBroker
 from tests.realtime.apply import ShowState, apply
 from tests.realtime.watch import Watcher, converge, hold, seat_order
 from tests.support import (
@@ -83,7 +83,7 @@ async def publisher_of(cluster: Cluster, redis: aioredis.Redis) -> RedisBroker:
     """A broker that only publishes, into the cluster's shows, through the real script."""
     keys = await cluster.redis_keys()
     return RedisBroker(
-        redis, cluster.services.redis_url, "test", lambda *_: None, lambda: None, keys=keys
+        redis, cluster.services.redis_url, "test", lambda *_: None, lambda _: None, keys=keys
     )
 
 

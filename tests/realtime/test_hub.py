@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from app.realtime.broker import Position, RedisBroker
+from app.realtime.broker import Position
+from app.realtime.broker_redis import RedisBroker
 from app.realtime.frames import Event, Outgoing, SeatChange, rle_decode, rle_encode
 from app.realtime.hub import FANOUT_CHUNK, Hub, RawEvent, State, build_frames, snapshot_frame
 from app.realtime.keys import RedisKeys
@@ -177,7 +178,7 @@ async def running_hub(
         services.redis_url,
         name,
         lambda *a: hub.on_message(*a),
-        lambda: hub.on_reconnect(),
+        lambda shows: hub.on_reconnect(shows),
         keys=keys,
     )
     hub = Hub(broker, read_snapshot)

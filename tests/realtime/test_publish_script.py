@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from app.realtime.broker import RedisBroker
+from app.realtime.broker_redis import RedisBroker
 from app.realtime.keys import RedisKeys
 from tests.support import PrivateRedis
 
@@ -22,7 +22,7 @@ async def test_publish_many_loads_its_script_into_a_fresh_redis(tmp_path: Path) 
             server.url,
             f"test-{secrets.token_hex(3)}",
             on_message=lambda show, position, event: None,
-            on_reconnect=lambda: None,
+            on_reconnect=lambda shows: None,
             keys=RedisKeys("mxt-script"),
         )
         show_id = 7 * 10**15 + secrets.randbelow(10**12)

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 import app.main
 from app.realtime import protocol, service
-from app.realtime.broker import RedisBroker
+from app.realtime.broker_redis import RedisBroker
 from app.realtime.hub import Hub
 from app.realtime.protocol import Connection, FrameBudget
 from tests.realtime.watch import Watcher, eventually, seat_order

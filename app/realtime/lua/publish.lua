@@ -13,7 +13,9 @@
 -- ARGV[5]  seconds the meta hash and stream live after the last publish
 -- ARGV[6]  this namespace's epoch tag: readers drop events whose epoch lacks it, so an
 --          epoch without it (left by a release before namespaces) is started anew
--- ARGV[7..] the events' JSON (without offset)
+-- ARGV[7]  "PUBLISH" (one Redis) or "SPUBLISH" (a Redis Cluster: sharded pub/sub, the
+--          channel carries the keys' hash tag, so it lives on this node)
+-- ARGV[8..] the events' JSON (without offset)
 --
 -- Publishes "<epoch>:<n> <event JSON>" for each event and returns {last n, epoch}.
 
@@ -24,7 +26,11 @@ local channel = ARGV[1]
 local history_len = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[5])
 local tag = ARGV[6]
-local first_event = 7
+local publish = ARGV[7]
+if publish ~= "PUBLISH" and publish ~= "SPUBLISH" then
+  return redis.error_reply("publish.lua: ARGV[7] must be PUBLISH or SPUBLISH")
+end
+local first_event = 8
 local count = #ARGV - first_event + 1
 
 local epoch = redis.call("HGET", meta_key, "e")
@@ -40,7 +46,7 @@ local n = last - count
 for i = first_event, #ARGV do
   n = n + 1
   redis.call("XADD", stream_key, "MAXLEN", "~", history_len, n .. "-0", "d", ARGV[i])
-  redis.call("PUBLISH", channel, epoch .. ":" .. n .. " " .. ARGV[i])
+  redis.call(publish, channel, epoch .. ":" .. n .. " " .. ARGV[i])
 end
 redis.call("EXPIRE", meta_key, ttl)
 redis.call("EXPIRE", stream_key, ttl)

@@ -1,0 +1,123 @@
+"""The Redis Cluster broker: `REDIS_URL=redis+cluster://host:port[,host:port...]` (or
+`rediss+cluster://` for TLS; every host is a seed, the client learns the rest).
+
+A show's keys and its channel share the hash tag `{show:ID}` (keys.py), so they live on one
+node: publish.lua runs there and fans out with SPUBLISH (sharded pub/sub: the message goes
+to that node's subscribers only; a classic PUBLISH is broadcast to every node of the
+cluster and does not scale). The reader SSUBSCRIBEs through redis-py's cluster pubsub,
+which keeps one connection per node that owns a watched channel.
+
+When a master dies, its replica takes its slots (2-3 s with cluster-node-timeout 1000);
+redis-py notices the failed connection, refreshes the slot map and subscribes the moved
+channels on the new master by itself (measured, HA-NOTES). Its confirmation reaches the
+reader as an `ssubscribe` we did not ask for: RedisBroker._handle then tells the hub that
+this show may have missed events (on_reconnect([show])), and only that show's watchers
+compare positions. Events published in the gap failed to publish (the outbox keeps their
+rows and the relay publishes them) or are in the new master's history. The script cache
+is not replicated: a new master answers NOSCRIPT and the script is loaded again
+(redis-py's Script, and publish_many by hand).
+
+The control channel (liveness pings) is hashed by its whole name to some node; it proves
+the reader loop runs, not that every node's connection is up (redis-py polls them in turn
+and cools off a failed one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.typing import KeysT, KeyT
+
+from app.realtime.broker_redis import RedisBroker
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# The reader waits this long per pass over the nodes: redis-py's cluster pubsub polls each
+# node's connection in turn, so a message on one node may wait up to about this long
+# while the reader waits on another.
+POLL_SECONDS = 0.05
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+class ModexRedisCluster(RedisCluster):
+    """RedisCluster for the core's few direct commands: MGET of cached counts of shows on
+    several nodes is split per slot (a cache read needs no atomicity; a plain MGET across
+    slots is refused)."""
+
+    async def mget(self, keys: KeysT, *args: KeyT) -> Any:  # type: ignore[override]
+        return await self.mget_nonatomic(keys, *args)
+
+
+def cluster_client(url: str, **kwargs: Any) -> ModexRedisCluster:
+    """A cluster client from `redis+cluster://[user:password@]h1:p1[,h2:p2...][/0][?...]`."""
+    parts = urlsplit(url)
+    scheme = CLUSTER_SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        raise ValueError(f"not a Redis Cluster URL: {parts.scheme}://...")
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    seeds = [_host_port(item) for item in hosts.split(",") if item.strip()]
+    if not seeds:
+        raise ValueError("a Redis Cluster URL names at least one host:port")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    host, port = seeds[0]
+    first = f"{scheme}://{userinfo}{at}{host}:{port}/0" + (f"?{parts.query}" if parts.query else "")
+    client = ModexRedisCluster.from_url(
+        first, startup_nodes=[ClusterNode(h, p) for h, p in seeds[1:]], **kwargs
+    )
+    return cast(ModexRedisCluster, client)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, sep, port = item.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"Redis Cluster node {item!r}: write host:port")
+    return host.strip("[]"), int(port)
+
+
+def connect_redis(url: str, **kwargs: Any) -> aioredis.Redis:
+    """The core's Redis client for REDIS_URL: one server, or a Redis Cluster. Typed as
+    Redis: the commands the core sends (GET/MGET/SET in pipelines, PING, scripts on one
+    show's keys) behave alike on both."""
+    if is_cluster_url(url):
+        return cast(aioredis.Redis, cluster_client(url, **kwargs))
+    return aioredis.Redis.from_url(url, **kwargs)
+
+
+class RedisClusterBroker(RedisBroker):
+    """RedisBroker with sharded pub/sub (see the module docstring)."""
+
+    PUBLISH_COMMAND = "SPUBLISH"
+    SUBSCRIBED = "ssubscribe"
+    MESSAGE = "smessage"
+
+    def _open_pubsub(self) -> tuple[Any, Any]:
+        # redis-py's own retries stay on here: its cluster pubsub moves channels to a new
+        # master by itself, and tells us by the `ssubscribe` it reads back
+        client = cluster_client(
+            self._redis_url,
+            socket_keepalive=True,
+            socket_connect_timeout=3,
+            client_name=self.pubsub_client_name,
+        )
+        return client, client.pubsub(ignore_subscribe_messages=False)
+
+    async def _subscribe_channels(self, *channels: str) -> None:
+        await self._pubsub.ssubscribe(*channels)
+
+    async def _unsubscribe_channel(self, channel: str) -> None:
+        await self._pubsub.sunsubscribe(channel)
+
+    async def _next_message(self) -> dict[str, Any] | None:
+        message: dict[str, Any] | None = await self._pubsub.get_sharded_message(
+            timeout=POLL_SECONDS
+        )
+        return message
+
+    async def _ping_control(self) -> None:
+        await self._redis.spublish(self._control, b"ping")
