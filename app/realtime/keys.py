@@ -57,6 +57,8 @@ def prefix_of_deployment(deployment_id: str) -> str:
 
 
 def database_number(redis_url: str) -> int:
+    if redis_url.partition("://")[0].lower().endswith("+cluster"):
+        return 0  # a Redis Cluster has database 0 only (broker_cluster.cluster_client)
     # redis-py's own reading of the URL (path, or ?db=); the pool connects only when used
     return int(ConnectionPool.from_url(redis_url).connection_kwargs.get("db", 0))
 
