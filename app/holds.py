@@ -64,11 +64,24 @@ CANCEL_BOOKING = "SELECT * FROM cancel_booking($1, $2, $3, $4)"
 EXPIRE_HOLDS = "SELECT * FROM expire_holds($1)"
 SWEEP_BATCH = 200
 
-BOOKING_COLUMNS = "id, show_id, user_id, seats, status, created_at, hold_id"
+BOOKING_COLUMNS = "id, show_id, user_id, seats, status, created_at, hold_id, reference"
 BOOKING_BY_ID = f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE show_id = $1 AND id = $2"
 BOOKINGS_OF_USER = f"""
 SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $1 ORDER BY created_at DESC LIMIT 200
 """
+# The box office's search: each query is led by a filter an index serves (the reference,
+# the show's primary key, the user's bookings), the other filters ($2..) narrow it.
+SEARCH_LIMIT = 200
+_NARROW = """
+  AND ($2::text IS NULL OR user_id = $2) AND ($3::bigint IS NULL OR show_id = $3)
+  AND ($4::text IS NULL OR $4 = ANY(seats))
+ORDER BY created_at DESC LIMIT 200
+"""
+BOOKINGS_BY_REFERENCE = f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE reference = $1 {_NARROW}"
+BOOKINGS_OF_SHOW = f"""
+SELECT {BOOKING_COLUMNS} FROM bookings WHERE show_id = $3 AND $1::text IS NULL {_NARROW}"""
+BOOKINGS_OF_USER_FILTERED = f"""
+SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $2 AND $1::text IS NULL {_NARROW}"""
 
 
 def _refusal(outcome: str, show_id: int, detail: list[str] | None, what: str) -> ModexError:
@@ -115,6 +128,7 @@ def _booking(row: Any) -> wire.Booking:
         status=row["status"],
         created_at=row["created_at"],
         hold_id=row["hold_id"],
+        reference=row["reference"],
     )
 
 
@@ -318,6 +332,35 @@ class BoxOffice:
         bookings = [_booking(row) for rows in per_shard for row in rows]
         bookings.sort(key=lambda b: b.created_at, reverse=True)
         return bookings
+
+    async def search(self, query: wire.BookingSearch) -> list[wire.Booking]:
+        """The box office's search, on the show's shard when the show is given, else on
+        every shard in parallel; newest first."""
+        if query.reference is not None:
+            sql = BOOKINGS_BY_REFERENCE
+        elif query.show_id is not None:
+            sql = BOOKINGS_OF_SHOW
+        else:
+            sql = BOOKINGS_OF_USER_FILTERED
+        args = (query.reference, query.user, query.show_id, query.seat)
+        if query.show_id is not None:
+            try:
+                _, one = await self.router.for_show(query.show_id)
+            except ShowNotFound:
+                return []
+            shards = [one]
+        else:
+            shards = list(self.router.shards)
+
+        async def on(shard: Shard) -> list[asyncpg.Record]:
+            async with shard.connection("search_bookings") as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+                return rows
+
+        per_shard = await asyncio.gather(*(on(shard) for shard in shards))
+        bookings = [_booking(row) for rows in per_shard for row in rows]
+        bookings.sort(key=lambda b: b.created_at, reverse=True)
+        return bookings[:SEARCH_LIMIT]
 
     async def release_expired_holds(self, shard: Shard) -> int:
         """The sweeper's step on one shard: how many lapsed holds it released."""

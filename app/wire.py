@@ -105,6 +105,35 @@ class UpdateShow(Struct, forbid_unknown_fields=True):
             raise ValueError(f"nothing to change: give {', '.join(self.__struct_fields__)}")
 
 
+# A booking reference: 8 characters without look-alikes (no 0/O, 1/I), made by the
+# shard's booking_reference() (sql/shard/006_booking_reference.sql)
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+BookingReference = Annotated[
+    str, Meta(pattern=f"^[{REFERENCE_ALPHABET}]{{8}}$", description="8 characters, as printed")
+]
+UserId = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+
+
+class BookingSearch(Struct, forbid_unknown_fields=True):
+    """GET /admin/bookings' query: at least one filter; a seat needs its show."""
+
+    reference: BookingReference | None = None
+    user: UserId | None = None
+    show_id: ShowId | None = None
+    seat: SeatLabel | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference is None and self.user is None and self.show_id is None:
+            raise ValueError("give a reference, a user or a show_id (a seat needs its show_id)")
+        if self.seat is not None and self.show_id is None:
+            raise ValueError("a seat is found within a show: give show_id with seat")
+
+
+def normalise_reference(text: str) -> str:
+    """A reference as a person types it: any case, spaces or dashes between groups."""
+    return "".join(c for c in text.upper() if c not in " -")
+
+
 class BroadcastRequest(Struct, forbid_unknown_fields=True):
     message: Annotated[str, Meta(min_length=1, max_length=1000)]
 
@@ -172,6 +201,8 @@ class Booking(Struct):
     status: str
     created_at: datetime
     hold_id: str | None = None
+    # 8 characters a person reads out and types (BOOKING_REFERENCE), unique in the show
+    reference: str | None = None
 
 
 class BookingList(Struct):

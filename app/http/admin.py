@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app import wire
 from app.auth import Principal, Role, principal_from_header, require_role
+from app.errors import InvalidBody
 from app.http.io import JSONResponse, decode_body, path_show_id
 from app.realtime.service import LiveUpdatesUnavailable
 from app.services import services
@@ -54,3 +56,17 @@ async def broadcast(request: Request) -> Response:
     frame = {"type": "announcement", "show_id": show_id, "message": body.message}
     await svc.realtime.publish_show(show_id, frame)
     return JSONResponse(wire.Status("accepted"), status_code=202)
+
+
+async def search_bookings(request: Request) -> Response:
+    """The box office finds a booking by reference, customer, show or seat."""
+    admin(request)
+    params = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
+    if "reference" in params:
+        params["reference"] = wire.normalise_reference(params["reference"])
+    try:
+        query = msgspec.convert(params, wire.BookingSearch, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidBody(str(exc)) from None
+    bookings = await services(request).box_office.search(query)
+    return JSONResponse(wire.BookingList(bookings))

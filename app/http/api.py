@@ -30,6 +30,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     auth: str | None = None  # the role(s) the bearer token must carry
     headers: tuple[str, ...] = ()
+    query: type | None = None  # a Struct whose fields are the query parameters
 
 
 WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 503)
@@ -158,6 +159,17 @@ API: list[Endpoint] = [
         auth="customer or admin",
     ),
     Endpoint(
+        "GET",
+        "/admin/bookings",
+        admin.search_bookings,
+        "The box office's search: bookings by reference, user, show_id or seat (with "
+        "show_id), newest first, at most 200; 422 with no filter",
+        response=wire.BookingList,
+        errors=(401, 403, 422),
+        auth="admin",
+        query=wire.BookingSearch,
+    ),
+    Endpoint(
         "POST",
         "/admin/shows",
         admin.create_show,
@@ -254,6 +266,13 @@ def openapi_document() -> dict[str, Any]:
             {"name": h, "in": "header", "required": False, "schema": HEADER_SCHEMAS[h]}
             for h in e.headers
         ]
+        if e.query is not None:
+            _, query_components = msgspec.json.schema_components([e.query])
+            fields = query_components[e.query.__name__]["properties"]
+            params += [
+                {"name": name, "in": "query", "required": False, "schema": not_null(schema)}
+                for name, schema in fields.items()
+            ]
         if params:
             op["parameters"] = params
         if e.auth:
@@ -296,6 +315,12 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+def not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: absent, not null, is how a query leaves one out."""
+    kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
+    return kinds[0] if len(kinds) == 1 else schema
 
 
 async def openapi_json(request: Request) -> Response:
