@@ -20,6 +20,7 @@ serve: $(STAMP)
 tools: $(STAMP)
 	bash .ci/deploy-tools.sh $(VENV)
 	bash .ci/cluster-tools.sh $(VENV)/patroni
+	bash .ci/redis-tools.sh
 	bash .ci/browser-tools.sh
 
 check: $(STAMP)

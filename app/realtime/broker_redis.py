@@ -29,6 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from app.realtime import metrics
@@ -130,19 +131,27 @@ class RedisBroker:
         by_show: dict[int, list[bytes]] = {}
         for show_id, event in events:
             by_show.setdefault(show_id, []).append(event)
+        calls = [self._publish_call(show_id, evs, True) for show_id, evs in by_show.items()]
+        await self._run_script_batch(self._publish, calls)
+
+    async def _run_script_batch(
+        self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """EVALSHA of one script per (keys, args), in one pipeline. A Redis that does not
+        know the script (new, flushed, or a Redis Cluster master promoted by a failover:
+        the script cache is not replicated) answers NOSCRIPT: load it, send again."""
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for show_id, show_events in by_show.items():
-                    keys, args = self._publish_call(show_id, show_events, True)
-                    pipe.evalsha(self._publish.sha, len(keys), *keys, *args)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
                 try:
-                    await pipe.execute()
-                    return
+                    results: list[Any] = await pipe.execute()
+                    return results
                 except NoScriptError:
-                    # a new or flushed Redis: load the script, send the batch again
                     if attempt == 2:
                         raise
-                    await self._redis.script_load(self._publish.script)
+                    await self._redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def position(self, show_id: int) -> Position:
         n, epoch = await self._position(
@@ -184,14 +193,11 @@ class RedisBroker:
         shows = list(counts)
         if not shows:
             return {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for show_id, count in shows:
-                await self._presence(
-                    keys=[self.keys.presence(show_id)],
-                    args=[self.instance_id, count, now_ms, PRESENCE_STALE_MS],
-                    client=pipe,
-                )
-            totals = await pipe.execute()
+        calls: list[tuple[list[str], list[Any]]] = [
+            ([self.keys.presence(show_id)], [self.instance_id, count, now_ms, PRESENCE_STALE_MS])
+            for show_id, count in shows
+        ]
+        totals = await self._run_script_batch(self._presence, calls)
         return {show_id: int(total) for (show_id, _), total in zip(shows, totals, strict=True)}
 
     # ---- the one pub/sub connection ----
