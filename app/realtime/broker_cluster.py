@@ -24,6 +24,8 @@ and cools off a failed one).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -38,6 +40,11 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # node's connection in turn, so a message on one node may wait up to about this long
 # while the reader waits on another.
 POLL_SECONDS = 0.05
+# A batch's part for one node gives up after this long. While a dead master's replica takes
+# over (2-3 s), redis-py retries its commands until the slot map says where they go now;
+# the outbox must not wait that long with every other show's events behind it: those rows
+# stay and the relay publishes them once the new master answers.
+PUBLISH_TIMEOUT = 1.0
 
 
 def is_cluster_url(url: str) -> bool:
@@ -118,6 +125,41 @@ class RedisClusterBroker(RedisBroker):
             timeout=POLL_SECONDS
         )
         return message
+
+    async def publish_many(self, events: list[tuple[int, bytes]]) -> None:
+        """As RedisBroker's, one pipeline per node, side by side, so that a node in the
+        middle of a failover holds up only its own shows (see PUBLISH_TIMEOUT). Raises when
+        any part failed: the outbox keeps the batch's rows and the relay publishes them
+        (a part that did get through is then published twice: versions decide)."""
+        by_node: dict[str, list[tuple[list[str], list[Any]]]] = {}
+        for call in self._publish_calls(events):
+            by_node.setdefault(self._node_of(call[0][0]), []).append(call)
+        parts = [
+            asyncio.ensure_future(self._run_script_batch(self._publish, calls))
+            for calls in by_node.values()
+        ]
+        if not parts:
+            return
+        done, pending = await asyncio.wait(parts, timeout=PUBLISH_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for task in done:
+            task.result()  # the first failure, raised
+        if pending:
+            raise TimeoutError(f"{len(pending)} Redis Cluster node(s) did not answer in time")
+
+    def _node_of(self, key: str) -> str:
+        """The name of the node serving `key`, as the client knows it ("" before it knows
+        the slot map: one part, redis-py routes it)."""
+        cluster = cast(RedisCluster, self._redis)
+        try:
+            node = cluster.get_node_from_key(key)
+        except Exception:
+            return ""
+        return node.name if node is not None else ""
 
     async def _ping_control(self) -> None:
         await self._redis.spublish(self._control, b"ping")

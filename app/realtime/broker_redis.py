@@ -128,11 +128,14 @@ class RedisBroker:
         show with all of that show's events, in the order given; each still gets its own
         offset. EVALSHA by hand: with the Script object in a pipeline, redis-py asks
         SCRIPT EXISTS before every batch, a second round trip on the path of every hold."""
+        await self._run_script_batch(self._publish, self._publish_calls(events))
+
+    def _publish_calls(self, events: list[tuple[int, bytes]]) -> list[tuple[list[str], list[Any]]]:
+        """publish.lua's calls for events of several shows: one per show, in order."""
         by_show: dict[int, list[bytes]] = {}
         for show_id, event in events:
             by_show.setdefault(show_id, []).append(event)
-        calls = [self._publish_call(show_id, evs, True) for show_id, evs in by_show.items()]
-        await self._run_script_batch(self._publish, calls)
+        return [self._publish_call(show_id, evs, True) for show_id, evs in by_show.items()]
 
     async def _run_script_batch(
         self, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
