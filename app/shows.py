@@ -367,17 +367,28 @@ def show_frame(show: wire.Show) -> dict[str, Any]:
     }
 
 
+# Long enough for a person to check out (the API's default, the seed's 30 s, suits load
+# tests, not someone typing card details)
+DEMO_HOLD_SECONDS = 5 * 60
+
+
 async def seed_demo_shows(catalog: ShowCatalog) -> list[wire.Show]:
     """Demo data on first start: a small theatre, a concert hall and a 6,000-seat arena."""
     soon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=7)
     demos = [
         wire.CreateShow(
-            title="Hamlet", venue="The Little Theatre", starts_at=soon, rows=10, seats_per_row=20
+            title="Hamlet",
+            venue="The Little Theatre",
+            starts_at=soon,
+            rows=10,
+            seats_per_row=20,
+            hold_seconds=DEMO_HOLD_SECONDS,
         ),
         wire.CreateShow(
             title="Beethoven's Ninth",
             venue="Modex Concert Hall",
             starts_at=soon + timedelta(days=1),
+            hold_seconds=DEMO_HOLD_SECONDS,
             sections=[
                 wire.SectionBody("Stalls", 12, 30, "Stalls", 6500),
                 wire.SectionBody("Circle", 8, 34, "Circle", 4500),
@@ -388,6 +399,7 @@ async def seed_demo_shows(catalog: ShowCatalog) -> list[wire.Show]:
             title="Championship Final",
             venue="Modex Arena",
             starts_at=soon + timedelta(days=14),
+            hold_seconds=DEMO_HOLD_SECONDS,
             sections=[
                 wire.SectionBody("Lower Bowl", 30, 100, "Lower", 12000),
                 wire.SectionBody("Upper Bowl", 30, 100, "Upper", 7000),

@@ -296,7 +296,9 @@ BEGIN
         RETURN;
     END IF;
     PERFORM 1 FROM lock_seats(p_show, h.seats);
-    hold_until := now() + make_interval(secs => v_seconds);
+    -- the show's hold length on top of what is left (extending at 0:27 of 0:30 gives
+    -- 0:57, not 0:30 again); the number of extensions caps the total
+    hold_until := greatest(h.expires_at, now()) + make_interval(secs => v_seconds);
     UPDATE holds SET expires_at = hold_until, extensions = h.extensions + 1
     WHERE show_id = p_show AND id = p_hold;
     UPDATE seats SET held_until = hold_until
