@@ -131,9 +131,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def page(name: str) -> Route:
-    path = {"index": "/", "map": "/map/{show_id}", "kiosk": "/kiosk/{show_id}", "admin": "/admin"}[
-        name
-    ]
+    path = {
+        "index": "/",
+        "map": "/map/{show_id}",
+        "kiosk": "/kiosk/{show_id}",
+        "admin": "/admin",
+        "me": "/me",
+    }[name]
     file = project_dir("static") / f"{name}.html"
 
     async def serve(request: Request) -> Response:
@@ -150,6 +154,7 @@ def create_app() -> Starlette:
         page("map"),
         page("kiosk"),
         page("admin"),
+        page("me"),
         Mount("/static", StaticFiles(directory=project_dir("static")), name="static"),
     ]
     app = Starlette(

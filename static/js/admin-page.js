@@ -156,6 +156,7 @@ async function loadShows() {
     const data = await api("GET", "/shows");
     shows = data.shows || [];
     renderShows();
+    fillShowChoice();
   } catch (err) {
     message(`Could not load shows: ${errorText(err)}`, "error");
   }
@@ -234,6 +235,91 @@ $("broadcast-form").addEventListener("submit", async (e) => {
   } finally {
     $("broadcast").disabled = false;
   }
+});
+
+// ---- box office: find a booking by reference, customer, show or seat; cancel it ----
+
+function showTitle(id) {
+  const s = shows.find((x) => x.id === id);
+  return s ? s.title : `Show ${id}`;
+}
+
+function fillShowChoice() {
+  const choice = $("f-show");
+  const was = choice.value;
+  choice.replaceChildren(el("option", { value: "" }, "Any show"), ...shows.map((s) => el("option", { value: String(s.id) }, `${s.title} (#${s.id})`)));
+  choice.value = was;
+}
+
+async function findBookings() {
+  const params = new URLSearchParams();
+  for (const [name, input] of [["reference", "f-ref"], ["user", "f-user"], ["show_id", "f-show"], ["seat", "f-seat"]]) {
+    const v = $(input).value.trim();
+    if (v) params.set(name, name === "seat" ? v.toUpperCase() : v);
+  }
+  if (!params.has("reference") && !params.has("user") && !params.has("show_id")) {
+    $("find-state").textContent = params.has("seat") ? "Choose the show the seat is in." : "Type a reference, a customer id or choose a show.";
+    return;
+  }
+  $("find").disabled = true;
+  try {
+    const { bookings } = await adminCall("GET", `/admin/bookings?${params}`);
+    renderFound(bookings);
+  } catch (err) {
+    $("find-state").textContent = err instanceof ApiError && err.status === 422 ? "That is not a booking reference (8 letters and digits) or a seat label." : errorText(err);
+  } finally {
+    $("find").disabled = false;
+  }
+}
+
+function renderFound(bookings) {
+  $("find-state").textContent = bookings.length ? `${bookings.length} booking${bookings.length === 1 ? "" : "s"} found.` : "No booking matches.";
+  $("found-table").hidden = !bookings.length;
+  $("found-rows").replaceChildren(
+    ...bookings.map((b) => {
+      const actions = el("td", {});
+      const row = el(
+        "tr",
+        { "data-booking": b.id, "data-reference": b.reference },
+        el("td", {}, el("strong", { class: "ref-cell" }, b.reference)),
+        el("td", {}, showTitle(b.show_id)),
+        el("td", {}, b.seats.join(", ")),
+        el("td", {}, el("button", { type: "button", class: "link-button", onclick: () => (($("f-user").value = b.user_id), ($("f-ref").value = ""), ($("f-show").value = ""), ($("f-seat").value = ""), findBookings()) }, b.user_id)),
+        el("td", { "data-status": b.status }, b.status === "CONFIRMED" ? "Booked" : b.status === "CANCELLED" ? "Cancelled" : b.status),
+        actions,
+      );
+      if (b.status === "CONFIRMED") {
+        const ask = el("button", { type: "button", class: "btn btn-small btn-ghost", "aria-label": `Cancel booking ${b.reference}` }, "Cancel");
+        ask.addEventListener("click", () => {
+          const yes = el("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Yes, cancel booking ${b.reference}` }, "Yes, cancel");
+          const no = el("button", { type: "button", class: "btn btn-small btn-ghost" }, "Keep");
+          no.addEventListener("click", () => (actions.replaceChildren(ask), ask.focus()));
+          yes.addEventListener("click", () => cancelBooking(b, yes));
+          actions.replaceChildren(yes, no);
+          yes.focus();
+        });
+        actions.append(ask);
+      }
+      return row;
+    }),
+  );
+}
+
+async function cancelBooking(b, button) {
+  button.disabled = true;
+  try {
+    await adminCall("DELETE", `/bookings/${encodeURIComponent(b.id)}`);
+    message(`Booking ${b.reference} cancelled: ${b.seats.join(", ")} back on sale.`);
+    await findBookings();
+  } catch (err) {
+    button.disabled = false;
+    message(`Could not cancel ${b.reference}: ${errorText(err)}`, "error");
+  }
+}
+
+$("find-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  findBookings();
 });
 
 tokenState();

@@ -1,7 +1,7 @@
 // /map/{id}: the customer's live seat map: pick, hold, extend, confirm, release.
-import { api, ApiError, customerApi, uuid } from "./api.js";
+import { api, ApiError, customerApi, customerId, uuid } from "./api.js";
 import { liveShow, AVAILABLE, HELD, BOOKED } from "./live.js";
-import { SeatMap, legend, seatName, splitLabel, NONE, SELECTED, MINE } from "./seatmap.js";
+import { SeatMap, legend, seatName, splitLabel, NONE, SELECTED, MINE, OWNED } from "./seatmap.js";
 import { el, money, showDate, statusBadge, showIdFromPath, announcer, plural, STATUS_LABEL } from "./util.js";
 
 const MAX_PICK = 10;
@@ -15,6 +15,7 @@ const selected = new Set(); // seat indices picked, not yet held
 let hold = null; // {hold_id, seats:[labels], expires_at, extensions_left, idem, total}
 let heldIdx = new Set(); // indices of seats in my hold
 let booking = null;
+const owned = new Map(); // index of a seat this customer has booked -> the booking's reference
 let busy = false;
 let retryUntil = 0;
 let ticker = null;
@@ -24,7 +25,7 @@ const holdKey = `modex.hold.${showId}`;
 const view = new SeatMap($("seatmap"), {
   interactive: true,
   fit: "width",
-  seatState: (i) => (heldIdx.has(i) ? MINE : selected.has(i) ? SELECTED : NONE),
+  seatState: (i) => (heldIdx.has(i) ? MINE : owned.has(i) ? OWNED : selected.has(i) ? SELECTED : NONE),
   onActivate: (i) => activate(i),
   onHover: (i) => seatInfo(i),
 });
@@ -59,12 +60,15 @@ function renderPanel() {
   let seats = [];
   if (booking) {
     $("basket-heading").textContent = "You're booked!";
-    $("basket-hint").textContent = "Enjoy the show! Your booking reference:";
+    $("basket-hint").textContent = "Enjoy the show! Your booking reference (show it at the box office):";
     $("basket-hint").className = "muted";
-    $("ref").textContent = booking.id;
+    $("ref").textContent = booking.reference || booking.id;
     seats = booking.seatIdx;
     picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
-    actions.replaceChildren(el("button", { type: "button", class: "btn btn-ghost", onclick: () => ((booking = null), message(""), renderPanel()) }, "Book more seats"));
+    actions.replaceChildren(
+      el("a", { class: "btn", href: "/me", id: "my-bookings" }, "My bookings"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "book-more", onclick: () => ((booking = null), message(""), renderPanel()) }, "Book more seats"),
+    );
   } else if (hold) {
     $("basket-heading").textContent = "Seats held for you";
     $("basket-hint").textContent = "Confirm before the timer runs out, or the seats go back on sale.";
@@ -101,6 +105,32 @@ function renderPanel() {
   tick();
 }
 
+function showLegend() {
+  if (store) $("legend").replaceChildren(legend(store, { showOwned: owned.size > 0 }));
+}
+
+// The customer's booked seats of this show, drawn as theirs. Only with a token this browser
+// already has: a first visit mints none just to find it has no bookings.
+async function loadOwned() {
+  if (!customerId()) return;
+  try {
+    const { bookings } = await customerApi("GET", "/me/bookings");
+    const before = [...owned.keys()];
+    owned.clear();
+    for (const b of bookings) {
+      if (b.show_id !== showId || b.status !== "CONFIRMED") continue;
+      for (const label of b.seats) {
+        const i = store.index.get(label);
+        if (i !== undefined) owned.set(i, b.reference);
+      }
+    }
+    view.update(before.concat([...owned.keys()]));
+    showLegend();
+  } catch (err) {
+    console.warn("could not load your bookings", err);
+  }
+}
+
 function renderHead() {
   $("title").textContent = show.title;
   document.title = `${show.title} · Choose your seats · Modex Tickets`;
@@ -113,7 +143,7 @@ function seatInfo(i) {
   if (i < 0 || !store) return;
   infoSeat = i;
   const cat = store.category[i];
-  const parts = [seatName(store, i, heldIdx.has(i) ? MINE : NONE)];
+  const parts = [seatName(store, i, heldIdx.has(i) ? MINE : owned.has(i) ? OWNED : NONE)];
   if (store.section[i]) parts.push(store.section[i]);
   if (cat && cat !== "standard" && cat.toLowerCase() !== store.section[i].toLowerCase()) parts.push(cat[0].toUpperCase() + cat.slice(1));
   $("seat-info").textContent = parts.join(" · ");
@@ -137,6 +167,10 @@ function activate(i) {
   }
   if (heldIdx.has(i)) {
     message(`Row ${row} seat ${num} is already held for you.`, "info");
+    return;
+  }
+  if (owned.has(i)) {
+    message(`Row ${row} seat ${num} is yours: booking ${owned.get(i)}. See My bookings to cancel it.`, "info");
     return;
   }
   if (hold) {
@@ -288,7 +322,10 @@ async function confirm() {
     const idx = [...heldIdx];
     dropHold();
     setLocalStatus(idx, BOOKED);
-    booking = { id: b.id, seatIdx: idx };
+    booking = { id: b.id, reference: b.reference, seatIdx: idx };
+    for (const i of idx) owned.set(i, b.reference);
+    view.update(idx);
+    showLegend();
     message(`Booking confirmed: ${labelsText(b.seats || idx.map((i) => store.labels[i]))}.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) expired(err.message);
@@ -352,6 +389,7 @@ function tick() {
 // ---------- live updates ----------
 
 function onSeats(st, changed) {
+  for (const i of changed) if (owned.has(i) && st.status[i] !== BOOKED) owned.delete(i); // cancelled
   view.update(changed);
   if (infoSeat >= 0 && changed.includes(infoSeat)) seatInfo(infoSeat);
   const lost = [];
@@ -408,7 +446,8 @@ async function start() {
     onLayout: (st) => {
       store = st;
       view.setStore(st);
-      $("legend").replaceChildren(legend(st));
+      showLegend();
+      loadOwned();
       // re-attach a hold kept from before a reload
       heldIdx = new Set((hold?.seats || []).map((l) => st.index.get(l)).filter((i) => i !== undefined));
       for (const i of [...selected]) if (i >= st.count) selected.delete(i);

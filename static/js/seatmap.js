@@ -20,11 +20,13 @@ const HELD_LINE = "#64748b";
 const BOOKED_FILL = "#334155";
 const MINE_FILL = "#f59e0b";
 const MINE_LINE = "#78350f";
+const OWNED_FILL = "#9a3412"; // the customer's own booked seats: white cross on dark orange
 const FOCUS = "#111827";
 
 export const NONE = 0;
 export const SELECTED = 1;
 export const MINE = 2;
+export const OWNED = 3; // booked by this customer
 
 const STATUS_WORD = ["available", "held by someone else", "booked"];
 const STATUS_ATTR = ["AVAILABLE", "HELD", "BOOKED"];
@@ -36,7 +38,7 @@ export function splitLabel(label) {
 
 export function seatName(store, i, state = NONE) {
   const [row, num] = splitLabel(store.labels[i]);
-  const word = state === MINE ? "held by you" : STATUS_WORD[store.status[i]];
+  const word = state === MINE ? "held by you" : state === OWNED ? "booked by you" : STATUS_WORD[store.status[i]];
   const price = store.price[i] ? `, ${money(store.price[i])}` : "";
   return `Row ${row} seat ${num}, ${word}${price}`;
 }
@@ -51,7 +53,7 @@ export function categoryColours(store) {
 }
 
 // A legend whose swatches use the same classes as the seats (shape + pattern, not colour only).
-export function legend(store, { showMine = true, showSelected = true } = {}) {
+export function legend(store, { showMine = true, showSelected = true, showOwned = false } = {}) {
   const cats = categoryColours(store);
   const items = [];
   for (const [name, c] of cats) {
@@ -62,6 +64,7 @@ export function legend(store, { showMine = true, showSelected = true } = {}) {
   if (showMine) items.push(swatch("HELD", "is-mine", PALETTE[0], "Held for you"));
   items.push(swatch("HELD", "", PALETTE[0], "Held"));
   items.push(swatch("BOOKED", "", PALETTE[0], "Sold"));
+  if (showOwned) items.push(swatch("BOOKED", "is-owned", PALETTE[0], "Booked by you"));
   return el("ul", { class: "legend", "aria-label": "Legend" }, items);
 }
 
@@ -77,6 +80,7 @@ function cap(s) {
 
 export class SeatMap {
   // opts: interactive (bool), fit ("width" | "contain"), seatState(i) -> NONE|SELECTED|MINE,
+  // seatState may also answer OWNED (the customer's booked seats)
   //       onActivate(i), onHover(i|-1), mode ("auto" | "dom" | "canvas")
   constructor(root, opts = {}) {
     this.root = root;
@@ -185,8 +189,8 @@ export class SeatMap {
 
   _key(i) {
     const st = this.opts.seatState(i);
-    // 0..2 status; 3 selected; 4 mine; + hover/focus bit 8
-    let k = st === MINE ? 4 : st === SELECTED ? 3 : this.store.status[i];
+    // 0..2 status; 3 selected; 4 mine; 5 owned; + hover/focus bit 8
+    let k = st === MINE ? 4 : st === OWNED ? 5 : st === SELECTED ? 3 : this.store.status[i];
     if (i === this.hover || i === this.cursor) k |= 8;
     return k;
   }
@@ -406,11 +410,12 @@ export class SeatMap {
     node.dataset.status = STATUS_ATTR[this.store.status[i]];
     node.classList.toggle("is-selected", k === 3);
     node.classList.toggle("is-mine", k === 4);
+    node.classList.toggle("is-owned", k === 5);
     if (this.opts.interactive) {
-      const state = k === 4 ? MINE : k === 3 ? SELECTED : NONE;
+      const state = k === 4 ? MINE : k === 5 ? OWNED : k === 3 ? SELECTED : NONE;
       node.setAttribute("aria-label", seatName(this.store, i, state));
       node.setAttribute("aria-pressed", k === 3 ? "true" : "false");
-      node.setAttribute("aria-disabled", this.store.status[i] !== AVAILABLE && k !== 4 ? "true" : "false");
+      node.setAttribute("aria-disabled", this.store.status[i] !== AVAILABLE && k < 4 ? "true" : "false");
     }
   }
 
@@ -587,6 +592,8 @@ export class SeatMap {
         return BOOKED_FILL;
       case 3:
         return PALETTE[this.catIndex[i]];
+      case 5:
+        return OWNED_FILL;
       default:
         return MINE_FILL;
     }
@@ -635,7 +642,7 @@ export class SeatMap {
       ctx.fillRect(px + gap / 2, py + gap / 2, box, box);
       const kk = k & 7;
       if (kk === HELD || kk === 4) held.push(px + gap / 2, py + gap / 2, kk);
-      else if (kk === BOOKED) booked.push(px + gap / 2, py + gap / 2);
+      else if (kk === BOOKED || kk === 5) booked.push(px + gap / 2, py + gap / 2);
       else if (kk === 3) marks.push(px + gap / 2, py + gap / 2);
       if (k & 8) rings.push(px, py);
     }
@@ -841,10 +848,11 @@ export class SeatMap {
       b.dataset.status = STATUS_ATTR[this.store.status[i]];
       b.classList.toggle("is-selected", k === 3);
       b.classList.toggle("is-mine", k === 4);
-      const state = k === 4 ? MINE : k === 3 ? SELECTED : NONE;
+      b.classList.toggle("is-owned", k === 5);
+      const state = k === 4 ? MINE : k === 5 ? OWNED : k === 3 ? SELECTED : NONE;
       b.setAttribute("aria-label", seatName(this.store, i, state));
       b.setAttribute("aria-pressed", k === 3 ? "true" : "false");
-      b.setAttribute("aria-disabled", this.store.status[i] !== AVAILABLE && k !== 4 ? "true" : "false");
+      b.setAttribute("aria-disabled", this.store.status[i] !== AVAILABLE && k < 4 ? "true" : "false");
     }
   }
 }

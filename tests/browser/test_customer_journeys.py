@@ -1,0 +1,110 @@
+"""Issue 19: what customers, phone users, kiosks and the box office tripped over, one test
+per point, in real Chromium against real `modex serve` processes, at the viewport where the
+user hit it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import PageErrors, assert_accessible, screenshot
+from tests.support import ServerProcess, auth, create_show, token
+
+pytestmark = pytest.mark.browser
+
+REFERENCE = re.compile(r"^[ABCDEFGHJKLMNPQRSTUVWXYZ23456789]{8}$")
+
+
+def seat(page: Page, label: str) -> Any:
+    return page.locator(f'#seatmap [data-seat="{label}"]')
+
+
+async def wait_live(page: Page) -> None:
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=15_000)
+
+
+async def hold_and_confirm(page: Page, *labels: str) -> None:
+    for label in labels:
+        await seat(page, label).click()
+    await page.locator("#hold").click()
+    await page.locator("#confirm").click()
+    await expect(page.locator("#basket-heading")).to_have_text("You're booked!")
+
+
+# ---- 1. a booking can be found again ----
+
+
+async def test_a_customer_finds_their_booking_again_and_cancels_it(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await create_show(client, rows=4, seats_per_row=10)
+    page = await open_page(f"{server.url}/map/{show['id']}", width=1280, height=800)
+    await wait_live(page)
+    await hold_and_confirm(page, "B4", "B5")
+    reference = (await page.locator("#ref").text_content() or "").strip()
+    assert REFERENCE.match(reference), reference
+
+    # after a reload the seats are drawn as the customer's own, not as anyone's "Sold"
+    await page.reload()
+    await wait_live(page)
+    await expect(seat(page, "B4")).to_have_class(re.compile(r"\bis-owned\b"))
+    await expect(seat(page, "B4")).to_have_attribute("aria-label", "Row B seat 4, booked by you")
+    await expect(seat(page, "C4")).not_to_have_class(re.compile(r"\bis-owned\b"))
+    await seat(page, "B5").click()
+    await expect(page.locator("#message")).to_contain_text(reference)
+
+    await page.get_by_role("link", name="My bookings").click()
+    await page.wait_for_url("**/me")
+    card = page.locator(".booking-card").filter(has_text=reference)
+    await expect(card).to_contain_text("B4, B5")
+    await expect(card).to_contain_text(show["title"])
+    await assert_accessible(page)
+    await screenshot(page, "me-bookings")
+    await card.get_by_role("button", name="Cancel booking").click()
+    await card.get_by_role("button", name=f"Yes, cancel {reference}").click()
+    await expect(page.locator("#message")).to_contain_text(f"Booking {reference} cancelled")
+    await expect(page.locator(".booking-card").filter(has_text=reference)).to_have_attribute(
+        "data-status", "CANCELLED"
+    )
+    seats = (await client.get(f"/shows/{show['id']}/seats")).json()["seats"]
+    assert {s["label"]: s["status"] for s in seats}["B4"] == "AVAILABLE"
+    assert not page_errors.errors
+
+
+async def test_the_box_office_finds_a_booking_read_out_at_the_counter(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await create_show(client, rows=4, seats_per_row=10)
+    made = await client.post(
+        f"/shows/{show['id']}/book", json={"seatNumbers": ["C7", "C8"]}, headers=auth("pat")
+    )
+    booking = made.json()
+    reference = booking["reference"]
+    admin = await open_page(f"{server.url}/admin", width=1280, height=800)
+    await admin.locator("#token").fill(token("clerk", "admin"))
+    await admin.locator("#token-save").click()
+    # as a customer reads it out: lower case, a space in the middle
+    await admin.locator("#f-ref").fill(f"{reference[:4].lower()} {reference[4:].lower()}")
+    await admin.locator("#find").click()
+    row = admin.locator(f'#found-rows tr[data-reference="{reference}"]')
+    await expect(row).to_contain_text("C7, C8")
+    await expect(row).to_contain_text(show["title"])
+    # or by the seat the customer sits in
+    await admin.locator("#f-ref").fill("")
+    await admin.locator("#f-show").select_option(str(show["id"]))
+    await admin.locator("#f-seat").fill("c8")
+    await admin.locator("#find").click()
+    await expect(admin.locator("#found-rows tr")).to_have_count(1)
+    await expect(row).to_be_visible()
+    await row.get_by_role("button", name=f"Cancel booking {reference}").click()
+    await row.get_by_role("button", name=f"Yes, cancel booking {reference}").click()
+    await expect(admin.locator("#message")).to_contain_text(f"Booking {reference} cancelled")
+    await expect(row.locator('td[data-status="CANCELLED"]')).to_be_visible()
+    await assert_accessible(admin)
+    again = await client.get(f"/bookings/{booking['id']}", headers=auth("pat"))
+    assert again.json()["status"] == "CANCELLED"
+    assert not page_errors.errors
