@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 from starlette.routing import Route
 
+from app.domain import SEAT_LABEL
 from app.http.api import API, api_routes
 from tests.support import Cluster, PrivateRedis, ServerProcess, auth
 
@@ -47,7 +48,7 @@ async def test_openapi_describes_every_route_with_its_bodies(client: httpx.Async
     assert hold_body["content"]["application/json"]["schema"]["$ref"].endswith("HoldRequest")
     seats = schemas["HoldRequest"]["properties"]["seats"]
     assert seats["maxItems"] == 10 and seats["minItems"] == 1
-    assert seats["items"]["pattern"] == "^[A-Z]{1,3}[1-9][0-9]{0,3}$"
+    assert seats["items"]["pattern"] == SEAT_LABEL.pattern
     for endpoint in API:
         op = document["paths"][endpoint.path][endpoint.method.lower()]
         assert str(endpoint.status) in op["responses"]
