@@ -36,6 +36,7 @@ import orjson
 from locust import between, constant, task
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 from locust.env import Environment
+from locust.runners import STATE_RUNNING, STATE_SPAWNING
 from locust_live import LiveMap, now_ms, seats_of
 from locust_run import admin_token, http_hosts, option, run_of, show_ids, span, ws_hosts
 
@@ -123,10 +124,26 @@ class Watcher(SeatMapUser):
         live = self.open_live(random.choice(shows), "watcher")
         if live is None:
             return
+        self.live = live
         gevent.sleep(random.uniform(*span(option(self.environment, "watch_seconds"))))
-        # left on purpose: a watcher stopped by the end of the run stays open for the check
-        live.close()
-        self.suite.live_maps.remove(live)
+        self.leave()
+
+    live: LiveMap | None = None
+
+    def leave(self) -> None:
+        if self.live is not None:
+            self.live.close()
+            self.suite.live_maps.remove(self.live)
+            self.live = None
+
+    def on_stop(self) -> None:
+        # stopped while the run goes on (fewer users): it leaves; stopped by the end of the
+        # run: it stays open for the final check
+        if self.environment.runner is not None and self.environment.runner.state in (
+            STATE_SPAWNING,
+            STATE_RUNNING,
+        ):
+            self.leave()
 
 
 class Kiosk(SeatMapUser):
