@@ -41,6 +41,7 @@ log = logging.getLogger("modex.locust")
 
 INVARIANT_BROKEN = 3  # the process exit code when an invariant does not hold
 REPORT_MESSAGE = "modex_report"
+CHECK_MESSAGE = "modex_check"
 SEATS_PER_ROW = 50
 
 
@@ -226,7 +227,9 @@ class Run:
     booked_before: dict[int, set[str]] = field(default_factory=dict)
     created_shows: list[int] = field(default_factory=list)
     tester_shows: str | None = None  # --show-ids as given, before a test sets its own
-    reports: list[dict[str, Any]] = field(default_factory=list)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker id -> report
+    workers: set[str] = field(default_factory=set)  # the master's workers at the start
+    last_report: dict[str, Any] | None = None  # a worker's, sent again if asked
     started: float = 0.0
     cpu_started: float = 0.0
     user_number: itertools.count[int] = field(default_factory=itertools.count)
@@ -236,6 +239,7 @@ class Run:
         self.confirmed.clear()
         self.server_errors.clear()
         self.reports.clear()
+        self.last_report = None
         self.started = time.time()
         self.cpu_started = cpu_seconds()
 
@@ -353,6 +357,8 @@ def open_sale(env: Environment) -> None:
 def _test_start(environment: Environment, **_: Any) -> None:
     run = run_of(environment)
     run.reset()
+    if isinstance(environment.runner, MasterRunner):
+        run.workers = {worker.id for worker in environment.runner.clients.all}
     if isinstance(environment.runner, WorkerRunner):
         return  # the master set the shows up; they arrive with the spawn message's options
     host = http_hosts(environment)[0]
@@ -391,10 +397,25 @@ def _count_server_errors(
 def _init(environment: Environment, **_: Any) -> None:
     run = run_of(environment)
     environment.events.request.add_listener(functools.partial(_count_server_errors, run))
-    if isinstance(environment.runner, MasterRunner):
-        environment.runner.register_message(
-            REPORT_MESSAGE, lambda msg, **_: run.reports.append(msg.data)
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(
+            REPORT_MESSAGE, lambda msg, **_: run.reports.__setitem__(msg.node_id, msg.data)
         )
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(CHECK_MESSAGE, lambda msg, **_: _check_asked(environment))
+
+
+def _check_asked(environment: Environment) -> None:
+    """The master ends a headless run with `quit`, which tells no worker to stop first:
+    it asks for the reports itself. Stopping fires this worker's test_stop (the report)."""
+    runner = environment.runner
+    assert isinstance(runner, WorkerRunner)
+    run = run_of(environment)
+    if run.last_report is None:
+        runner.stop()
+    if run.last_report is not None:
+        runner.send_message(REPORT_MESSAGE, run.last_report)
 
 
 # ---- judging ----
@@ -405,12 +426,14 @@ def _test_stop(environment: Environment, **_: Any) -> None:
     run = run_of(environment)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.send_message(REPORT_MESSAGE, run.report(f"worker {runner.worker_index}"))
+        run.last_report = run.report(f"worker {runner.worker_index}")
+        runner.send_message(REPORT_MESSAGE, run.last_report)
         return
     if isinstance(runner, MasterRunner):
+        collect_reports(environment, runner)
         own = {"process": "master", "cpu_s": cpu_seconds() - run.cpu_started,
                "wall_s": time.time() - run.started}  # fmt: skip
-        reports = [*run.reports, own]
+        reports = [*run.reports.values(), own]
     else:
         reports = [run.report("local")]
     verdicts, summary = judge(environment, reports)
@@ -421,6 +444,25 @@ def _test_stop(environment: Environment, **_: Any) -> None:
     if path:
         with open(path, "wb") as out:
             out.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+
+
+def collect_reports(environment: Environment, runner: MasterRunner) -> None:
+    """Waits for every worker's report, asking those that have not sent one."""
+    run = run_of(environment)
+    missing = run.workers - set(run.reports)
+    for worker in missing:
+        runner.send_message(CHECK_MESSAGE, None, worker)
+    deadline = time.monotonic() + float(option(environment, "converge_seconds")) + 30
+    while run.workers - set(run.reports) and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    for worker in run.workers - set(run.reports):
+        run.reports[worker] = {
+            "process": f"worker {worker} (no report)",
+            "cpu_s": 0.0,
+            "wall_s": 0.0,
+            "watchers": {"checked": 1, "wrong": 1, "examples": [f"{worker} sent no report"],
+                         "frames": 0, "resyncs": 0, "reconnects": 0},
+        }  # fmt: skip
 
 
 Verdict = tuple[str, bool, str]  # invariant, holds, details
