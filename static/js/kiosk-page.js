@@ -7,7 +7,7 @@ import { el, money, showDate, showIdFromPath, clockTime, STATUS_LABEL } from "./
 
 const showId = showIdFromPath();
 const $ = (id) => document.getElementById(id);
-const view = new SeatMap($("seatmap"), { interactive: false, fit: "contain" });
+const view = new SeatMap($("seatmap"), { interactive: false, fit: "contain", minText: 20 });
 window.modexView = view;
 
 let show = null;
@@ -18,12 +18,39 @@ let lastUpdate = null;
 let conn = { state: "connecting" };
 let announcementTimer = 0;
 const ANNOUNCEMENT_MS = 30 * 60 * 1000;
+// a reconnect within a moment is not worth alarming a room: dim the map after DIM_MS, then
+// a banner readable from across the room after BANNER_MS
+const DIM_MS = 1500;
+const BANNER_MS = 5000;
+let lostSince = 0;
+let available = null;
+
+// The headline in the big type: always true of the show, whatever the count says.
+// -> [big text, the line under it, the footer's line, state for styling]
+function headline() {
+  const status = show ? show.status : null;
+  if (status === "CANCELLED") return ["CANCELLED", "This performance will not take place", "Cancelled", "cancelled"];
+  if (status === "ENDED") return ["ENDED", "This performance has ended", "Ended", "ended"];
+  if (status && status !== "ON_SALE") return ["OFF SALE", "Tickets are not on sale yet", STATUS_LABEL[status] || status, "off-sale"];
+  if (available === null) return ["–", "seats available", "", "loading"];
+  if (available === 0) return ["SOLD OUT", "No seats available", "Sold out", "sold-out"];
+  return [available.toLocaleString(), `of ${store.count.toLocaleString()} seats available`, "Tickets on sale now", "on-sale"];
+}
+
+function renderHeadline() {
+  const [big, label, foot, state] = headline();
+  $("avail-total").textContent = big;
+  $("avail-label").textContent = label;
+  $("status-text").textContent = foot;
+  $("headline").dataset.state = state;
+  document.body.dataset.show = state;
+}
 
 function renderHead() {
   $("title").textContent = show.title;
   document.title = `${show.title} · Venue display`;
   $("meta").textContent = `${show.venue} · ${showDate(show.starts_at)}`;
-  $("status-text").textContent = show.status === "ON_SALE" ? "Tickets on sale now" : STATUS_LABEL[show.status] || show.status;
+  renderHeadline();
 }
 
 function buildCategories() {
@@ -53,8 +80,8 @@ function renderCounts() {
     const c = store.category[i];
     per.set(c, (per.get(c) || 0) + 1);
   }
-  $("avail-total").textContent = total.toLocaleString();
-  $("avail-label").textContent = total === 0 ? "Sold out" : `of ${store.count.toLocaleString()} seats available`;
+  available = total;
+  renderHeadline();
   for (const [name, row] of catRows) row.count.textContent = (per.get(name) || 0).toLocaleString();
 }
 
@@ -70,11 +97,28 @@ function renderStatus() {
   if (conn.state === "connected") text.textContent = "Live";
   else if (conn.state === "reconnecting" && conn.retryAt) text.textContent = `Reconnecting in ${Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000))} s`;
   else if (conn.state === "reconnecting") text.textContent = "Reconnecting…";
+  else if (conn.state === "stopped") text.textContent = "Offline";
   else text.textContent = "Connecting…";
+  // anything but live (reconnecting, stopped, never connected) is an outage to the room
+  if (conn.state === "connected") lostSince = 0;
+  else if (!lostSince) lostSince = Date.now();
+  const lostFor = lostSince ? Date.now() - lostSince : 0;
+  $("kiosk-map").classList.toggle("is-stale", lostFor >= DIM_MS);
+  $("outage").hidden = lostFor < BANNER_MS;
+  document.body.dataset.live = lostFor >= DIM_MS ? "lost" : "live";
   if (lastUpdate) {
     const ago = Math.round((Date.now() - lastUpdate) / 1000);
     $("updated").textContent = `Updated ${clockTime(new Date(lastUpdate))}${ago >= 60 ? ` (${Math.floor(ago / 60)} min ago)` : ""}`;
   }
+}
+
+function notFound() {
+  $("title").textContent = "Show not found";
+  $("conn").hidden = true;
+  $("updated").textContent = "";
+  $("kiosk-map").hidden = true;
+  $("avail-total").textContent = "–";
+  $("avail-label").textContent = "No such show";
 }
 
 async function start() {
@@ -87,7 +131,7 @@ async function start() {
       show = await api("GET", `/shows/${showId}`);
     } catch (err) {
       if (err.status === 404) {
-        $("title").textContent = "Show not found";
+        notFound();
         return;
       }
       await new Promise((r) => setTimeout(r, Math.min(16, 2 ** attempt) * 1000));
@@ -127,7 +171,7 @@ async function start() {
     },
   });
   window.modexLive = live;
-  setInterval(renderStatus, 1000);
+  setInterval(renderStatus, 500);
 }
 
 start();

@@ -84,9 +84,16 @@ function renderPanel() {
   } else {
     $("basket-heading").textContent = "Your seats";
     $("basket-hint").className = "muted";
+    const counts = store ? store.counts() : null;
+    const soldOut = onSale && counts && counts.AVAILABLE === 0 && !selected.size;
     $("basket-hint").textContent = !onSale && show
       ? `Sales are closed for this show (${STATUS_LABEL[show.status] || show.status}).`
-      : selected.size ? `${plural(selected.size, "seat")} picked (up to ${MAX_PICK}).` : `Pick up to ${MAX_PICK} seats on the map.`;
+      : soldOut
+        ? counts.HELD
+          ? `Sold out for now: every seat is sold or held. ${plural(counts.HELD, "seat")} held by others may come back if not bought.`
+          : "Sold out: every seat is sold."
+        : selected.size ? `${plural(selected.size, "seat")} picked (up to ${MAX_PICK}).` : `Pick up to ${MAX_PICK} seats on the map.`;
+    $("basket").dataset.soldOut = soldOut ? "true" : "false";
     seats = [...selected].sort((a, b) => a - b);
     picks.replaceChildren(...seats.map((i) => seatLine(i, true)));
     const waiting = retryUntil > Date.now();
@@ -399,6 +406,8 @@ function onSeats(st, changed) {
       lost.push(st.labels[i]);
     }
   }
+  const soldOut = st.counts().AVAILABLE === 0;
+  if (soldOut !== ($("basket").dataset.soldOut === "true") && !hold && !booking) renderPanel();
   if (lost.length) {
     message(`${lost.length === 1 ? "Seat" : "Seats"} ${labelsText(lost)} ${lost.length === 1 ? "was" : "were"} just taken by someone else and removed from your picks.`);
     renderPanel();

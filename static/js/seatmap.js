@@ -707,6 +707,7 @@ export class SeatMap {
       ctx.lineWidth = 1.5;
       ctx.stroke();
     }
+    if (full) this._drawRowLabels();
     if (this._labelDue === undefined || full) this._labelDue = 0;
     if (++this._labelDue > 30 || full) {
       this._labelDue = 0;
@@ -719,11 +720,39 @@ export class SeatMap {
     const v = this.view;
     if (v.s < 5 || this.sections.length < 2) return;
     const ctx = this.ctx;
+    const least = this.opts.minText || 10; // a kiosk asks for text readable across a room
     ctx.fillStyle = "#475569";
-    ctx.font = `600 ${Math.min(16, Math.max(10, v.s * 0.9))}px system-ui, sans-serif`;
+    ctx.font = `600 ${Math.min(Math.max(16, least), Math.max(least, v.s * 0.9))}px system-ui, sans-serif`;
     ctx.textBaseline = "bottom";
+    ctx.textAlign = "left";
     for (const sec of this.sections) {
       ctx.fillText(sec.name, v.tx + (sec.minX - this.minX) * v.s, v.ty + (sec.minY - this.minY) * v.s - 2);
+    }
+  }
+
+  // Row letters beside each row once the rows are tall enough to carry them (zoomed in),
+  // left of the row's first seat, or at the left edge while that seat is scrolled away.
+  _drawRowLabels() {
+    const v = this.view;
+    const size = Math.min(18, v.s * 0.75);
+    if (size < Math.max(9, this.opts.minText || 0)) return;
+    const ctx = this.ctx;
+    const s = this.store;
+    ctx.font = `700 ${size}px system-ui, sans-serif`;
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    const pad = size * 1.6;
+    for (const row of this.rowList) {
+      const first = row[0];
+      const y = v.ty + (s.y[first] - this.minY + 0.5) * v.s;
+      if (y < 0 || y > this.cssH) continue;
+      const x = Math.max(pad, v.tx + (s.x[first] - this.minX) * v.s - 3);
+      if (x - pad > this.cssW) continue;
+      const text = splitLabel(s.labels[first])[0];
+      ctx.fillStyle = "rgb(255 255 255 / 85%)";
+      ctx.fillRect(x - pad + 2, y - size * 0.6, pad - 2, size * 1.2);
+      ctx.fillStyle = "#1e293b";
+      ctx.fillText(text, x - 1, y);
     }
   }
 

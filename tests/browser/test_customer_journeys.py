@@ -108,3 +108,86 @@ async def test_the_box_office_finds_a_booking_read_out_at_the_counter(
     again = await client.get(f"/bookings/{booking['id']}", headers=auth("pat"))
     assert again.json()["status"] == "CANCELLED"
     assert not page_errors.errors
+
+
+# ---- 4. kiosks tell the room the truth ----
+
+SMALLEST_KIOSK_TEXT = """() => {
+  const sizes = [];
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const box = n.parentElement;
+    if (!n.textContent.trim() || !box || !box.checkClientVisibility?.() && !box.offsetParent) continue;
+    if (box.closest(".visually-hidden, [hidden]")) continue;
+    sizes.push([parseFloat(getComputedStyle(box).fontSize), n.textContent.trim().slice(0, 30)]);
+  }
+  sizes.sort((a, b) => a[0] - b[0]);
+  return sizes.slice(0, 3);
+}"""
+
+
+async def test_the_kiosk_headline_is_always_true(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await create_show(client, rows=2, seats_per_row=5, title="Kiosk truth")
+    kiosk = await open_page(f"{server.url}/kiosk/{show['id']}", width=1920, height=1080)
+    customer = await open_page(f"{server.url}/map/{show['id']}", width=1280, height=800)
+    await expect(kiosk.locator("#conn")).to_have_attribute(
+        "data-state", "connected", timeout=15_000
+    )
+    big, label = kiosk.locator("#avail-total"), kiosk.locator("#avail-label")
+    await expect(big).to_have_text("10")
+    await expect(kiosk.locator("#status-text")).to_have_text("Tickets on sale now")
+    # row letters and every other text readable across a room
+    smallest = await kiosk.evaluate(SMALLEST_KIOSK_TEXT)
+    assert smallest[0][0] >= 18, smallest
+    await screenshot(kiosk, "kiosk-on-sale", full_page=False)
+
+    labels = [f"{row}{n}" for row in "AB" for n in range(1, 6)]
+    sold = await client.post(
+        f"/shows/{show['id']}/book", json={"seatNumbers": labels}, headers=auth("whale")
+    )
+    assert sold.status_code == 201, sold.text
+    await expect(big).to_have_text("SOLD OUT", timeout=3_000)
+    await expect(kiosk.locator("#status-text")).not_to_contain_text("on sale")
+    # and the customer's map no longer invites picks
+    await expect(customer.locator("#basket-hint")).to_contain_text("Sold out")
+    await expect(customer.locator("#hold")).to_be_disabled()
+    await screenshot(kiosk, "kiosk-sold-out", full_page=False)
+
+    cancelled = await client.patch(
+        f"/admin/shows/{show['id']}", json={"status": "CANCELLED"}, headers=auth("a", "admin")
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    await expect(big).to_have_text("CANCELLED", timeout=3_000)
+    await expect(label).to_contain_text("will not take place")
+    await screenshot(kiosk, "kiosk-cancelled", full_page=False)
+    await assert_accessible(kiosk)
+    assert not page_errors.errors
+
+
+async def test_a_kiosk_outage_is_visible_from_afar(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await create_show(client, rows=10, seats_per_row=20)
+    kiosk = await open_page(f"{server.url}/kiosk/{show['id']}", width=1920, height=1080)
+    await expect(kiosk.locator("#conn")).to_have_attribute(
+        "data-state", "connected", timeout=15_000
+    )
+    await expect(kiosk.locator("#outage")).to_be_hidden()
+    await kiosk.evaluate("window.modexLive.stop()")  # the socket is gone, as in an outage
+    await expect(kiosk.locator("#kiosk-map")).to_have_class(re.compile(r"\bis-stale\b"))
+    banner = kiosk.locator("#outage")
+    await expect(banner).to_be_visible(timeout=8_000)
+    await expect(banner).to_contain_text("Not live")
+    size = await banner.locator("strong").evaluate(
+        "(e) => parseFloat(getComputedStyle(e).fontSize)"
+    )
+    assert size >= 64, size
+    # the map behind is veiled: it no longer looks live
+    await kiosk.wait_for_function(
+        "getComputedStyle(document.getElementById('kiosk-map'), '::after').opacity === '1'"
+    )
+    await screenshot(kiosk, "kiosk-disconnected", full_page=False)
+    await assert_accessible(kiosk)
+    assert not page_errors.errors
