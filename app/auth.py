@@ -24,15 +24,21 @@ class Role(StrEnum):
 class Principal:
     user_id: str
     role: Role
+    # sales channels (press, vip, ...) whose RESERVED seats this caller may hold and book
+    channels: tuple[str, ...] = ()
 
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
 
 
-def mint_token(secret: str, user_id: str, role: Role, ttl: timedelta) -> tuple[str, datetime]:
+def mint_token(
+    secret: str, user_id: str, role: Role, ttl: timedelta, channels: tuple[str, ...] = ()
+) -> tuple[str, datetime]:
     expires_at = (datetime.now(UTC) + ttl).replace(microsecond=0)
-    claims = {"sub": user_id, "role": role.value, "exp": expires_at}
+    claims: dict[str, object] = {"sub": user_id, "role": role.value, "exp": expires_at}
+    if channels:
+        claims["channels"] = list(channels)
     return jwt.encode(claims, secret, algorithm="HS256"), expires_at
 
 
@@ -57,8 +63,13 @@ def _decode(secret: str, token: str) -> tuple[Principal, float]:
         raise Unauthorized("invalid token claims")
     if not isinstance(exp, int | float):
         raise Unauthorized("invalid token expiry")
+    channels = claims.get("channels", [])
+    if not isinstance(channels, list) or not all(
+        isinstance(c, str) and 0 < len(c) <= 40 for c in channels
+    ):
+        raise Unauthorized("invalid token channels: a list of channel names")
     try:
-        return Principal(sub, Role(role)), float(exp)
+        return Principal(sub, Role(role), tuple(channels[:20])), float(exp)
     except (TypeError, ValueError):
         raise Unauthorized(f"unknown role {role!r}") from None
 

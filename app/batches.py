@@ -26,7 +26,7 @@ from app.shards import Shard
 
 log = logging.getLogger("modex.batches")
 
-SEAT_BATCH = "SELECT * FROM seat_batch($1, $2, $3, $4, $5, $6, $7, $8)"
+SEAT_BATCH = "SELECT * FROM seat_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 # Batches running at once per shard: enough to keep a shard's cores busy while the next
 # batch fills, few enough that requests under load gather into batches.
 IN_FLIGHT = 4
@@ -43,6 +43,10 @@ class SeatRequest:
     labels: tuple[str, ...] = ()  # a hold's or book's seats
     booking_id: str | None = None  # a confirm's or book's new booking
     idempotency_key: str | None = None
+    request_id: str | None = None  # for the audit trail
+    # the caller's sales channels: a request with any runs alone (seat_batch() claims for
+    # general sale only)
+    channels: tuple[str, ...] = ()
 
 
 def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:
@@ -61,6 +65,7 @@ def batch_arguments(batch: list[SeatRequest]) -> tuple[list[Any], ...]:
         label_ends,
         [request.booking_id for request in batch],
         [request.idempotency_key for request in batch],
+        [request.request_id for request in batch],
     )
 
 

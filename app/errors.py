@@ -126,3 +126,24 @@ class BodyTooLarge(ModexError):
 class IdempotencyKeyReused(ModexError):
     status = 422
     code = "idempotency_key_reused"
+
+
+class ReservedSeats(ModexError):
+    """Seats kept for a channel the caller's token does not list."""
+
+    status = 403
+    code = "reserved_seats"
+
+
+class SingleSeat(ModexError):
+    """The show enforces its single-seat rule and the claim would strand `seats`."""
+
+    status = 409
+    code = "single_seat"
+
+
+class NoAdjacentSeats(ModexError):
+    """Best available found no row with the seats asked for side by side."""
+
+    status = 409
+    code = "no_adjacent_seats"

@@ -31,16 +31,20 @@ from app.errors import (
     HoldExpired,
     IdempotencyKeyReused,
     ModexError,
+    NoAdjacentSeats,
     NotFound,
+    ReservedSeats,
     SeatLimit,
     SeatsUnavailable,
     ShardUnavailable,
     ShowEnded,
     ShowNotFound,
     ShowNotOnSale,
+    SingleSeat,
     UnknownSeats,
 )
 from app.events import Committed
+from app.ops.logs import request_id
 from app.ops.metrics import BOOKINGS_TOTAL, HOLDS_EXPIRED_TOTAL, HOLDS_TOTAL
 from app.shards import Shard, ShardRouter
 
@@ -55,12 +59,15 @@ RETRYABLE = (
 )
 ATTEMPTS = 3
 
-HOLD_SEATS = "SELECT * FROM hold_seats($1, $2, $3, $4)"
+# the last argument of each seat write is the request id, kept in the audit trail
+HOLD_SEATS = "SELECT * FROM hold_seats($1, $2, $3, $4, $5, $6)"
+BEST_SEATS = "SELECT * FROM best_seats($1, $2, $3, $4, $5, $6, $7, $8)"
+SET_SEATS = "SELECT * FROM set_seats($1, $2, $3, $4, $5, $6)"
 EXTEND_HOLD = "SELECT * FROM extend_hold($1, $2, $3, $4)"
-RELEASE_HOLD = "SELECT * FROM release_hold($1, $2, $3)"
-CONFIRM_HOLD = "SELECT * FROM confirm_hold($1, $2, $3, $4, $5)"
-BOOK_SEATS = "SELECT * FROM book_seats($1, $2, $3, $4, $5)"
-CANCEL_BOOKING = "SELECT * FROM cancel_booking($1, $2, $3, $4)"
+RELEASE_HOLD = "SELECT * FROM release_hold($1, $2, $3, $4)"
+CONFIRM_HOLD = "SELECT * FROM confirm_hold($1, $2, $3, $4, $5, $6)"
+BOOK_SEATS = "SELECT * FROM book_seats($1, $2, $3, $4, $5, $6, $7)"
+CANCEL_BOOKING = "SELECT * FROM cancel_booking($1, $2, $3, $4, $5)"
 EXPIRE_HOLDS = "SELECT * FROM expire_holds($1)"
 SWEEP_BATCH = 200
 
@@ -104,6 +111,17 @@ def _refusal(outcome: str, show_id: int, detail: list[str] | None, what: str) ->
         return UnknownSeats(f"show {show_id} has no seat {', '.join(seats)}", seats=seats)
     if outcome == "taken":
         return SeatsUnavailable(f"not available: {', '.join(seats)}", seats=seats)
+    if outcome == "channel":
+        return ReservedSeats(
+            f"kept for a sales channel your token does not list: {', '.join(seats)}", seats=seats
+        )
+    if outcome == "single_seat":
+        return SingleSeat(
+            f"this would leave {', '.join(seats)} alone: take it too, or choose other seats",
+            seats=seats,
+        )
+    if outcome == "no_adjacent_seats":
+        return NoAdjacentSeats(f"no row has {what} free side by side")
     if outcome in ("not_found", "not_active"):
         return NotFound(f"{what} does not exist or is no longer active")
     if outcome == "expired":
@@ -135,15 +153,39 @@ def _booking(row: Any) -> wire.Booking:
 def _alone(r: SeatRequest) -> tuple[str, tuple[Any, ...]]:
     """The function that runs a request of a batch on its own, and its arguments."""
     if r.kind == "hold":
-        return HOLD_SEATS, (r.show_id, list(r.labels), r.hold_id, r.user_id)
+        return HOLD_SEATS, (
+            r.show_id,
+            list(r.labels),
+            r.hold_id,
+            r.user_id,
+            list(r.channels),
+            r.request_id,
+        )
     if r.kind == "release":
-        return RELEASE_HOLD, (r.show_id, r.hold_id, r.user_id)
+        return RELEASE_HOLD, (r.show_id, r.hold_id, r.user_id, r.request_id)
     if r.kind == "confirm":
-        return CONFIRM_HOLD, (r.show_id, r.hold_id, r.user_id, r.booking_id, r.idempotency_key)
-    return BOOK_SEATS, (r.show_id, list(r.labels), r.user_id, r.booking_id, r.idempotency_key)
+        return CONFIRM_HOLD, (
+            r.show_id,
+            r.hold_id,
+            r.user_id,
+            r.booking_id,
+            r.idempotency_key,
+            r.request_id,
+        )
+    labels = list(r.labels)
+    return BOOK_SEATS, (
+        r.show_id,
+        labels,
+        r.user_id,
+        r.booking_id,
+        r.idempotency_key,
+        list(r.channels),
+        r.request_id,
+    )
 
 
 _booking_decoder = msgspec.json.Decoder(wire.Booking, strict=False)
+_seat_changes = msgspec.json.Decoder(list[wire.SeatChange])
 
 
 def _booking_json(text: str) -> wire.Booking:
@@ -188,7 +230,8 @@ class BoxOffice:
     async def _seat_request(self, request: SeatRequest) -> tuple[asyncpg.Record, Shard]:
         """A request that may share a batch; alone, it is its own function's call."""
         query, args = _alone(request)
-        return await self._call(request.show_id, request.kind, query, *args, batched=request)
+        batched = None if request.channels else request
+        return await self._call(request.show_id, request.kind, query, *args, batched=batched)
 
     async def _run(self, shard: Shard, name: str, query: str, *args: Any) -> asyncpg.Record:
         """A single statement, retried if it lost a lock race."""
@@ -220,13 +263,22 @@ class BoxOffice:
             )
         )
 
-    async def hold(self, show_id: int, labels: list[str], user_id: str) -> wire.Hold:
+    async def hold(
+        self, show_id: int, labels: list[str], user_id: str, channels: tuple[str, ...] = ()
+    ) -> wire.Hold:
         labels = sorted(labels)
         hold_id = new_client_id(show_id)
+        request = SeatRequest(
+            "hold",
+            show_id,
+            hold_id,
+            user_id,
+            tuple(labels),
+            request_id=request_id.get(),
+            channels=channels,
+        )
         try:
-            row, shard = await self._seat_request(
-                SeatRequest("hold", show_id, hold_id, user_id, tuple(labels))
-            )
+            row, shard = await self._seat_request(request)
         except Contention:
             HOLDS_TOTAL.labels("conflict").inc()
             raise
@@ -236,6 +288,40 @@ class BoxOffice:
         HOLDS_TOTAL.labels("created").inc()
         self._publish(show_id, shard, row)
         return wire.Hold(hold_id, show_id, labels, row["hold_until"], self.max_extensions)
+
+    async def hold_best(
+        self, show_id: int, best: wire.BestAvailable, user_id: str, channels: tuple[str, ...] = ()
+    ) -> wire.Hold:
+        """Best available: the show's shard picks the seats and holds them in one call."""
+        hold_id = new_client_id(show_id)
+        args = (best.count, best.category, best.allow_split, hold_id, user_id, list(channels))
+        try:
+            row, shard = await self._call(
+                show_id, "best", BEST_SEATS, show_id, *args, request_id.get()
+            )
+        except Contention:
+            HOLDS_TOTAL.labels("conflict").inc()
+            raise
+        if row["outcome"] != "held":
+            HOLDS_TOTAL.labels("refused").inc()
+            raise _refusal(row["outcome"], show_id, row["detail"], f"{best.count} seats")
+        HOLDS_TOTAL.labels("created").inc()
+        self._publish(show_id, shard, row)
+        seats = list(row["detail"])
+        return wire.Hold(hold_id, show_id, seats, row["hold_until"], self.max_extensions)
+
+    async def set_seats(
+        self, show_id: int, change: wire.SeatStatusChange, admin_id: str
+    ) -> wire.SeatsChanged:
+        """An admin's change of seats (off sale, a channel's, back on sale), pushed live."""
+        labels = None if change.seats is msgspec.UNSET else sorted(change.seats)
+        args = (labels, change.status, change.channel, admin_id, request_id.get())
+        row, shard = await self._call(show_id, "set_seats", SET_SEATS, show_id, *args)
+        if row["outcome"] != "changed":
+            raise _refusal(row["outcome"], show_id, row["detail"], "change")
+        self._publish(show_id, shard, row)
+        changed = _seat_changes.decode(row["event"]) if row["event"] else []
+        return wire.SeatsChanged(show_id, changed)
 
     async def extend(self, hold_id: str, user_id: str) -> wire.Hold:
         show_id = await self.router.show_of(hold_id, "hold")
@@ -249,7 +335,9 @@ class BoxOffice:
 
     async def release(self, hold_id: str, user_id: str) -> None:
         show_id = await self.router.show_of(hold_id, "hold")
-        row, shard = await self._seat_request(SeatRequest("release", show_id, hold_id, user_id))
+        row, shard = await self._seat_request(
+            SeatRequest("release", show_id, hold_id, user_id, request_id=request_id.get())
+        )
         if row["outcome"] != "released":
             raise _refusal(row["outcome"], show_id, None, f"hold {hold_id!r}")
         self._publish(show_id, shard, row)
@@ -266,6 +354,7 @@ class BoxOffice:
                 user_id,
                 booking_id=new_client_id(show_id),
                 idempotency_key=idempotency_key,
+                request_id=request_id.get(),
             )
         )
         if row["outcome"] not in ("confirmed", "earlier"):
@@ -279,7 +368,12 @@ class BoxOffice:
         return _booking_json(row["booking"])
 
     async def book(
-        self, show_id: int, labels: list[str], user_id: str, idempotency_key: str | None
+        self,
+        show_id: int,
+        labels: list[str],
+        user_id: str,
+        idempotency_key: str | None,
+        channels: tuple[str, ...] = (),
     ) -> wire.Booking:
         """The seed's one-step booking: claim and book in one transaction."""
         row, shard = await self._seat_request(
@@ -291,6 +385,8 @@ class BoxOffice:
                 tuple(sorted(labels)),
                 booking_id=new_client_id(show_id),
                 idempotency_key=idempotency_key,
+                request_id=request_id.get(),
+                channels=channels,
             )
         )
         if row["outcome"] not in ("booked", "earlier"):
@@ -304,7 +400,14 @@ class BoxOffice:
     async def cancel(self, booking_id: str, user_id: str, is_admin: bool) -> wire.Booking:
         show_id = await self.router.show_of(booking_id, "booking")
         row, shard = await self._call(
-            show_id, "cancel", CANCEL_BOOKING, show_id, booking_id, user_id, is_admin
+            show_id,
+            "cancel",
+            CANCEL_BOOKING,
+            show_id,
+            booking_id,
+            user_id,
+            is_admin,
+            request_id.get(),
         )
         if row["outcome"] != "cancelled":
             raise _refusal(row["outcome"], show_id, row["detail"], f"booking {booking_id!r}")

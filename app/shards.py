@@ -44,7 +44,8 @@ DIRECTORY_RETRY = 1.0
 
 # a directory row as ShowInfo reads it: every query that makes one selects these
 SHOW_COLUMNS = (
-    "id, title, venue, starts_at, status, hold_seconds, shard, seats_total, max_seats_per_customer"
+    "id, title, venue, starts_at, status, hold_seconds, shard, seats_total, max_seats_per_customer,"
+    " single_seat_rule"
 )
 SHOW_BY_ID = f"SELECT {SHOW_COLUMNS} FROM shows WHERE id = $1"
 
@@ -60,6 +61,7 @@ class ShowInfo:
     shard: int
     seats_total: int
     max_seats_per_customer: int
+    single_seat_rule: str
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ShowInfo:

@@ -23,28 +23,29 @@ from app.shards import SHOW_COLUMNS, Shard, ShardRouter, ShowInfo, place_new_sho
 NEXT_SHOW_ID = "SELECT nextval('shows_id_seq')"
 INSERT_SHOW = f"""
 INSERT INTO shows (id, title, venue, starts_at, status, hold_seconds, shard, seats_total,
-                   max_seats_per_customer)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   max_seats_per_customer, single_seat_rule)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING {SHOW_COLUMNS}
 """
 INSERT_SHARD_SHOW = """
-INSERT INTO shard_shows (show_id, status, hold_seconds, max_seats_per_customer)
-VALUES ($1, $2, $3, $4)
+INSERT INTO shard_shows (show_id, status, hold_seconds, max_seats_per_customer, single_seat_rule)
+VALUES ($1, $2, $3, $4, $5)
 """
-SEAT_COLUMNS = ["show_id", "label", "ord", "section", "category", "price_cents", "x", "y"]
+SEAT_COLUMNS = ["show_id", "label", "ord", "section", "category", "price_cents", "x", "y", "rank"]
 # the directory row, locked: a change and the reconciler of the same show take turns
 LOCK_SHOW = f"SELECT {SHOW_COLUMNS} FROM shows WHERE id = $1 FOR UPDATE"
 UPDATE_SHOW = f"""
 UPDATE shows SET title = coalesce($2, title), starts_at = coalesce($3, starts_at),
                  status = coalesce($4, status),
                  max_seats_per_customer = coalesce($5, max_seats_per_customer),
+                 single_seat_rule = coalesce($6, single_seat_rule),
                  updated_at = now()
 WHERE id = $1
 RETURNING {SHOW_COLUMNS}
 """
 # the shard's copy of what its seat transactions check; a MOVED tombstone stays one
 SYNC_SHARD_SHOW = """
-UPDATE shard_shows SET status = $2, max_seats_per_customer = $3
+UPDATE shard_shows SET status = $2, max_seats_per_customer = $3, single_seat_rule = $4
 WHERE show_id = $1 AND status <> 'MOVED'
 """
 LIST_SHOWS = f"SELECT {SHOW_COLUMNS} FROM shows ORDER BY starts_at, id LIMIT 500"
@@ -53,9 +54,14 @@ LIST_SHOWS = f"SELECT {SHOW_COLUMNS} FROM shows ORDER BY starts_at, id LIMIT 500
 # a create takes seconds at most: shard rows this old with no directory row are orphans
 ORPHAN_AGE = 300.0
 DIRECTORY_HAS_SHOW = "SELECT 1 FROM shows WHERE id = $1"
-DIRECTORY_ROWS = "SELECT id, shard, status, max_seats_per_customer FROM shows WHERE id = ANY($1)"
+DIRECTORY_ROWS = (
+    "SELECT id, shard, status, max_seats_per_customer, single_seat_rule FROM shows"
+    " WHERE id = ANY($1)"
+)
+# the fields a shard keeps a copy of: the reconciler compares these
+SHARD_COPY = ("status", "max_seats_per_customer", "single_seat_rule")
 SHARD_SHOWS = """
-SELECT show_id, status, max_seats_per_customer,
+SELECT show_id, status, max_seats_per_customer, single_seat_rule,
        created_at < now() - make_interval(secs => $1) AS settled
 FROM shard_shows WHERE status <> 'MOVED'
 """
@@ -63,7 +69,7 @@ FROM shard_shows WHERE status <> 'MOVED'
 # cleared all the same, whatever a future path may have written
 REMOVE_SHARD_SHOW = [
     f"DELETE FROM {table} WHERE show_id = $1"
-    for table in ("outbox", "bookings", "holds", "seats", "shard_shows")
+    for table in ("outbox", "seat_audit", "bookings", "holds", "seats", "shard_shows")
 ]
 
 
@@ -97,11 +103,34 @@ def _show(info: ShowInfo, available: int | None = None) -> wire.Show:
         shard=info.shard,
         seats_total=info.seats_total,
         max_seats_per_customer=info.max_seats_per_customer,
+        single_seat_rule=info.single_seat_rule,
         seats_available=available,
     )
 
 
 ANALYZE_SEATS = "ANALYZE seats"
+
+
+def seat_ranks(seats: list[SeatSpec], quality: dict[str, int]) -> list[int]:
+    """Each seat's place in best available's order (1 = best): a section of higher quality
+    first, then rows nearest the stage (the top of the plan, lowest y), then seats nearest
+    the venue's centre line."""
+    if not seats:
+        return []
+    centre = (min(s.x for s in seats) + max(s.x for s in seats)) / 2
+    order = sorted(
+        range(len(seats)),
+        key=lambda i: (
+            -quality.get(seats[i].section, 0),
+            seats[i].y,
+            abs(seats[i].x - centre),
+            seats[i].x,
+        ),
+    )
+    ranks = [0] * len(seats)
+    for place, i in enumerate(order, start=1):
+        ranks[i] = place
+    return ranks
 
 
 class ShowCatalog:
@@ -126,7 +155,9 @@ class ShowCatalog:
         until then no customer can reach the show. A failure after the shard committed
         removes the shard's rows again; a crash there leaves rows nothing routes to, which
         `reconcile()` removes."""
+        quality: dict[str, int] = {}
         if body.sections is not UNSET:
+            quality = {s.name: s.quality for s in body.sections}
             sections = [
                 SectionSpec(s.name, s.rows, s.seats_per_row, s.category, s.price_cents, s.x, s.y)
                 for s in body.sections
@@ -151,8 +182,11 @@ class ShowCatalog:
                     shard.index,
                     len(seats),
                     body.max_seats_per_customer,
+                    body.single_seat_rule,
                 )
-                await self._write_shard_show(shard, show_id, body, hold_seconds, seats)
+                await self._write_shard_show(
+                    shard, show_id, body, hold_seconds, seats, seat_ranks(seats, quality)
+                )
         except BaseException:
             # the shard's write may have committed (even if its answer was lost)
             await self._remove_orphan(shard, show_id)
@@ -170,17 +204,23 @@ class ShowCatalog:
         body: wire.CreateShow,
         hold_seconds: int,
         seats: list[SeatSpec],
+        ranks: list[int],
     ) -> None:
         async with shard.connection("create_show") as conn, conn.transaction():
             await conn.execute(
-                INSERT_SHARD_SHOW, show_id, body.status, hold_seconds, body.max_seats_per_customer
+                INSERT_SHARD_SHOW,
+                show_id,
+                body.status,
+                hold_seconds,
+                body.max_seats_per_customer,
+                body.single_seat_rule,
             )
             await conn.copy_records_to_table(
                 "seats",
                 columns=SEAT_COLUMNS,
                 records=[
-                    (show_id, s.label, i, s.section, s.category, s.price_cents, s.x, s.y)
-                    for i, s in enumerate(seats)
+                    (show_id, s.label, i, s.section, s.category, s.price_cents, s.x, s.y, rank)
+                    for i, (s, rank) in enumerate(zip(seats, ranks, strict=True))
                 ],
             )
 
@@ -218,12 +258,10 @@ class ShowCatalog:
                     body.starts_at,
                     body.status,
                     body.max_seats_per_customer,
+                    body.single_seat_rule,
                 )
                 changed = ShowInfo.from_row(row)
-                if (changed.status, changed.max_seats_per_customer) != (
-                    current["status"],
-                    current["max_seats_per_customer"],
-                ):
+                if any(getattr(changed, name) != current[name] for name in SHARD_COPY):
                     shard_touched = True
                     await self._sync_shard(changed)
         except BaseException:
@@ -238,7 +276,13 @@ class ShowCatalog:
         """The shard's copy is what the seat transactions check."""
         shard = self.router.shard(info.shard)
         async with shard.connection("update_show") as conn:
-            await conn.execute(SYNC_SHARD_SHOW, info.id, info.status, info.max_seats_per_customer)
+            await conn.execute(
+                SYNC_SHARD_SHOW,
+                info.id,
+                info.status,
+                info.max_seats_per_customer,
+                info.single_seat_rule,
+            )
 
     async def _resync(self, show_id: int) -> None:
         try:
@@ -277,10 +321,9 @@ class ShowCatalog:
                     if copy["settled"]:
                         await remove_shard_show(shard, copy["show_id"])
                         done.orphans_removed.append(copy["show_id"])
-                elif entry["shard"] == shard.index and (
-                    entry["status"],
-                    entry["max_seats_per_customer"],
-                ) != (copy["status"], copy["max_seats_per_customer"]):
+                elif entry["shard"] == shard.index and any(
+                    entry[name] != copy[name] for name in SHARD_COPY
+                ):
                     await self.reconcile_show(copy["show_id"])
                     done.repaired.append(copy["show_id"])
         if done.orphans_removed or done.repaired:

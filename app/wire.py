@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
@@ -30,11 +30,36 @@ def _no_duplicates(seats: list[str]) -> None:
         raise ValueError("seat labels must be distinct")
 
 
+Category = Annotated[str, Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+# a sales channel (press, vip, box-office): RESERVED seats name one, a token's `channels` lists them
+Channel = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", description="a sales channel")]
+SingleSeatRule = Literal["off", "enforce"]
+
+
+class BestAvailable(Struct, forbid_unknown_fields=True):
+    """The best `count` seats side by side in one row (of `category`); with `allow_split`,
+    the best few groups when no row has them together."""
+
+    count: Annotated[int, Meta(ge=1, le=MAX_SEATS_PER_REQUEST)]
+    category: Category | None = None
+    allow_split: bool = False
+
+
 class HoldRequest(Struct, forbid_unknown_fields=True):
-    seats: SeatList
+    """Either the seats by label, or `best` available."""
+
+    seats: SeatList | UnsetType = UNSET
+    best: BestAvailable | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        _no_duplicates(self.seats)
+        if (self.seats is UNSET) == (self.best is UNSET):
+            raise ValueError("give either seats or best")
+        if self.seats is not UNSET:
+            _no_duplicates(self.seats)
+
+
+# HoldRequest's rule in JSON Schema, for /openapi.json
+HOLD_RULE = {"oneOf": [{"required": ["seats"]}, {"required": ["best"]}]}
 
 
 class BookRequest(Struct, forbid_unknown_fields=True):
@@ -54,6 +79,9 @@ class SectionBody(Struct, forbid_unknown_fields=True):
     price_cents: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
     x: float | None = None
     y: float | None = None
+    # best available offers a section of higher quality first (then rows nearest the
+    # stage, then seats nearest the centre)
+    quality: Annotated[int, Meta(ge=0, le=100)] = 0
 
 
 class CreateShow(Struct, forbid_unknown_fields=True):
@@ -65,6 +93,7 @@ class CreateShow(Struct, forbid_unknown_fields=True):
     hold_seconds: HoldSeconds | None = None
     status: ShowStatus = ShowStatus.ON_SALE
     max_seats_per_customer: SeatsPerCustomer = DEFAULT_SEATS_PER_CUSTOMER
+    single_seat_rule: SingleSeatRule = "off"
     # left out rather than null: the schema then states the layout rule exactly (LAYOUT_RULE)
     rows: Annotated[int, Meta(ge=1, le=702)] | UnsetType = UNSET
     seats_per_row: Annotated[int, Meta(ge=1, le=9999)] | UnsetType = UNSET
@@ -99,6 +128,7 @@ class UpdateShow(Struct, forbid_unknown_fields=True):
     starts_at: Instant | None = None
     status: ShowStatus | None = None
     max_seats_per_customer: SeatsPerCustomer | None = None
+    single_seat_rule: SingleSeatRule | None = None
 
     def __post_init__(self) -> None:
         if all(getattr(self, name) is None for name in self.__struct_fields__):
@@ -134,6 +164,30 @@ def normalise_reference(text: str) -> str:
     return "".join(c for c in text.upper() if c not in " -")
 
 
+class SeatStatusChange(Struct, forbid_unknown_fields=True):
+    """An admin's change of seats: off sale (BLOCKED), kept for a `channel` (RESERVED), or
+    back on general sale (AVAILABLE). `seats` left out, with AVAILABLE and a channel: every
+    seat of that channel goes back on general sale."""
+
+    status: Literal["AVAILABLE", "BLOCKED", "RESERVED"]
+    seats: Annotated[list[SeatLabel], Meta(min_length=1, max_length=5000)] | UnsetType = UNSET
+    channel: Channel | None = None
+
+    def __post_init__(self) -> None:
+        if self.seats is UNSET:
+            if not (self.status == "AVAILABLE" and self.channel):
+                raise ValueError("give seats (or AVAILABLE and a channel, to release it)")
+            return
+        _no_duplicates(self.seats)
+        if (self.status == "RESERVED") != (self.channel is not None):
+            raise ValueError("a channel goes with RESERVED, and RESERVED needs one")
+
+
+class AuditQuery(Struct, forbid_unknown_fields=True):
+    seat: SeatLabel | None = None
+    user: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
+
+
 class BroadcastRequest(Struct, forbid_unknown_fields=True):
     message: Annotated[str, Meta(min_length=1, max_length=1000)]
 
@@ -152,6 +206,7 @@ class Show(Struct):
     seats_total: int
     max_seats_per_customer: int
     seats_available: int | None = None
+    single_seat_rule: str = "off"
 
 
 class ShowList(Struct):
@@ -183,6 +238,73 @@ class Availability(Struct):
     BOOKED: int
     total: int
     stale: bool = False
+
+
+class SeatChange(Struct):
+    label: str
+    status: str
+    version: int
+
+
+class SeatsChanged(Struct):
+    show_id: int
+    seats: list[SeatChange]
+
+
+class AuditEntry(Struct, omit_defaults=True):
+    seat: str
+    at: datetime
+    action: str
+    from_: str = field(name="from")
+    to: str
+    by: str | None = None
+    hold_id: str | None = None
+    booking_id: str | None = None
+    request_id: str | None = None
+
+
+class AuditTrail(Struct):
+    show_id: int
+    changes: list[AuditEntry]
+
+
+class CategoryLine(Struct):
+    category: str
+    seats: int = 0
+    available: int = 0
+    held: int = 0
+    booked: int = 0
+    blocked: int = 0
+    reserved: int = 0
+    revenue_cents: int = 0  # the prices of its BOOKED seats
+
+
+class ChannelLine(Struct):
+    channel: str
+    seats: int = 0  # the channel's seats: kept (RESERVED), held or booked through it
+    reserved: int = 0
+    held: int = 0
+    booked: int = 0
+
+
+class MinuteSales(Struct):
+    minute: datetime
+    seats: int  # booked in that minute (still booked now)
+    total: int  # booked up to the end of that minute
+
+
+class SalesReport(Struct):
+    show_id: int
+    at: datetime
+    seats_total: int
+    by_status: dict[str, int]
+    by_category: list[CategoryLine]
+    by_channel: list[ChannelLine]
+    bookings: int  # confirmed
+    revenue_cents: int
+    holds_live: int
+    seats_held_live: int
+    sell_through: list[MinuteSales]  # minutes with sales, since the first
 
 
 class Hold(Struct):

@@ -13,6 +13,7 @@ from app.auth import Principal, Role, principal_from_header, require_role
 from app.errors import InvalidBody
 from app.http.io import JSONResponse, decode_body, path_show_id
 from app.realtime.service import LiveUpdatesUnavailable
+from app.reports import ShowReports, report_csv
 from app.services import services
 from app.shows import show_frame
 
@@ -70,3 +71,38 @@ async def search_bookings(request: Request) -> Response:
         raise InvalidBody(str(exc)) from None
     bookings = await services(request).box_office.search(query)
     return JSONResponse(wire.BookingList(bookings))
+
+
+async def change_seats(request: Request) -> Response:
+    """Seats off sale, kept for a channel, or back on general sale; pushed live."""
+    who = admin(request)
+    show_id = path_show_id(request)
+    body = await decode_body(request, wire.SeatStatusChange)
+    changed = await services(request).box_office.set_seats(show_id, body, who.user_id)
+    return JSONResponse(changed)
+
+
+async def seat_audit(request: Request) -> Response:
+    admin(request)
+    show_id = path_show_id(request)
+    params = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
+    try:
+        query = msgspec.convert(params, wire.AuditQuery)
+    except msgspec.ValidationError as exc:
+        raise InvalidBody(str(exc)) from None
+    return JSONResponse(await ShowReports(services(request).router).audit(show_id, query))
+
+
+async def sales_report(request: Request) -> Response:
+    """JSON, or CSV when the client's Accept names text/csv."""
+    admin(request)
+    show_id = path_show_id(request)
+    report = await ShowReports(services(request).router).report(show_id)
+    if "text/csv" in request.headers.get("accept", ""):
+        disposition = f'attachment; filename="show-{show_id}-report.csv"'
+        return Response(
+            report_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": disposition},
+        )
+    return JSONResponse(report)

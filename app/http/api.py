@@ -81,8 +81,11 @@ API: list[Endpoint] = [
         "POST",
         "/shows/{show_id}/holds",
         booking.create_hold,
-        "Hold 1-10 seats, all or nothing; 409 seat_limit past the show's "
-        "max_seats_per_customer (live holds and bookings together)",
+        "Hold 1-10 seats, all or nothing, by label or the best available (`best`: count, "
+        "category?, allow_split?; 409 no_adjacent_seats); 409 seat_limit past the show's "
+        "max_seats_per_customer (live holds and bookings together), 409 single_seat naming "
+        "the seat a pick would strand (shows with single_seat_rule enforce), 403 "
+        "reserved_seats for a channel's seats without that channel in the token",
         status=201,
         body=wire.HoldRequest,
         response=wire.Hold,
@@ -202,6 +205,40 @@ API: list[Endpoint] = [
         errors=(400, 401, 403, 404, 422),
         auth="admin",
     ),
+    Endpoint(
+        "POST",
+        "/admin/shows/{show_id}/seats",
+        admin.change_seats,
+        "Take seats off sale (BLOCKED), keep them for a channel (RESERVED + channel) or put "
+        "them back on general sale (AVAILABLE; no seats + a channel: the channel's seats); "
+        "answers the seats changed, pushed live; 409 seats_unavailable for seats held or "
+        "booked, 422 unknown_seats",
+        body=wire.SeatStatusChange,
+        response=wire.SeatsChanged,
+        errors=(400, 401, 403, 404, 409, 413, 422),
+        auth="admin",
+    ),
+    Endpoint(
+        "GET",
+        "/admin/shows/{show_id}/audit",
+        admin.seat_audit,
+        "Every seat status change of the show, newest first (at most 1000 writes): who, "
+        "when, from, to, the hold or booking, the request id; by seat and/or customer",
+        response=wire.AuditTrail,
+        errors=(401, 403, 404, 422),
+        auth="admin",
+        query=wire.AuditQuery,
+    ),
+    Endpoint(
+        "GET",
+        "/admin/shows/{show_id}/report",
+        admin.sales_report,
+        "Sales report: seats by status, category and channel, bookings, revenue by "
+        "category, live holds, seats sold per minute; CSV with Accept: text/csv",
+        response=wire.SalesReport,
+        errors=(401, 403, 404),
+        auth="admin",
+    ),
 ]
 
 
@@ -248,6 +285,7 @@ def openapi_document() -> dict[str, Any]:
         sorted(structs, key=lambda t: t.__name__), ref_template="#/components/schemas/{name}"
     )
     components["CreateShow"].update(wire.LAYOUT_RULE)
+    components["HoldRequest"].update(wire.HOLD_RULE)
     ref = dict(zip(sorted(structs, key=lambda t: t.__name__), schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for e in API:

@@ -31,7 +31,12 @@ async def create_hold(request: Request) -> Response:
     who = await customer(request)
     show_id = path_show_id(request)
     body = await decode_body(request, wire.HoldRequest)
-    hold = await services(request).box_office.hold(show_id, body.seats, who.user_id)
+    office = services(request).box_office
+    if isinstance(body.best, wire.BestAvailable):
+        hold = await office.hold_best(show_id, body.best, who.user_id, who.channels)
+    else:
+        assert isinstance(body.seats, list)  # HoldRequest has one or the other
+        hold = await office.hold(show_id, body.seats, who.user_id, who.channels)
     return JSONResponse(hold, status_code=201)
 
 
@@ -62,8 +67,9 @@ async def book_seats(request: Request) -> Response:
     show_id = path_show_id(request)
     body = await decode_body(request, wire.BookRequest)
     booking = await services(request).box_office.book(
-        show_id, body.seatNumbers, who.user_id, idempotency_key(request)
+        show_id, body.seatNumbers, who.user_id, idempotency_key(request), who.channels
     )
+
     return JSONResponse(booking, status_code=201)
 
 

@@ -24,6 +24,13 @@
 --     customer's lock on the show (customer_lock()), so one customer's claims on a show
 --     take turns and two at once cannot both pass; nothing else takes that lock.
 --   * what a show's status allows is show_allows(), and every function asks it.
+--   * a seat is free to claim as seat_free() says: AVAILABLE, a lapsed hold, or RESERVED
+--     for a channel the caller's token lists; BLOCKED seats are never claimed. A channel
+--     seat keeps its channel while held or booked: giving it back makes it RESERVED again.
+--   * with the show's single_seat_rule `enforce`, a claim that would strand one free
+--     seat is refused (stranded_seats()), read in the claim's transaction.
+--   * every seat write adds a seat_audit row in the same statement (who, from, to, the
+--     hold or booking, the request id).
 --   * a batch of requests (seat_batch(), at the end) locks every row it will write first,
 --     with SKIP LOCKED, and hands back whatever it could not lock: it does not wait for
 --     a row lock, so it is never part of a wait cycle either.
@@ -35,7 +42,8 @@
 -- function it defines.
 DROP FUNCTION IF EXISTS lock_seats, not_here, lock_own_hold, write_seats, check_claim,
     claim_seats, hold_seats, extend_hold, release_hold, confirm_hold, book_seats,
-    cancel_booking, expire_holds, seat_batch, show_allows, customer_lock;
+    cancel_booking, expire_holds, seat_batch, show_allows, customer_lock, seat_free,
+    stranded_seats, best_seats, set_seats;
 
 -- What a show's status allows: the one place it is said.
 --   status      hold, extend, book, confirm    cancel a booking    release a hold
@@ -64,6 +72,62 @@ $$;
 CREATE FUNCTION customer_lock(p_show bigint, p_user text) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended(p_user, p_show)
+$$;
+
+-- Whether a seat can be claimed now by a caller whose token lists p_channels: AVAILABLE or
+-- a lapsed hold (an expired hold is as good as released), RESERVED for one of the
+-- caller's channels, never BLOCKED. (One SQL expression: inlined where it is called.)
+CREATE FUNCTION seat_free(p_status text, p_until timestamptz, p_channel text, p_channels text[])
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT (p_status IN ('AVAILABLE', 'RESERVED') OR (p_status = 'HELD' AND p_until <= now()))
+           AND (p_channel IS NULL OR coalesce(p_channel = ANY(p_channels), false))
+$$;
+
+-- The seats a claim of p_labels would strand: a free seat left alone between the claim and
+-- a taken seat, another seat of the claim or the row's end. Spared: a run of free seats the
+-- claim takes all but one of (any claim of that many seats there leaves one). Seats are
+-- neighbours when they share a row and their numbers follow. A claim takes at most 10
+-- seats, so a run it could take all but one of is within 11 seats of each of its seats:
+-- the seats within 12 of the claim are enough to decide. (Asked only for shows that
+-- enforce the rule: tests/test_single_seat.py checks it against a reference.)
+CREATE FUNCTION stranded_seats(p_show bigint, p_labels text[], p_channels text[])
+RETURNS text[] LANGUAGE sql STABLE AS $$
+    WITH picked AS (
+        SELECT rtrim(l, '0123456789') AS seat_row, substring(l FROM '[0-9]+$')::int AS num
+        FROM unnest(p_labels) AS l
+    ),
+    near AS (
+        SELECT DISTINCT p.seat_row, p.num + d AS num
+        FROM picked p, generate_series(-12, 12) AS d
+        WHERE p.num + d >= 0
+    ),
+    seen AS (  -- `end`: no such seat (past the row's end, or number 0)
+        SELECT n.seat_row, n.num,
+               CASE WHEN n.seat_row || n.num = ANY(p_labels) THEN 'pick'
+                    WHEN s.label IS NULL THEN 'end'
+                    WHEN seat_free(s.status, s.held_until, s.channel, p_channels) THEN 'free'
+                    ELSE 'taken' END AS state
+        FROM near n LEFT JOIN seats s ON s.show_id = p_show AND s.label = n.seat_row || n.num
+    ),
+    open AS (
+        SELECT seat_row, num, state,
+               num - row_number() OVER (PARTITION BY seat_row ORDER BY num) AS run
+        FROM seen WHERE state IN ('pick', 'free')
+    ),
+    spared AS (
+        SELECT o.seat_row, o.run FROM open o
+        GROUP BY o.seat_row, o.run
+        HAVING count(*) - count(*) FILTER (WHERE o.state = 'pick') = 1
+           -- both ends seen (not the window's edge): the run is no longer than this
+           AND EXISTS (SELECT 1 FROM seen s WHERE s.seat_row = o.seat_row AND s.num = min(o.num) - 1)
+           AND EXISTS (SELECT 1 FROM seen s WHERE s.seat_row = o.seat_row AND s.num = max(o.num) + 1)
+    )
+    SELECT coalesce(array_agg(o.seat_row || o.num ORDER BY o.seat_row, o.num), '{}')
+    FROM open o
+    JOIN seen l ON l.seat_row = o.seat_row AND l.num = o.num - 1 AND l.state <> 'free'
+    JOIN seen r ON r.seat_row = o.seat_row AND r.num = o.num + 1 AND r.state <> 'free'
+    WHERE o.state = 'free' AND 'pick' IN (l.state, r.state)
+      AND NOT EXISTS (SELECT 1 FROM spared sp WHERE (sp.seat_row, sp.run) = (o.seat_row, o.run))
 $$;
 
 -- (PL/pgSQL rather than SQL functions: PL/pgSQL keeps its plans for the session, a SQL
@@ -98,12 +162,17 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Writes the named seats and their outbox row, skipping seats that are not free when
--- p_claim (and then raising if any was skipped: see the rules above). No outbox row when
--- nothing was written.
+-- Writes the named seats, their outbox row and their audit row, skipping seats that are
+-- not free to the caller (p_channels) when p_claim (and then raising if any was skipped:
+-- see the rules above). AVAILABLE gives a channel seat back to its channel (RESERVED).
+-- p_from: the seats' status before (a claim's: AVAILABLE or RESERVED); p_was_hold and
+-- p_was_booking: the hold or booking a seat leaves, for the audit. No outbox or audit
+-- row when nothing was written.
 CREATE FUNCTION write_seats(
     p_show bigint, p_labels text[], p_status text, p_hold text, p_until timestamptz,
-    p_booking text, p_claim boolean DEFAULT false,
+    p_booking text, p_claim boolean DEFAULT false, p_channels text[] DEFAULT '{}',
+    p_action text DEFAULT NULL, p_by text DEFAULT NULL, p_request text DEFAULT NULL,
+    p_from text DEFAULT NULL, p_was_hold text DEFAULT NULL, p_was_booking text DEFAULT NULL,
     OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -111,11 +180,24 @@ DECLARE
 BEGIN
     WITH changed AS (
         UPDATE seats
-        SET status = p_status, hold_id = p_hold, held_until = p_until, booking_id = p_booking,
+        SET status = CASE WHEN p_status = 'AVAILABLE' AND channel IS NOT NULL
+                          THEN 'RESERVED' ELSE p_status END,
+            hold_id = p_hold, held_until = p_until, booking_id = p_booking,
             version = version + 1
         WHERE show_id = p_show AND label = ANY(p_labels)
-          AND (NOT p_claim OR status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now()))
-        RETURNING label, status, version
+          AND (NOT p_claim OR seat_free(status, held_until, channel, p_channels))
+        RETURNING label, status, version, channel
+    ),
+    audited AS (
+        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
+                                hold_id, booking_id, request_id)
+        SELECT p_show, coalesce(p_action, lower(p_status)), p_by, array_agg(c.label ORDER BY c.label),
+               array_agg(coalesce(p_from, CASE WHEN c.channel IS NULL THEN 'AVAILABLE'
+                                               ELSE 'RESERVED' END) ORDER BY c.label),
+               array_agg(c.status ORDER BY c.label), coalesce(p_hold, p_was_hold),
+               coalesce(p_booking, p_was_booking), p_request
+        FROM changed c
+        HAVING count(*) > 0
     )
     INSERT INTO outbox (show_id, changes)
     SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
@@ -133,22 +215,25 @@ END $$;
 -- locking the seats (the claim's UPDATE re-checks each seat under its lock), under the
 -- customer's lock (held until commit, so the count stays true until the claim is written).
 -- outcome: ok | no_show | moved | not_on_sale (detail: the show's status) | unknown | taken
---          | seat_limit (detail: the limit)
+--          | channel (seats kept for a channel the caller's token does not list)
+--          | seat_limit (detail: the limit) | single_seat (detail: the seats it strands)
 CREATE FUNCTION check_claim(
-    p_show bigint, p_labels text[], p_user text, p_action text,
+    p_show bigint, p_labels text[], p_user text, p_action text, p_channels text[] DEFAULT '{}',
     OUT outcome text, OUT detail text[], OUT hold_seconds int
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_show_status text;
     v_limit int;
+    v_rule text;
     v_found int;
     v_taken text[];
+    v_kept text[];
     v_mine bigint;
 BEGIN
     -- before any read, so the count below sees every claim of this customer that committed
     PERFORM pg_advisory_xact_lock(customer_lock(p_show, p_user));
-    SELECT s.status, s.hold_seconds, s.max_seats_per_customer
-    INTO v_show_status, hold_seconds, v_limit
+    SELECT s.status, s.hold_seconds, s.max_seats_per_customer, s.single_seat_rule
+    INTO v_show_status, hold_seconds, v_limit, v_rule
     FROM shard_shows s WHERE s.show_id = p_show;
     IF NOT FOUND THEN
         outcome := 'no_show';
@@ -163,9 +248,13 @@ BEGIN
         detail := ARRAY[v_show_status];
         RETURN;
     END IF;
-    SELECT count(*), array_agg(label ORDER BY label) FILTER (
-               WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now()))
-    INTO v_found, v_taken
+    SELECT count(*),
+           array_agg(label ORDER BY label) FILTER (
+               WHERE NOT seat_free(status, held_until, NULL, '{}')),
+           array_agg(label ORDER BY label) FILTER (
+               WHERE seat_free(status, held_until, NULL, '{}')
+                 AND NOT seat_free(status, held_until, channel, p_channels))
+    INTO v_found, v_taken, v_kept
     FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
     -- the customer's seats: in live holds and in confirmed bookings (a confirmed hold
     -- counts once, as its booking; a lapsed one not at all)
@@ -184,9 +273,16 @@ BEGIN
     ELSIF v_taken IS NOT NULL THEN
         outcome := 'taken';
         detail := v_taken;
+    ELSIF v_kept IS NOT NULL THEN
+        outcome := 'channel';
+        detail := v_kept;
     ELSIF v_mine + cardinality(p_labels) > v_limit THEN
         outcome := 'seat_limit';
         detail := ARRAY[v_limit::text];
+    ELSIF v_rule = 'enforce'
+          AND cardinality(stranded_seats(p_show, p_labels, p_channels)) > 0 THEN
+        outcome := 'single_seat';
+        detail := stranded_seats(p_show, p_labels, p_channels);
     ELSE
         outcome := 'ok';
     END IF;
@@ -197,7 +293,8 @@ END $$;
 -- cost PostgreSQL as much CPU as everything else the hold does (about 65 us per nested
 -- call, measured with pgbench). book_seats() is the same claim through those functions.
 CREATE FUNCTION hold_seats(
-    p_show bigint, p_labels text[], p_hold text, p_user text,
+    p_show bigint, p_labels text[], p_hold text, p_user text, p_channels text[] DEFAULT '{}',
+    p_request text DEFAULT NULL,
     OUT outcome text, OUT detail text[], OUT hold_until timestamptz,
     OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
@@ -205,6 +302,7 @@ DECLARE
     v_show_status text;
     v_seconds int;
     v_limit int;
+    v_rule text;
     v_open boolean;
     v_found int;
     v_mine bigint;
@@ -213,13 +311,13 @@ BEGIN
     -- check_claim()'s look, written out: the customer's lock first, then the show, the
     -- seats and the customer's seats
     PERFORM pg_advisory_xact_lock(customer_lock(p_show, p_user));
-    SELECT s.status, s.hold_seconds, s.max_seats_per_customer,
+    SELECT s.status, s.hold_seconds, s.max_seats_per_customer, s.single_seat_rule,
            coalesce(show_allows(s.status, 'hold'), false)
-    INTO v_show_status, v_seconds, v_limit, v_open
+    INTO v_show_status, v_seconds, v_limit, v_rule, v_open
     FROM shard_shows s WHERE s.show_id = p_show;
     IF v_open THEN
         SELECT count(*), array_agg(label ORDER BY label) FILTER (
-                   WHERE status = 'BOOKED' OR (status = 'HELD' AND held_until > now())),
+                   WHERE NOT seat_free(status, held_until, channel, p_channels)),
                (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
                 WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
                   AND h.expires_at > now())
@@ -229,11 +327,13 @@ BEGIN
         FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
     END IF;
     IF NOT coalesce(v_open, false) OR v_found < cardinality(p_labels) OR detail IS NOT NULL
-       OR v_mine + cardinality(p_labels) > v_limit THEN
+       OR v_mine + cardinality(p_labels) > v_limit
+       OR (v_rule = 'enforce' AND cardinality(stranded_seats(p_show, p_labels, p_channels)) > 0)
+    THEN
         -- a refusal: check_claim says which (each statement sees the latest commits, so
         -- its look may find the seats free by now: then start again)
         SELECT c.outcome, c.detail INTO outcome, detail
-        FROM check_claim(p_show, p_labels, p_user, 'hold') c;
+        FROM check_claim(p_show, p_labels, p_user, 'hold', p_channels) c;
         IF outcome = 'ok' THEN
             RAISE EXCEPTION 'these seats changed while this hold was being checked'
                 USING ERRCODE = 'serialization_failure';
@@ -243,14 +343,24 @@ BEGIN
     hold_until := now() + make_interval(secs => v_seconds);
     INSERT INTO holds (show_id, id, user_id, seats, expires_at)
     VALUES (p_show, p_hold, p_user, p_labels, hold_until);
-    -- write_seats(p_show, p_labels, 'HELD', p_hold, hold_until, NULL, p_claim => true):
+    -- write_seats(p_show, p_labels, 'HELD', p_hold, hold_until, NULL, p_claim => true, ...):
     WITH changed AS (
         UPDATE seats
         SET status = 'HELD', hold_id = p_hold, held_until = hold_until, booking_id = NULL,
             version = version + 1
         WHERE show_id = p_show AND label = ANY(p_labels)
-          AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now()))
-        RETURNING label, status, version
+          AND seat_free(status, held_until, channel, p_channels)
+        RETURNING label, status, version, channel
+    ),
+    audited AS (
+        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
+                                hold_id, request_id)
+        SELECT p_show, 'hold', p_user, array_agg(c.label ORDER BY c.label),
+               array_agg(CASE WHEN c.channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END
+                         ORDER BY c.label),
+               array_agg(c.status ORDER BY c.label), p_hold, p_request
+        FROM changed c
+        HAVING count(*) > 0
     )
     INSERT INTO outbox (show_id, changes)
     SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
@@ -314,7 +424,8 @@ END $$;
 -- The seats are written only where this hold still owns them (once lapsed, a seat may have
 -- gone to the next customer).
 CREATE FUNCTION release_hold(
-    p_show bigint, p_hold text, p_user text, OUT outcome text, OUT event_id bigint, OUT event text
+    p_show bigint, p_hold text, p_user text, p_request text DEFAULT NULL,
+    OUT outcome text, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_seats text[];
@@ -335,9 +446,19 @@ BEGIN
     -- hold_seats():
     WITH changed AS (
         UPDATE seats
-        SET status = 'AVAILABLE', hold_id = NULL, held_until = NULL, version = version + 1
+        SET status = CASE WHEN channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END,
+            hold_id = NULL, held_until = NULL, version = version + 1
         WHERE show_id = p_show AND label = ANY(v_seats) AND hold_id = p_hold
         RETURNING label, status, version
+    ),
+    audited AS (
+        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
+                                hold_id, request_id)
+        SELECT p_show, 'release', p_user, array_agg(c.label ORDER BY c.label),
+               array_fill('HELD'::text, ARRAY[count(*)::int]),
+               array_agg(c.status ORDER BY c.label), p_hold, p_request
+        FROM changed c
+        HAVING count(*) > 0
     )
     INSERT INTO outbox (show_id, changes)
     SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
@@ -352,6 +473,7 @@ END $$;
 --          key_reused | not_on_sale (booking: the show's status)
 CREATE FUNCTION confirm_hold(
     p_show bigint, p_hold text, p_user text, p_booking text, p_key text,
+    p_request text DEFAULT NULL,
     OUT outcome text, OUT booking text, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -403,7 +525,9 @@ BEGIN
     RETURNING * INTO b;
     UPDATE holds SET status = 'CONFIRMED' WHERE show_id = p_show AND id = p_hold;
     SELECT w.event_id, w.event INTO event_id, event
-    FROM write_seats(p_show, h.seats, 'BOOKED', NULL, NULL, p_booking) w;
+    FROM write_seats(p_show, h.seats, 'BOOKED', NULL, NULL, p_booking, p_action => 'confirm',
+                     p_by => p_user, p_request => p_request, p_from => 'HELD',
+                     p_was_hold => p_hold) w;
     outcome := 'confirmed';
     booking := row_to_json(b)::text;
 END $$;
@@ -413,6 +537,7 @@ END $$;
 --          a booking of other seats, or a confirm) | (check_claim's refusals)
 CREATE FUNCTION book_seats(
     p_show bigint, p_labels text[], p_user text, p_booking text, p_key text,
+    p_channels text[] DEFAULT '{}', p_request text DEFAULT NULL,
     OUT outcome text, OUT detail text[], OUT booking text, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -429,7 +554,7 @@ BEGIN
         END IF;
     END IF;
     SELECT c.outcome, c.detail INTO outcome, detail
-    FROM check_claim(p_show, p_labels, p_user, 'book') c;
+    FROM check_claim(p_show, p_labels, p_user, 'book', p_channels) c;
     IF outcome <> 'ok' THEN
         RETURN;
     END IF;
@@ -437,7 +562,9 @@ BEGIN
     VALUES (p_show, p_booking, p_user, NULL, p_labels, 'CONFIRMED', p_key)
     RETURNING * INTO b;
     SELECT w.event_id, w.event INTO event_id, event
-    FROM write_seats(p_show, p_labels, 'BOOKED', NULL, NULL, p_booking, p_claim => true) w;
+    FROM write_seats(p_show, p_labels, 'BOOKED', NULL, NULL, p_booking, p_claim => true,
+                     p_channels => p_channels, p_action => 'book', p_by => p_user,
+                     p_request => p_request) w;
     outcome := 'booked';
     booking := row_to_json(b)::text;
 END $$;
@@ -445,7 +572,7 @@ END $$;
 -- outcome: cancelled | not_found | not_cancellable (detail: the booking's status) |
 --          show_ended (detail: the show's status, which allows no cancel: see show_allows)
 CREATE FUNCTION cancel_booking(
-    p_show bigint, p_booking text, p_user text, p_admin boolean,
+    p_show bigint, p_booking text, p_user text, p_admin boolean, p_request text DEFAULT NULL,
     OUT outcome text, OUT detail text[], OUT booking text, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -480,7 +607,9 @@ BEGIN
     RETURNING * INTO b;
     IF cardinality(v_owned) > 0 THEN
         SELECT w.event_id, w.event INTO event_id, event
-        FROM write_seats(p_show, v_owned, 'AVAILABLE', NULL, NULL, NULL) w;
+        FROM write_seats(p_show, v_owned, 'AVAILABLE', NULL, NULL, NULL, p_action => 'cancel',
+                         p_by => p_user, p_request => p_request, p_from => 'BOOKED',
+                         p_was_booking => p_booking) w;
     END IF;
     outcome := 'cancelled';
     booking := row_to_json(b)::text;
@@ -525,7 +654,9 @@ BEGIN
         event := NULL;
         IF cardinality(v_owned) > 0 THEN
             SELECT w.event_id, w.event INTO event_id, event
-            FROM write_seats(g.show_id, v_owned, 'AVAILABLE', NULL, NULL, NULL) w;
+            FROM write_seats(g.show_id, v_owned, 'AVAILABLE', NULL, NULL, NULL,
+                             p_action => 'expire', p_from => 'HELD',
+                             p_was_hold => array_to_string(g.hold_ids, ' ')) w;
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -554,7 +685,7 @@ END $$;
 -- (holds), booking (confirms, books), event_id, event.
 CREATE FUNCTION seat_batch(
     p_kinds text[], p_shows bigint[], p_ids text[], p_users text[], p_labels text[],
-    p_label_ends int[], p_bookings text[], p_keys text[],
+    p_label_ends int[], p_bookings text[], p_keys text[], p_requests text[] DEFAULT NULL,
     OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT booking text,
     OUT event_id bigint, OUT event text
 ) RETURNS SETOF record LANGUAGE plpgsql
@@ -607,7 +738,7 @@ BEGIN
                    THEN NOT EXISTS (
                        SELECT 1 FROM needs n JOIN seats s USING (show_id, label)
                        WHERE n.i = r.i
-                         AND (s.status = 'AVAILABLE' OR (s.status = 'HELD' AND s.held_until <= now()))
+                         AND seat_free(s.status, s.held_until, s.channel, '{}')
                          AND NOT EXISTS (
                              SELECT 1 FROM taken t WHERE (t.show_id, t.label) = (n.show_id, n.label)))
                    ELSE false END
@@ -636,20 +767,244 @@ BEGIN
             SELECT f.outcome, f.detail, f.hold_until, f.event_id, f.event
             INTO outcome, detail, hold_until, event_id, event
             FROM hold_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_ids[i],
-                            p_users[i]) f;
+                            p_users[i], '{}', p_requests[i]) f;
         ELSIF p_kinds[i] = 'release' THEN
             SELECT f.outcome, f.event_id, f.event INTO outcome, event_id, event
-            FROM release_hold(p_shows[i], p_ids[i], p_users[i]) f;
+            FROM release_hold(p_shows[i], p_ids[i], p_users[i], p_requests[i]) f;
         ELSIF p_kinds[i] = 'confirm' THEN
             SELECT f.outcome, f.booking, f.event_id, f.event INTO outcome, booking, event_id, event
-            FROM confirm_hold(p_shows[i], p_ids[i], p_users[i], p_bookings[i], p_keys[i]) f;
+            FROM confirm_hold(p_shows[i], p_ids[i], p_users[i], p_bookings[i], p_keys[i],
+                              p_requests[i]) f;
         ELSE
             SELECT f.outcome, f.detail, f.booking, f.event_id, f.event
             INTO outcome, detail, booking, event_id, event
             FROM book_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_users[i],
-                            p_bookings[i], p_keys[i]) f;
+                            p_bookings[i], p_keys[i], p_request => p_requests[i]) f;
         END IF;
         v_first := p_label_ends[i] + 1;
         RETURN NEXT;
     END LOOP;
+END $$;
+
+-- Best available: holds p_count seats side by side in one row (of p_category, if given),
+-- best first by the seats' rank, never leaving one seat alone in a run when another block
+-- avoids it. Callers at once never wait on each other: a row is tried only while no other
+-- best-available claim is choosing in it (pg_try_advisory_xact_lock: the row's choices
+-- take turns, so two cannot together strand a seat, and each reads the row afresh under
+-- it), and a block's seats are locked with SKIP LOCKED; a row or seat in use is passed
+-- over. With p_allow_split and no block of p_count, the best blocks of fewer seats,
+-- largest first.
+-- outcome: held (detail: the seats) | no_adjacent_seats | no_show | moved | not_on_sale
+--          (detail: the show's status) | seat_limit (detail: the limit); raises
+--          serialization_failure when each block it found was in use (the caller retries).
+CREATE FUNCTION best_seats(
+    p_show bigint, p_count int, p_category text, p_allow_split boolean, p_hold text,
+    p_user text, p_channels text[] DEFAULT '{}', p_request text DEFAULT NULL,
+    OUT outcome text, OUT detail text[], OUT hold_until timestamptz,
+    OUT event_id bigint, OUT event text
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_show_status text;
+    v_seconds int;
+    v_limit int;
+    v_mine bigint;
+    v_chosen text[] := '{}';
+    v_want int := p_count;
+    v_size int := p_count;
+    v_got text[];
+    v_in_use boolean;
+    v_done boolean;
+    c record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(customer_lock(p_show, p_user));
+    SELECT s.status, s.hold_seconds, s.max_seats_per_customer
+    INTO v_show_status, v_seconds, v_limit
+    FROM shard_shows s WHERE s.show_id = p_show;
+    IF NOT FOUND THEN
+        outcome := 'no_show';
+        RETURN;
+    END IF;
+    IF v_show_status = 'MOVED' THEN
+        outcome := 'moved';
+        RETURN;
+    END IF;
+    IF NOT show_allows(v_show_status, 'hold') THEN
+        outcome := 'not_on_sale';
+        detail := ARRAY[v_show_status];
+        RETURN;
+    END IF;
+    SELECT (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
+            WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
+              AND h.expires_at > now())
+         + (SELECT coalesce(sum(cardinality(b.seats)), 0) FROM bookings b
+            WHERE b.show_id = p_show AND b.user_id = p_user AND b.status = 'CONFIRMED')
+    INTO v_mine;
+    IF v_mine + p_count > v_limit THEN
+        outcome := 'seat_limit';
+        detail := ARRAY[v_limit::text];
+        RETURN;
+    END IF;
+    WHILE v_want > 0 LOOP
+        v_in_use := false;
+        v_done := false;
+        -- each row's best block of v_size free seats, the rows' blocks best first
+        FOR c IN
+            WITH free AS (
+                SELECT label, rank, rtrim(label, '0123456789') AS seat_row,
+                       substring(label FROM '[0-9]+$')::int AS num
+                FROM seats
+                WHERE show_id = p_show AND seat_free(status, held_until, channel, p_channels)
+                  AND (p_category IS NULL OR category = p_category)
+                  AND label <> ALL(v_chosen)
+            ),
+            runs AS (
+                SELECT f.*, f.num - row_number() OVER (PARTITION BY f.seat_row ORDER BY f.num) AS run
+                FROM free f
+            ),
+            sized AS (
+                SELECT r.*, count(*) OVER w AS run_len, r.num - min(r.num) OVER w AS before,
+                       max(r.num) OVER w - r.num AS after
+                FROM runs r WINDOW w AS (PARTITION BY r.seat_row, r.run)
+            ),
+            blocks AS (
+                SELECT s.seat_row, s.num, s.run_len, s.before, s.after - (v_size - 1) AS after,
+                       array_agg(s.label) OVER b AS labels, sum(s.rank) OVER b AS score,
+                       count(*) OVER b AS n
+                FROM sized s
+                WINDOW b AS (PARTITION BY s.seat_row, s.run ORDER BY s.num
+                             ROWS BETWEEN CURRENT ROW AND v_size - 1 FOLLOWING)
+            ),
+            best_of_row AS (
+                SELECT DISTINCT ON (k.seat_row) k.seat_row, k.labels, k.score,
+                       -- one seat left on a side, where the run has room to avoid it
+                       ((k.before = 1 OR k.after = 1) AND k.run_len <> v_size + 1) AS lone
+                FROM blocks k WHERE k.n = v_size
+                ORDER BY k.seat_row, 4, k.score, k.num
+            )
+            SELECT * FROM best_of_row ORDER BY lone, score, seat_row
+        LOOP
+            IF NOT pg_try_advisory_xact_lock(hashtextextended('row ' || c.seat_row, p_show)) THEN
+                v_in_use := true;
+                CONTINUE;
+            END IF;
+            SELECT array_agg(l.label ORDER BY l.label) INTO v_got FROM (
+                SELECT label FROM seats
+                WHERE show_id = p_show AND label = ANY(c.labels)
+                  AND seat_free(status, held_until, channel, p_channels)
+                ORDER BY label
+                FOR UPDATE SKIP LOCKED) l;
+            -- a seat taken or being taken, or (read afresh under the row's lock) a block
+            -- that would now strand a seat: another block, or another try
+            IF coalesce(cardinality(v_got), 0) < v_size
+               OR (v_size = p_count
+                   AND cardinality(stranded_seats(p_show, v_chosen || v_got, p_channels)) > 0)
+            THEN
+                v_in_use := true;
+                CONTINUE;
+            END IF;
+            v_chosen := v_chosen || v_got;
+            v_want := v_want - v_size;
+            v_size := least(v_size, v_want);
+            v_done := true;
+            EXIT;
+        END LOOP;
+        IF NOT v_done THEN
+            IF v_in_use THEN
+                RAISE EXCEPTION 'the best seats are being taken by others right now'
+                    USING ERRCODE = 'serialization_failure';
+            END IF;
+            IF p_allow_split AND v_size > 1 THEN
+                v_size := v_size - 1;
+                CONTINUE;
+            END IF;
+            outcome := 'no_adjacent_seats';
+            RETURN;
+        END IF;
+    END LOOP;
+    v_chosen := ARRAY(SELECT l FROM unnest(v_chosen) AS l ORDER BY l);
+    hold_until := now() + make_interval(secs => v_seconds);
+    INSERT INTO holds (show_id, id, user_id, seats, expires_at)
+    VALUES (p_show, p_hold, p_user, v_chosen, hold_until);
+    SELECT w.event_id, w.event INTO event_id, event
+    FROM write_seats(p_show, v_chosen, 'HELD', p_hold, hold_until, NULL, p_claim => true,
+                     p_channels => p_channels, p_action => 'hold', p_by => p_user,
+                     p_request => p_request) w;
+    outcome := 'held';
+    detail := v_chosen;
+END $$;
+
+-- An admin takes seats off sale (BLOCKED), keeps them for a channel (RESERVED, p_channel)
+-- or gives them back to general sale (AVAILABLE). p_labels NULL (with AVAILABLE and a
+-- channel): every seat of the channel. A seat held (live) or booked cannot be blocked or
+-- reserved (outcome taken names them; nothing changes); given back to general sale, it
+-- keeps its status and loses its channel, so it is sold generally once free.
+-- outcome: changed (event: the seats changed) | no_show | moved | unknown | taken
+CREATE FUNCTION set_seats(
+    p_show bigint, p_labels text[], p_status text, p_channel text, p_by text, p_request text,
+    OUT outcome text, OUT detail text[], OUT event_id bigint, OUT event text
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_show_status text;
+    v_labels text[] := p_labels;
+    v_found text[];
+    v_old text[];
+    v_channel text := CASE WHEN p_status = 'RESERVED' THEN p_channel END;
+BEGIN
+    SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
+    IF NOT FOUND THEN
+        outcome := 'no_show';
+        RETURN;
+    END IF;
+    IF v_show_status = 'MOVED' THEN
+        outcome := 'moved';
+        RETURN;
+    END IF;
+    IF v_labels IS NULL THEN
+        v_labels := ARRAY(SELECT label FROM seats WHERE show_id = p_show AND channel = p_channel);
+    END IF;
+    SELECT array_agg(l.label ORDER BY l.label), array_agg(l.status ORDER BY l.label),
+           array_agg(l.label ORDER BY l.label) FILTER (
+               WHERE l.status = 'BOOKED' OR (l.status = 'HELD' AND l.held_until > now()))
+    INTO v_found, v_old, detail
+    FROM lock_seats(p_show, v_labels) l;
+    IF coalesce(cardinality(v_found), 0) < cardinality(v_labels) THEN
+        outcome := 'unknown';
+        detail := ARRAY(SELECT l FROM unnest(v_labels) AS l WHERE l <> ALL(coalesce(v_found, '{}'))
+                        ORDER BY l);
+        RETURN;
+    END IF;
+    IF detail IS NOT NULL THEN
+        IF p_status <> 'AVAILABLE' THEN
+            outcome := 'taken';
+            RETURN;
+        END IF;
+        UPDATE seats SET channel = NULL WHERE show_id = p_show AND label = ANY(detail);
+    END IF;
+    WITH changed AS (
+        UPDATE seats s
+        SET status = p_status, channel = v_channel, hold_id = NULL, held_until = NULL,
+            version = s.version + 1
+        FROM unnest(v_found, v_old) AS o(label, status)
+        WHERE s.show_id = p_show AND s.label = o.label
+          AND o.label <> ALL(coalesce(detail, '{}'))
+          AND (s.status, s.channel) IS DISTINCT FROM (p_status, v_channel)
+        RETURNING s.label, s.status, s.version, o.status AS was
+    ),
+    audited AS (
+        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
+                                request_id)
+        SELECT p_show, 'admin', p_by, array_agg(c.label ORDER BY c.label),
+               array_agg(c.was ORDER BY c.label), array_agg(c.status ORDER BY c.label),
+               p_request
+        FROM changed c
+        HAVING count(*) > 0
+    )
+    INSERT INTO outbox (show_id, changes)
+    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
+                                              'version', c.version) ORDER BY c.label)
+    FROM changed c
+    HAVING count(*) > 0
+    RETURNING id, changes::text INTO event_id, event;
+    outcome := 'changed';
+    detail := NULL;
 END $$;
