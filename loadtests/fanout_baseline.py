@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> None:
             head = (
                 f'{{"type":"seats","show_id":1,"offset":"b:{state["n"]}","changes":'
                 f'[{{"label":"{labels[i]}","status":"HELD","version":{versions[i]}}}],'
-                f'"ts":{time.time():.6f}'
+                f'"ts":{time.time() * 1000:.0f}'
             )
             pad = max(0, size - len(head) - 9)
             broadcast(CLIENTS, head + ',"pad":"' + "x" * pad + '"}')

@@ -171,7 +171,7 @@ async def redis_sub(cfg: dict[str, Any]) -> dict[str, Any]:
                 continue
             n_total += 1
             if ts is not None and w_start <= now < w_end:
-                lat.append(now - ts)
+                lat.append(now - ts / 1000)  # ts: epoch ms
 
     task = asyncio.create_task(read())
     await asyncio.sleep(max(0.0, w_end - time.time()) + 0.5)

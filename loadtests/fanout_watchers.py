@@ -204,7 +204,7 @@ class Watcher(WSListener):
             elif fresh:
                 # commit-to-receive of frames that bring something new (a frame of only
                 # re-published, already seen changes carries their old commit time)
-                ms = int((now - ts) * 1000)
+                ms = int(now * 1000 - ts)  # ts: epoch ms
                 st.hist[ms if 0 <= ms < MAX_MS else (MAX_MS if ms > 0 else 0)] += 1
             else:
                 st.stale_frames += 1

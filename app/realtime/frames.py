@@ -67,8 +67,8 @@ class Seats(Struct, tag="seats", tag_field="type", omit_defaults=True):
     show_id: int
     offset: str
     changes: list[SeatChange]
-    # commit time of the oldest change in the frame (unix seconds): commit-to-receive lag
-    ts: float | None = None
+    # commit time of the oldest change in the frame (epoch ms): commit-to-receive lag
+    ts: int | float | None = None  # a float: from a publisher of an older version
 
 
 class ShowChanged(Struct, tag="show", tag_field="type"):
@@ -117,7 +117,7 @@ class Event(Struct):
     type: str
     show_id: int
     changes: list[SeatChange] | None = None
-    ts: float | None = None
+    ts: int | float | None = None  # epoch ms (ints; a float from an older publisher)
 
 
 encoder = msgspec.json.Encoder()

@@ -744,4 +744,4 @@ def _observe_lag(events: list[RawEvent]) -> None:
     now = time.time()
     for raw in events:
         if raw.event.ts is not None:
-            metrics.fanout_lag_seconds.observe(max(0.0, now - raw.event.ts))
+            metrics.fanout_lag_seconds.observe(max(0.0, now - raw.event.ts / 1000))

@@ -15,8 +15,6 @@ import logging
 import time
 from collections import defaultdict
 
-import orjson
-
 from app.realtime import metrics
 from app.realtime.broker import Broker
 from app.shards import Shard, ShardRouter
@@ -45,14 +43,15 @@ FOR UPDATE SKIP LOCKED
 COUNT_BACKLOG = "SELECT count(*) FROM outbox"
 
 
-def seats_event(show_id: int, changes_json: str, ts: float) -> bytes:
+def seats_event(show_id: int, changes_json: str, committed_at: float) -> bytes:
     """The published form of a seat change: the frame without its offset. The changes go
     in as the outbox row holds them (a JSON array PostgreSQL wrote), not parsed and
-    printed again."""
-    return b'{"type":"seats","show_id":%d,"changes":%s,"ts":%s}' % (
+    printed again; `ts` is the commit time (unix seconds in) in epoch milliseconds, what
+    clients measure commit-to-receive with."""
+    return b'{"type":"seats","show_id":%d,"changes":%s,"ts":%d}' % (
         show_id,
         changes_json.encode(),
-        orjson.dumps(ts),
+        round(committed_at * 1000),
     )
 
 
