@@ -19,6 +19,7 @@ const owned = new Map(); // index of a seat this customer has booked -> the book
 let busy = false;
 let retryUntil = 0;
 let ticker = null;
+let focusNext = null; // () => element to focus once the panel is drawn again
 
 const holdKey = `modex.hold.${showId}`;
 
@@ -51,7 +52,26 @@ function seatLine(i, removable) {
   return li;
 }
 
+// The panel's buttons are drawn anew on every change: keep keyboard focus where it was (the
+// same control, or the first one still usable), or move it where an action says.
 function renderPanel() {
+  const active = document.activeElement;
+  const hadFocus = active && $("actions").contains(active) ? active.id || "" : null;
+  drawPanel();
+  const next = focusNext ? focusNext() : hadFocus !== null ? ($(hadFocus) && $("actions").contains($(hadFocus)) ? $(hadFocus) : firstUsable()) : null;
+  if (next && !busy) focusNext = null;
+  if (next && next !== document.activeElement) next.focus();
+}
+
+function firstUsable() {
+  return $("actions").querySelector("button:not([disabled]), a[href]");
+}
+
+function seatToFocus() {
+  return $("seatmap").querySelector('.seat[tabindex="0"]') || $("seatmap");
+}
+
+function drawPanel() {
   const picks = $("picks");
   const actions = $("actions");
   const onSale = show && show.status === "ON_SALE";
@@ -67,7 +87,7 @@ function renderPanel() {
     picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
     actions.replaceChildren(
       el("a", { class: "btn", href: "/me", id: "my-bookings" }, "My bookings"),
-      el("button", { type: "button", class: "btn btn-ghost", id: "book-more", onclick: () => ((booking = null), message(""), renderPanel()) }, "Book more seats"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "book-more", onclick: () => ((booking = null), message(""), (focusNext = seatToFocus), renderPanel()) }, "Book more seats"),
     );
   } else if (hold) {
     $("basket-heading").textContent = "Seats held for you";
@@ -77,9 +97,9 @@ function renderPanel() {
     picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
     const ext = hold.extensions_left ?? 0;
     actions.replaceChildren(
-      el("button", { type: "button", class: "btn btn-accent", id: "confirm", disabled: busy, onclick: confirm }, "Confirm booking"),
-      el("button", { type: "button", class: "btn btn-ghost", id: "extend", disabled: busy || ext <= 0, onclick: extend }, ext > 0 ? `More time (${ext} left)` : "No more extensions"),
-      el("button", { type: "button", class: "btn btn-danger", id: "release", disabled: busy, onclick: release }, "Release seats"),
+      el("button", { type: "button", class: "btn btn-accent", id: "confirm", "aria-disabled": busy ? "true" : null, onclick: confirm }, "Confirm booking"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "extend", disabled: ext <= 0, "aria-disabled": busy ? "true" : null, onclick: extend }, ext > 0 ? `More time (${ext} left)` : "No more extensions"),
+      el("button", { type: "button", class: "btn btn-danger", id: "release", "aria-disabled": busy ? "true" : null, onclick: release }, "Release seats"),
     );
   } else {
     $("basket-heading").textContent = "Your seats";
@@ -100,10 +120,10 @@ function renderPanel() {
     actions.replaceChildren(
       el(
         "button",
-        { type: "button", class: "btn", id: "hold", disabled: busy || !selected.size || !onSale || waiting, onclick: holdSeats },
+        { type: "button", class: "btn", id: "hold", disabled: !selected.size || !onSale || waiting || soldOut, "aria-disabled": busy ? "true" : null, onclick: holdSeats },
         waiting ? `Try again in ${Math.ceil((retryUntil - Date.now()) / 1000)} s` : selected.size ? `Hold ${plural(selected.size, "seat")}` : "Hold seats",
       ),
-      el("button", { type: "button", class: "btn btn-ghost", id: "clear", disabled: busy || !selected.size, onclick: clearPicks }, "Clear"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "clear", disabled: !selected.size, "aria-disabled": busy ? "true" : null, onclick: clearPicks }, "Clear"),
     );
   }
   const total = seats.reduce((sum, i) => sum + store.price[i], 0);
@@ -272,6 +292,7 @@ async function holdSeats() {
     selected.clear();
     adoptHold(h);
     setLocalStatus([...heldIdx], HELD);
+    focusNext = () => $("confirm");
     message(`${plural(h.seats.length, "seat")} held for you: ${labelsText(h.seats)}. Confirm to book.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && err.status === 409 && err.code === "seats_unavailable") {
@@ -304,7 +325,8 @@ async function extend() {
   try {
     const h = await customerApi("POST", `/holds/${encodeURIComponent(hold.hold_id)}/extend`);
     adoptHold({ ...hold, ...h }, hold.idem);
-    message("You have a little more time.", "ok");
+    const left = Math.max(0, Math.round((Date.parse(h.expires_at) - Date.now()) / 1000));
+    message(`You have more time: ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left to confirm.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
       if (err.code === "extend_limit_reached") {
@@ -330,10 +352,11 @@ async function confirm() {
     dropHold();
     setLocalStatus(idx, BOOKED);
     booking = { id: b.id, reference: b.reference, seatIdx: idx };
+    focusNext = () => $("basket-heading");
     for (const i of idx) owned.set(i, b.reference);
     view.update(idx);
     showLegend();
-    message(`Booking confirmed: ${labelsText(b.seats || idx.map((i) => store.labels[i]))}.`, "ok");
+    message(`Booking confirmed: ${labelsText(b.seats || idx.map((i) => store.labels[i]))}. Your reference is ${(b.reference || "").split("").join(" ")}.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) expired(err.message);
     else handleError(err, "confirm your booking");
@@ -352,7 +375,8 @@ async function release() {
     const idx = [...heldIdx];
     dropHold();
     setLocalStatus(idx, AVAILABLE);
-    message("Seats released.", "info");
+    focusNext = seatToFocus;
+    message("Seats released. Pick seats on the map again.", "info");
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       dropHold();

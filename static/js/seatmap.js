@@ -22,6 +22,7 @@ const MINE_FILL = "#f59e0b";
 const MINE_LINE = "#78350f";
 const OWNED_FILL = "#9a3412"; // the customer's own booked seats: white cross on dark orange
 const FOCUS = "#111827";
+const FOCUS_OUTER = "#fbbf24";
 
 export const NONE = 0;
 export const SELECTED = 1;
@@ -701,11 +702,15 @@ export class SeatMap {
       ctx.stroke();
     }
     if (rings.length) {
-      ctx.beginPath();
-      for (let n = 0; n < rings.length; n += 2) ctx.rect(rings[n] + 0.75, rings[n + 1] + 0.75, size - 1.5, size - 1.5);
-      ctx.strokeStyle = FOCUS;
-      ctx.lineWidth = 1.5;
-      ctx.stroke();
+      // the focus ring: amber outside, dark inside, as on DOM seats (within the seat's cell,
+      // which a partial redraw clears)
+      for (const [colour, width, inset] of [[FOCUS_OUTER, 2.5, 1.25], [FOCUS, 2, 3.5]]) {
+        ctx.beginPath();
+        for (let n = 0; n < rings.length; n += 2) ctx.rect(rings[n] + inset, rings[n + 1] + inset, size - 2 * inset, size - 2 * inset);
+        ctx.strokeStyle = colour;
+        ctx.lineWidth = width;
+        ctx.stroke();
+      }
     }
     if (full) this._drawRowLabels();
     if (this._labelDue === undefined || full) this._labelDue = 0;

@@ -191,3 +191,34 @@ async def test_a_kiosk_outage_is_visible_from_afar(
     await screenshot(kiosk, "kiosk-disconnected", full_page=False)
     await assert_accessible(kiosk)
     assert not page_errors.errors
+
+
+# ---- 5. keyboard focus survives Hold and Confirm ----
+
+
+async def test_keyboard_focus_follows_hold_and_confirm(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await create_show(client, rows=3, seats_per_row=8, hold_seconds=60)
+    page = await open_page(f"{server.url}/map/{show['id']}", width=1280, height=800)
+    await wait_live(page)
+    await seat(page, "A1").focus()
+    await page.keyboard.press("ArrowRight")
+    # a strong ring on the focused seat: dark outline plus an amber halo
+    ring = await seat(page, "A2").evaluate(
+        "(e) => [getComputedStyle(e).outlineWidth, getComputedStyle(e).boxShadow]"
+    )
+    assert float(ring[0].removesuffix("px")) >= 3 and "251, 191, 36" in ring[1], ring
+    await page.keyboard.press("Enter")
+    await page.locator("#hold").focus()
+    await page.keyboard.press("Enter")
+    # focus moves to the next useful control, and the change is announced
+    await expect(page.locator("#confirm")).to_be_focused()
+    await expect(page.locator("#sr-polite")).to_contain_text("held for you")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#basket-heading")).to_be_focused()
+    await expect(page.locator("#basket-heading")).to_have_text("You're booked!")
+    await expect(page.locator("#sr-polite")).to_contain_text("Your reference is")
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#my-bookings")).to_be_focused()
+    assert not page_errors.errors
