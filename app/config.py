@@ -76,6 +76,14 @@ class Settings:
     seat_batch: int = 32
     # fault injection for tests: die between commit and publish
     crash_before_publish: bool = False
+    # a waiting room's admission lasts this long (seconds) from the customer's turn
+    admission_seconds: int = 600
+    # queued bookings (app/booking_queue.py): a consumer's unsettled message is claimed by
+    # another after this many idle seconds; dead-lettered after this many deliveries
+    booking_claim_idle: float = 15.0
+    booking_max_attempts: int = 5
+    # fault injection for tests: a consumer waits this long before booking a message
+    booking_fault_delay: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -106,4 +114,8 @@ class Settings:
             pgbouncer=_flag("MODEX_PGBOUNCER", False),
             seat_batch=max(1, _int("MODEX_SEAT_BATCH", 32)),
             crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),
+            admission_seconds=_int("MODEX_ADMISSION_SECONDS", 600),
+            booking_claim_idle=float(os.environ.get("MODEX_BOOKING_CLAIM_IDLE", "15")),
+            booking_max_attempts=max(1, _int("MODEX_BOOKING_MAX_ATTEMPTS", 5)),
+            booking_fault_delay=float(os.environ.get("MODEX_FAULT_BOOKING_DELAY", "0")),
         )

@@ -374,8 +374,10 @@ class BoxOffice:
         user_id: str,
         idempotency_key: str | None,
         channels: tuple[str, ...] = (),
+        booking_id: str | None = None,
     ) -> wire.Booking:
-        """The seed's one-step booking: claim and book in one transaction."""
+        """The seed's one-step booking: claim and book in one transaction (`booking_id`:
+        the id a queued booking was given when it was accepted)."""
         row, shard = await self._seat_request(
             SeatRequest(
                 "book",
@@ -383,7 +385,7 @@ class BoxOffice:
                 None,
                 user_id,
                 tuple(sorted(labels)),
-                booking_id=new_client_id(show_id),
+                booking_id=booking_id or new_client_id(show_id),
                 idempotency_key=idempotency_key,
                 request_id=request_id.get(),
                 channels=channels,

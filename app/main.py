@@ -14,6 +14,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.admission import WaitingRooms
+from app.booking_queue import BookingQueue
 from app.config import Settings
 from app.events import Committed
 from app.holds import SWEEP_BATCH, BoxOffice
@@ -102,6 +104,25 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ),
         realtime=realtime,
         seat_maps=seat_maps,
+        waiting_rooms=WaitingRooms(
+            redis,
+            keys,
+            router,
+            settings.jwt_secret,
+            realtime.instance_id,
+            settings.admission_seconds,
+            realtime.customers,
+        ),
+        booking_queue=BookingQueue(
+            redis,
+            keys,
+            box_office,
+            realtime.instance_id,
+            realtime.customers,
+            claim_idle=settings.booking_claim_idle,
+            max_attempts=settings.booking_max_attempts,
+            fault_delay=settings.booking_fault_delay,
+        ),
     )
     app.router.routes.extend(realtime.routes())
     await realtime.start()
@@ -116,12 +137,16 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.reconcile_interval > 0
         else None
     )
+    # every instance admits (one at a time, by lease) and consumes queued bookings
+    waiting_rooms = asyncio.create_task(app.state.services.waiting_rooms.run())
+    booking_queue = asyncio.create_task(app.state.services.booking_queue.run())
     tune_garbage_collector()
     log.info("server ready", extra={"shards": len(router.shards)})
     try:
         yield
     finally:
-        for task in (sweeper, reconciler):
+        await app.state.services.booking_queue.stop()
+        for task in (sweeper, reconciler, waiting_rooms, booking_queue):
             if task is not None:
                 task.cancel()
         await realtime.stop()

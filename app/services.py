@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
+from app.admission import WaitingRooms
+from app.booking_queue import BookingQueue
 from app.config import Settings
 from app.holds import BoxOffice
 from app.ops.limits import RateLimits
@@ -30,6 +32,8 @@ class Services:
     limits: RateLimits
     realtime: Realtime
     seat_maps: SeatMaps
+    waiting_rooms: WaitingRooms
+    booking_queue: BookingQueue
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -123,15 +123,29 @@ class CreateShow(Struct, forbid_unknown_fields=True):
 LAYOUT_RULE = {"oneOf": [{"required": ["rows", "seats_per_row"]}, {"required": ["sections"]}]}
 
 
+class QueueSettings(Struct, forbid_unknown_fields=True):
+    """A show's waiting room (app/admission.py): arrivals before `opens_at` are drawn in
+    random order at opening; `admit_per_minute` customers are let in per minute (with
+    `adaptive`, between a quarter and twice that, following how holds fare)."""
+
+    opens_at: Instant
+    admit_per_minute: Annotated[int, Meta(ge=1, le=1_000_000)]
+    adaptive: bool = False
+
+
 class UpdateShow(Struct, forbid_unknown_fields=True):
     title: Title | None = None
     starts_at: Instant | None = None
     status: ShowStatus | None = None
     max_seats_per_customer: SeatsPerCustomer | None = None
     single_seat_rule: SingleSeatRule | None = None
+    # the waiting room: settings turn it on (or change it), null turns it off
+    queue: QueueSettings | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
-        if all(getattr(self, name) is None for name in self.__struct_fields__):
+        if self.queue is UNSET and all(  # queue: null is a change (the room off)
+            getattr(self, name) is None for name in self.__struct_fields__ if name != "queue"
+        ):
             raise ValueError(f"nothing to change: give {', '.join(self.__struct_fields__)}")
 
 
@@ -207,6 +221,43 @@ class Show(Struct):
     max_seats_per_customer: int
     seats_available: int | None = None
     single_seat_rule: str = "off"
+    queue: QueueInfo | None = None  # the waiting room, while it is on
+
+
+class QueueInfo(Struct, omit_defaults=True):
+    opens_at: datetime
+    admit_per_minute: int
+    adaptive: bool = False
+    # customers admitted per minute now (admit_per_minute x the adaptive factor)
+    effective_per_minute: float | None = None
+    waiting: int | None = None  # customers in the queue, not yet admitted
+
+
+class QueuePlace(Struct, omit_defaults=True):
+    """A customer's place in a waiting room: `position` is null until the draw at
+    opening; once admitted, `admission` is the token holds and books need."""
+
+    position: int | None
+    eta_s: int
+    admitted: bool = False
+    admission: str | None = None
+    expires_at: datetime | None = None  # the admission's end
+
+
+class QueuedBooking(Struct, omit_defaults=True):
+    """A booking accepted for the queue (202) and, while it is PENDING or once it FAILED,
+    what GET /bookings/{id} answers (a Booking's fields, `id` = `booking_id`); `reason` is
+    the error code of a FAILED one."""
+
+    booking_id: str
+    status: str
+    id: str
+    show_id: int
+    user_id: str
+    seats: list[str]
+    created_at: datetime
+    reason: str | None = None
+    message: str | None = None
 
 
 class ShowList(Struct):

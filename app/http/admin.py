@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import msgspec
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -40,6 +41,9 @@ async def update_show(request: Request) -> Response:
     body = await decode_body(request, wire.UpdateShow)
     svc = services(request)
     show = await svc.catalog.update(show_id, body)
+    if body.queue is not UNSET:  # the waiting room lives in Redis (app/admission.py)
+        await svc.waiting_rooms.configure(show_id, body.queue)
+    show.queue = svc.waiting_rooms.info(show_id)
     try:
         await svc.realtime.publish_show(show_id, show_frame(show))
     except LiveUpdatesUnavailable:

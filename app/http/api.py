@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import wire
-from app.http import admin, booking, shows, system
+from app.http import admin, booking, queue, shows, system
 from app.http.io import IDEMPOTENCY_KEY, MAX_BODY, JSONResponse
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -31,6 +31,7 @@ class Endpoint:
     auth: str | None = None  # the role(s) the bearer token must carry
     headers: tuple[str, ...] = ()
     query: type | None = None  # a Struct whose fields are the query parameters
+    accepted: type | None = None  # the 202 answer to `Prefer: respond-async`
 
 
 WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 503)
@@ -91,19 +92,43 @@ API: list[Endpoint] = [
         response=wire.Hold,
         errors=WRITE_ERRORS,
         auth="customer",
+        headers=("Admission-Token",),
     ),
     Endpoint(
         "POST",
         "/shows/{show_id}/book",
         booking.book_seats,
         "Book seats in one step (the seed's API); 409 seat_limit as for holds; an "
-        "Idempotency-Key reused for other seats is 422 idempotency_key_reused",
+        "Idempotency-Key reused for other seats is 422 idempotency_key_reused; with "
+        "`Prefer: respond-async`, 202 and a PENDING booking to poll (GET /bookings/{id}); "
+        "403 not_admitted while the show's waiting room is on and no Admission-Token",
         status=201,
         body=wire.BookRequest,
         response=wire.Booking,
         errors=WRITE_ERRORS,
         auth="customer",
-        headers=("Idempotency-Key",),
+        headers=("Idempotency-Key", "Prefer", "Admission-Token"),
+        accepted=wire.QueuedBooking,
+    ),
+    Endpoint(
+        "POST",
+        "/shows/{show_id}/queue",
+        queue.join_queue,
+        "Join the show's waiting room (joining again keeps the place); position is null "
+        "until the draw at opening",
+        status=201,
+        response=wire.QueuePlace,
+        errors=(401, 403, 404, 409, 429),
+        auth="customer",
+    ),
+    Endpoint(
+        "GET",
+        "/shows/{show_id}/queue",
+        queue.queue_place,
+        "The caller's place in the waiting room, or the admission token once admitted",
+        response=wire.QueuePlace,
+        errors=(401, 403, 404),
+        auth="customer or admin",
     ),
     Endpoint(
         "POST",
@@ -251,6 +276,8 @@ HOT_PATHS = ("/shows/{show_id}/holds", "/holds/{hold_id}", "/holds/{hold_id}/con
 HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     "Idempotency-Key": IDEMPOTENCY_KEY,
     "Cache-Control": {"type": "string"},
+    "Prefer": {"type": "string", "description": "respond-async: queue the booking (202)"},
+    "Admission-Token": {"type": "string", "description": "the waiting room's admission"},
 }
 
 
@@ -280,6 +307,7 @@ def by_method(handlers: dict[str, Handler]) -> Handler:
 
 def openapi_document() -> dict[str, Any]:
     structs = {e.body for e in API if e.body} | {e.response for e in API if e.response}
+    structs |= {e.accepted for e in API if e.accepted}
     structs.add(wire.Error)
     schemas, components = msgspec.json.schema_components(
         sorted(structs, key=lambda t: t.__name__), ref_template="#/components/schemas/{name}"
@@ -335,6 +363,11 @@ def openapi_document() -> dict[str, Any]:
             }
         else:
             responses[str(e.status)] = {"description": "No content"}
+        if e.accepted is not None:
+            responses["202"] = {
+                "description": "Accepted (Prefer: respond-async)",
+                "content": {"application/json": {"schema": ref[e.accepted]}},
+            }
         for code in e.errors:
             responses[str(code)] = {
                 "description": "Error",

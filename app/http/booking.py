@@ -6,7 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import wire
+from app.admission import ADMISSION_HEADER
 from app.auth import Principal, Role, principal_from_header, require_role
+from app.booking_queue import prefers_async
+from app.errors import NotFound
 from app.http.io import JSONResponse, decode_body, idempotency_key, path_client_id, path_show_id
 from app.services import services
 
@@ -31,12 +34,15 @@ async def create_hold(request: Request) -> Response:
     who = await customer(request)
     show_id = path_show_id(request)
     body = await decode_body(request, wire.HoldRequest)
-    office = services(request).box_office
-    if isinstance(body.best, wire.BestAvailable):
-        hold = await office.hold_best(show_id, body.best, who.user_id, who.channels)
-    else:
-        assert isinstance(body.seats, list)  # HoldRequest has one or the other
-        hold = await office.hold(show_id, body.seats, who.user_id, who.channels)
+    svc = services(request)
+    office = svc.box_office
+    admission = request.headers.get(ADMISSION_HEADER)
+    with svc.waiting_rooms.admitted(show_id, who.user_id, admission):
+        if isinstance(body.best, wire.BestAvailable):
+            hold = await office.hold_best(show_id, body.best, who.user_id, who.channels)
+        else:
+            assert isinstance(body.seats, list)  # HoldRequest has one or the other
+            hold = await office.hold(show_id, body.seats, who.user_id, who.channels)
     return JSONResponse(hold, status_code=201)
 
 
@@ -66,18 +72,37 @@ async def book_seats(request: Request) -> Response:
     who = await customer(request)
     show_id = path_show_id(request)
     body = await decode_body(request, wire.BookRequest)
-    booking = await services(request).box_office.book(
-        show_id, body.seatNumbers, who.user_id, idempotency_key(request), who.channels
-    )
-
+    svc = services(request)
+    admission = request.headers.get(ADMISSION_HEADER)
+    if prefers_async(request.headers.get("prefer")):  # the seed's queued booking
+        svc.waiting_rooms.check(show_id, who.user_id, admission)
+        queued = await svc.booking_queue.submit(
+            show_id, body.seatNumbers, who.user_id, idempotency_key(request), who.channels
+        )
+        headers = {
+            "Location": f"/bookings/{queued.booking_id}",
+            "Preference-Applied": "respond-async",
+        }
+        return JSONResponse(queued, status_code=202, headers=headers)
+    with svc.waiting_rooms.admitted(show_id, who.user_id, admission):
+        booking = await svc.box_office.book(
+            show_id, body.seatNumbers, who.user_id, idempotency_key(request), who.channels
+        )
     return JSONResponse(booking, status_code=201)
 
 
 async def get_booking(request: Request) -> Response:
     who = reader(request)
-    booking = await services(request).box_office.booking(
-        path_client_id(request, "booking_id"), who.user_id, who.is_admin
-    )
+    svc = services(request)
+    booking_id = path_client_id(request, "booking_id")
+    try:
+        booking = await svc.box_office.booking(booking_id, who.user_id, who.is_admin)
+    except NotFound:
+        # a queued booking not booked yet (PENDING) or refused (FAILED, with the reason)
+        queued = await svc.booking_queue.status(booking_id, who.user_id, who.is_admin)
+        if queued is None:
+            raise
+        return JSONResponse(queued)
     return JSONResponse(booking)
 
 

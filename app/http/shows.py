@@ -14,11 +14,18 @@ STALE = {"Warning": '110 - "stale seat map"'}
 
 
 async def list_shows(request: Request) -> Response:
-    return JSONResponse(await services(request).catalog.list_all())
+    svc = services(request)
+    shows = await svc.catalog.list_all()
+    for show in shows.shows:
+        show.queue = svc.waiting_rooms.info(show.id)
+    return JSONResponse(shows)
 
 
 async def get_show(request: Request) -> Response:
-    return JSONResponse(await services(request).catalog.get(path_show_id(request)))
+    svc = services(request)
+    show = await svc.catalog.get(path_show_id(request))
+    show.queue = svc.waiting_rooms.info(show.id)  # with its length, for kiosks
+    return JSONResponse(show)
 
 
 async def get_seats(request: Request) -> Response:

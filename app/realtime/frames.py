@@ -96,6 +96,31 @@ class Pong(Struct, tag="pong", tag_field="type"):
     pass
 
 
+class QueuePosition(Struct, tag="queue", tag_field="type"):
+    """The socket's customer's place in a show's waiting room (app/admission.py);
+    `position` is null until the draw at opening."""
+
+    show_id: int
+    position: int | None
+    eta_s: int
+
+
+class Admitted(Struct, tag="admitted", tag_field="type"):
+    """The customer's turn: `token` goes in the Admission-Token header of holds/books."""
+
+    show_id: int
+    token: str
+
+
+class BookingSettled(Struct, tag="booking", tag_field="type", omit_defaults=True):
+    """A queued booking of the socket's customer settled (app/booking_queue.py)."""
+
+    show_id: int
+    booking_id: str
+    status: str
+    reason: str | None = None
+
+
 class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
     code: str
     message: str
@@ -104,7 +129,17 @@ class Error(Struct, tag="error", tag_field="type", omit_defaults=True):
 
 # Every server frame but the snapshots (which share the tag "snapshot"; a snapshot with
 # "encoding" is an RleSnapshot): what a client can decode frames with.
-LiveFrame = Seats | ShowChanged | Announcement | Presence | Pong | Error
+LiveFrame = (
+    Seats
+    | ShowChanged
+    | Announcement
+    | Presence
+    | Pong
+    | Error
+    | QueuePosition
+    | Admitted
+    | BookingSettled
+)
 
 
 # ---- events as published through Redis (JSON, without the offset) ----

@@ -93,6 +93,26 @@ class RedisKeys:
         """The show's pub/sub channel: "<epoch>:<n> <event JSON>" messages."""
         return self._show(show_id, "events")
 
+    def waiting_room(self, show_id: int, part: str) -> str:
+        """The show's waiting room (app/admission.py): cfg, pre, tickets, admitted, lease,
+        health."""
+        return self._show(show_id, f"wr:{part}")
+
+    def queued_booking(self, show_id: int, part: str) -> str:
+        """A queued booking's status hash, or an Idempotency-Key's booking id
+        (app/booking_queue.py)."""
+        return self._show(show_id, f"qb:{part}")
+
+    @property
+    def waiting_rooms(self) -> str:
+        """Set: the ids of shows whose waiting room is on."""
+        return f"{self.prefix}:waiting_rooms"
+
+    def booking_queue(self, part: str) -> str:
+        """The queued bookings' streams (queue, dead, settled): one hash tag, so they share
+        a Redis Cluster slot."""
+        return f"{self.prefix}:{{bookings}}:{part}"
+
     def instance_channel(self, instance_id: str) -> str:
         """One process's control channel (its liveness pings)."""
         return f"{self.prefix}:instance:{instance_id}"
