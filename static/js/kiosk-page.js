@@ -153,9 +153,10 @@ async function start() {
       lastUpdate = Date.now();
       renderStatus();
     },
-    onAnnouncement: (message) => {
+    onAnnouncement: (message, frame) => {
       $("announcement-text").textContent = message;
-      $("announcement-time").textContent = clockTime(new Date());
+      // a snapshot's announcement carries when it was made
+      $("announcement-time").textContent = clockTime(frame && frame.at ? new Date(frame.at) : new Date());
       $("announcement").hidden = false;
       // an unattended display drops an old announcement by itself
       clearTimeout(announcementTimer);

@@ -296,6 +296,7 @@ export function liveShow(showId, handlers) {
   let client = null;
   let loading = null;
   const big = { threshold: 1000 };
+  let lastAnnouncementAt = null; // a resync's snapshot repeats it: show it once
 
   async function loadLayout() {
     const data = await api("GET", `/shows/${showId}/seats`);
@@ -338,6 +339,11 @@ export function liveShow(showId, handlers) {
           return;
         }
         handlers.onSeats && handlers.onSeats(store, changed, frame);
+        // the show's last announcement, for a watcher who arrived after it was made
+        if (frame.announcement && frame.announcement.message && frame.announcement.at !== lastAnnouncementAt) {
+          lastAnnouncementAt = frame.announcement.at;
+          handlers.onAnnouncement && handlers.onAnnouncement(frame.announcement.message, frame.announcement);
+        }
         break;
       }
       case "seats": {
