@@ -9,11 +9,13 @@ which keeps one connection per node that owns a watched channel.
 
 When a master dies, its replica takes its slots (2-3 s with cluster-node-timeout 1000);
 redis-py notices the failed connection, refreshes the slot map and subscribes the moved
-channels on the new master by itself (measured, HA-NOTES). Its confirmation reaches the
-reader as an `ssubscribe` we did not ask for: RedisBroker._handle then tells the hub that
-this show may have missed events (on_reconnect([show])), and only that show's watchers
-compare positions. Events published in the gap failed to publish (the outbox keeps their
-rows and the relay publishes them) or are in the new master's history. The script cache
+channels on the new master by itself (measured, HA-NOTES): the reader's pubsub lives on the
+shared client, whose slot map every publish to the dead master's shows refreshes. Its
+confirmation reaches the reader as an `ssubscribe` we did not ask for: RedisBroker._handle
+then tells the hub that this show may have missed events (on_reconnect([show])), and only
+that show's watchers compare positions. Events published in the gap failed to publish
+(the outbox keeps their rows and the relay publishes them) or are in the new master's
+history. The script cache
 is not replicated: a new master answers NOSCRIPT and the script is loaded again
 (redis-py's Script, and publish_many by hand).
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -33,7 +37,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.typing import KeysT, KeyT
 
+from app.realtime.broker import MessageHandler, ReconnectHandler
 from app.realtime.broker_redis import RedisBroker
+from app.realtime.keys import RedisKeys
+
+log = logging.getLogger("modex.realtime.broker")
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 # The reader waits this long per pass over the nodes: redis-py's cluster pubsub polls each
@@ -44,7 +52,7 @@ POLL_SECONDS = 0.05
 # over (2-3 s), redis-py retries its commands until the slot map says where they go now;
 # the outbox must not wait that long with every other show's events behind it: those rows
 # stay and the relay publishes them once the new master answers.
-PUBLISH_TIMEOUT = 1.0
+PUBLISH_TIMEOUT = 0.5
 
 
 def is_cluster_url(url: str) -> bool:
@@ -103,16 +111,28 @@ class RedisClusterBroker(RedisBroker):
     SUBSCRIBED = "ssubscribe"
     MESSAGE = "smessage"
 
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        redis_url: str,
+        instance_id: str,
+        on_message: MessageHandler,
+        on_reconnect: ReconnectHandler,
+        *,
+        keys: RedisKeys,
+    ) -> None:
+        super().__init__(redis, redis_url, instance_id, on_message, on_reconnect, keys=keys)
+        self._suspects: set[str] = set()  # nodes whose publishes are not waited for
+        self._probes: dict[str, asyncio.Future[list[Any]]] = {}
+
     def _open_pubsub(self) -> tuple[Any, Any]:
-        # redis-py's own retries stay on here: its cluster pubsub moves channels to a new
-        # master by itself, and tells us by the `ssubscribe` it reads back
-        client = cluster_client(
-            self._redis_url,
-            socket_keepalive=True,
-            socket_connect_timeout=3,
-            client_name=self.pubsub_client_name,
-        )
-        return client, client.pubsub(ignore_subscribe_messages=False)
+        # On the shared client, not one of its own: redis-py moves sharded subscriptions
+        # when that client's slot map changes, and the shared client learns of a failover
+        # first (every publish of the dead master's shows asks). A client of the reader's
+        # own refreshes its map only every 5 s: measured, the channels moved 5.3 s after
+        # the kill instead of right after the replica took over.
+        cluster = cast(RedisCluster, self._redis)
+        return None, cluster.pubsub(ignore_subscribe_messages=False)
 
     async def _subscribe_channels(self, *channels: str) -> None:
         await self._pubsub.ssubscribe(*channels)
@@ -128,28 +148,55 @@ class RedisClusterBroker(RedisBroker):
 
     async def publish_many(self, events: list[tuple[int, bytes]]) -> None:
         """As RedisBroker's, one pipeline per node, side by side, so that a node in the
-        middle of a failover holds up only its own shows (see PUBLISH_TIMEOUT). Raises when
-        any part failed: the outbox keeps the batch's rows and the relay publishes them
-        (a part that did get through is then published twice: versions decide)."""
+        middle of a failover holds up only its own shows. A node whose part failed or took
+        longer than PUBLISH_TIMEOUT is suspect: later batches do not wait for it; one of its
+        parts at a time is sent in the background (a probe), and its success clears the
+        suspicion. Raises when any part was not published: the outbox keeps the batch's rows
+        and the relay publishes them (a part that did get through is published twice:
+        versions decide)."""
         by_node: dict[str, list[tuple[list[str], list[Any]]]] = {}
         for call in self._publish_calls(events):
             by_node.setdefault(self._node_of(call[0][0]), []).append(call)
-        parts = [
-            asyncio.ensure_future(self._run_script_batch(self._publish, calls))
-            for calls in by_node.values()
-        ]
-        if not parts:
-            return
-        done, pending = await asyncio.wait(parts, timeout=PUBLISH_TIMEOUT)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for task in done:
-            task.result()  # the first failure, raised
-        if pending:
-            raise TimeoutError(f"{len(pending)} Redis Cluster node(s) did not answer in time")
+        awaited: dict[asyncio.Future[list[Any]], str] = {}
+        skipped = 0
+        for node, calls in by_node.items():
+            if node not in self._suspects:
+                awaited[asyncio.ensure_future(self._publish_part(calls))] = node
+                continue
+            skipped += 1
+            if node not in self._probes:
+                probe = asyncio.ensure_future(self._publish_part(calls))
+                self._probes[node] = probe
+                probe.add_done_callback(functools.partial(self._probed, node))
+        failed = skipped
+        if awaited:
+            _, pending = await asyncio.wait(awaited, timeout=PUBLISH_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for task in awaited:
+                if task in pending or task.exception() is not None:
+                    failed += 1
+                    self._suspect(awaited[task], task)
+        if failed:
+            raise ConnectionError(f"{failed} Redis Cluster node(s) did not take their events")
+
+    async def _publish_part(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        return await self._run_script_batch(self._publish, calls)
+
+    def _suspect(self, node: str, task: asyncio.Future[list[Any]]) -> None:
+        if node not in self._suspects:
+            reason = "no answer" if task.cancelled() else repr(task.exception())
+            log.warning("Redis Cluster node %s is suspect: %s", node or "?", reason)
+        self._suspects.add(node)
+
+    def _probed(self, node: str, task: asyncio.Future[list[Any]]) -> None:
+        del self._probes[node]
+        if not task.cancelled() and task.exception() is None:
+            self._suspects.discard(node)
+            log.info("Redis Cluster node %s takes events again", node or "?")
 
     def _node_of(self, key: str) -> str:
         """The name of the node serving `key`, as the client knows it ("" before it knows
