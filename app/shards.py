@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -80,7 +81,7 @@ class Shard:
     @asynccontextmanager
     async def connection(self, query_type: str) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, timed, with connection failures counted by the breaker."""
-        if self.breaker.is_open:
+        if not self.breaker.allow():
             raise ShardUnavailable(
                 f"shard {self.index} is unavailable", retry_after=self.breaker.retry_after()
             )
@@ -96,7 +97,11 @@ class Shard:
             try:
                 yield conn
             except CONNECTION_ERRORS as exc:
-                conn.terminate()  # so the pool opens a new one instead of handing it out again
+                # so the pool opens a new one instead of handing it out again; a connection
+                # asyncpg saw close is already back in the pool, and its proxy refuses
+                # terminate() with InterfaceError (which then escaped the breaker)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
                 raise self._failed(exc) from exc
             finally:
                 await self.pool.release(conn)

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import time
 
+# How long an open breaker fails calls fast before one call tries the shard again. A kill -9
+# of a shard's primary under a storm of holds (tests/cluster/test_failover.py: 2 instances,
+# PgBouncer, Patroni) opened every instance's breaker within 0.05 s; the new primary took
+# writes 3.2 s after the kill, but with 5 s here the last instance sold again only at 5.3 s.
+# With 1 s: 3.2 s and 3.3 s. A dead shard then costs one failed call per second per instance.
+RESET_AFTER = 1.0
+
 
 class CircuitBreaker:
-    """Closed -> open after `threshold` consecutive failures. After `reset_after` seconds
-    calls go through again (half-open): a success closes it, a failure re-opens it at once.
+    """Closed -> open after `threshold` consecutive failures. Once `reset_after` seconds
+    have passed, one call goes through (half-open) and the rest keep failing fast: its
+    success closes the breaker, its failure (or no answer within another `reset_after`)
+    lets the next call try.
 
     Only connection-level failures count: a unique violation means the database answered.
     """
 
-    def __init__(self, name: str, threshold: int = 5, reset_after: float = 5.0) -> None:
+    def __init__(self, name: str, threshold: int = 5, reset_after: float = RESET_AFTER) -> None:
         self.name = name
         self.threshold = threshold
         self.reset_after = reset_after
@@ -21,10 +30,21 @@ class CircuitBreaker:
 
     @property
     def is_open(self) -> bool:
+        """Failing calls fast now (a probe's call may be on its way)."""
         if self.opened_at is None:
             return False
-        # half-open once the cool-down has passed: calls go through and decide
         return time.monotonic() - self.opened_at < self.reset_after
+
+    def allow(self) -> bool:
+        """Whether a call may go through now; past the cool-down, the caller that asks
+        first is the probe, and the cool-down starts again for the others."""
+        if self.opened_at is None:
+            return True
+        now = time.monotonic()
+        if now - self.opened_at < self.reset_after:
+            return False
+        self.opened_at = now
+        return True
 
     def retry_after(self) -> int:
         if self.opened_at is None:
