@@ -1,10 +1,12 @@
 """The realtime layer: the live seat map over WebSocket, fanned out through Redis.
 
-Modules (centrifuge's split): `broker` (Redis only: Lua publish with offsets, history and
-epoch, the one pub/sub connection, presence counts), `hub` (this process's watchers per
-show, frames encoded once, snapshots and resyncs), `protocol` (one connection: frames in,
-bounded queue out), `outbox` (publish after commit, relay rows left behind), `service`
-(the `Realtime` facade the core wires, docs/INTERFACES.md), `frames` (msgspec Structs).
+Modules (centrifuge's split): `broker` (the Broker protocol: publish with offsets, history
+and epoch, subscribe, presence counts; implemented by `broker_redis` for one Redis,
+`broker_cluster` for a Redis Cluster with sharded pub/sub, `broker_memory` in-process),
+`hub` (this process's watchers per show, frames encoded once, snapshots and resyncs),
+`protocol` (one connection: frames in, bounded queue out), `outbox` (publish after
+commit, relay rows left behind), `service` (the `Realtime` facade the core wires,
+docs/INTERFACES.md), `frames` (msgspec Structs).
 
 Wire protocol (`/ws`, JSON text frames; DESIGN.md "WebSocket /ws")
 - in: subscribe {show_id, offset?, encoding?: "rle"}, unsubscribe {show_id}, ping.

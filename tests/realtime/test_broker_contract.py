@@ -215,5 +215,22 @@ async def test_the_cluster_broker_spreads_shows_over_the_masters(
         await client.aclose()
 
 
+async def test_cached_counts_of_shows_on_several_nodes_are_read_in_one_call(
+    redis_cluster_url: str,
+) -> None:
+    """The show list reads every show's cached counts with one MGET; in a cluster the
+    shows' keys live on several nodes."""
+    client = connect_redis(redis_cluster_url)
+    try:
+        keys = RedisKeys("mxt-mget")
+        shows = [new_show() for _ in range(12)]
+        for show in shows[::2]:
+            await client.set(keys.availability(show), b"%d" % show)
+        found = await client.mget([keys.availability(show) for show in shows])
+        assert found == [b"%d" % show if i % 2 == 0 else None for i, show in enumerate(shows)]
+    finally:
+        await client.aclose()
+
+
 def test_a_plain_redis_url_gets_a_plain_client() -> None:
     assert isinstance(connect_redis("redis://127.0.0.1:1/0"), aioredis.Redis)
