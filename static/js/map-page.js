@@ -1,7 +1,7 @@
 // /map/{id}: the customer's live seat map: pick, hold, extend, confirm, release.
 import { api, ApiError, customerApi, customerId, uuid } from "./api.js";
 import { liveShow, AVAILABLE, HELD, BOOKED } from "./live.js";
-import { SeatMap, legend, seatName, splitLabel, NONE, SELECTED, MINE, OWNED } from "./seatmap.js";
+import { SeatMap, legend, seatName, splitLabel, NONE, SELECTED, MINE, OWNED, TOUCH } from "./seatmap.js";
 import { el, money, showDate, statusBadge, showIdFromPath, announcer, plural, STATUS_LABEL } from "./util.js";
 
 const MAX_PICK = 10;
@@ -31,6 +31,12 @@ const view = new SeatMap($("seatmap"), {
   onHover: (i) => seatInfo(i),
 });
 window.modexView = view;
+
+// hints for the device in hand: no "hover" or "Ctrl + scroll" on a touch screen
+if (TOUCH) {
+  $("seat-info").textContent = "Tap a seat to pick it; its row, price and section show here.";
+  $("scroll-hint").textContent = "Swipe sideways to see more seats; the row letters stay on the left.";
+}
 
 // ---------- rendering of the side panel ----------
 

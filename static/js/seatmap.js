@@ -11,6 +11,9 @@ import { AVAILABLE, HELD, BOOKED } from "./live.js";
 import { el, money } from "./util.js";
 
 export const DOM_LIMIT = 2000;
+// a finger, not a mouse: seats get room for a fingertip (WCAG 2.5.8: 24 x 24 CSS px)
+export const TOUCH = typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
+const TOUCH_CELL = 30; // a seat is 0.82 of its cell: 24.6 px
 
 // Category colours: dark enough for 3:1 against white (non-text contrast).
 export const PALETTE = ["#2563eb", "#7c3aed", "#0f766e", "#c2410c", "#be185d", "#4d7c0f", "#0369a1", "#a16207"];
@@ -337,7 +340,17 @@ export class SeatMap {
     plane.append(frag);
     this.cursor = -1;
     this.hover = -1;
-    const wrap = el("div", { class: "seat-scroll" }, plane);
+    // row letters that stay at the left edge while the rows scroll sideways
+    const rail = el("div", { class: "row-rail", "aria-hidden": "true" });
+    for (const r of this.rowList) {
+      const lab = el("span", { class: "row-label" }, splitLabel(s.labels[r[0]])[0]);
+      lab.style.setProperty("--y", s.y[r[0]] - this.minY + 1);
+      rail.append(lab);
+    }
+    this.rail = rail;
+    // (the track spans the rows' whole width, so the sticky rail stays put to the end)
+    const wrap = el("div", { class: "seat-scroll" }, el("div", { class: "seat-track" }, rail, plane));
+    this.scroller = wrap;
     if (interactive) {
       plane.setAttribute("role", "group");
       plane.setAttribute("aria-label", `Seat map, ${s.count} seats. Arrow keys move between seats and rows, Enter or Space picks a seat.`);
@@ -447,7 +460,7 @@ export class SeatMap {
           el("button", { type: "button", class: "btn btn-small btn-ghost", onclick: zoom(1 / 1.5), "aria-label": "Zoom out" }, "−"),
           el("button", { type: "button", class: "btn btn-small btn-ghost", onclick: () => this._fit(true), "aria-label": "Fit the whole venue" }, "Fit"),
           el("button", { type: "button", class: "btn btn-small btn-ghost", onclick: zoom(1.5), "aria-label": "Zoom in" }, "+"),
-          el("span", { class: "hint" }, "Drag to move · Ctrl + scroll to zoom · or choose a row below"),
+          el("span", { class: "hint" }, TOUCH ? "Drag to move · pinch to zoom · or choose a row below" : "Drag to move · Ctrl + scroll to zoom · or choose a row below"),
         ),
       );
     }
@@ -467,11 +480,45 @@ export class SeatMap {
   _canvasEvents() {
     const cv = this.canvas;
     let down = null;
+    const fingers = new Map(); // pointerId -> {x, y}: two of them pinch
+    let pinch = null;
+    const pinchState = () => {
+      const [a, b] = [...fingers.values()];
+      const r = cv.getBoundingClientRect();
+      return { d: Math.hypot(a.x - b.x, a.y - b.y) || 1, mx: (a.x + b.x) / 2 - r.left, my: (a.y + b.y) / 2 - r.top };
+    };
+    const lift = (e) => {
+      fingers.delete(e.pointerId);
+      if (fingers.size < 2) pinch = null;
+    };
     cv.addEventListener("pointerdown", (e) => {
+      fingers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+      if (fingers.size === 2) {
+        pinch = pinchState();
+        down = null;
+        return;
+      }
       down = { x: e.clientX, y: e.clientY, tx: this.view.tx, ty: this.view.ty, moved: false };
-      cv.setPointerCapture(e.pointerId);
+      try {
+        cv.setPointerCapture(e.pointerId);
+      } catch {
+        /* a synthetic or already released pointer */
+      }
+    });
+    cv.addEventListener("pointercancel", (e) => {
+      lift(e);
+      down = null;
     });
     cv.addEventListener("pointermove", (e) => {
+      if (fingers.has(e.pointerId)) fingers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+      if (pinch && fingers.size === 2) {
+        const now = pinchState();
+        this.view.tx += now.mx - pinch.mx;
+        this.view.ty += now.my - pinch.my;
+        this._zoomAt(now.d / pinch.d, now.mx, now.my);
+        pinch = now;
+        return;
+      }
       if (down) {
         const dx = e.clientX - down.x, dy = e.clientY - down.y;
         if (down.moved || Math.abs(dx) + Math.abs(dy) > 5) {
@@ -492,6 +539,9 @@ export class SeatMap {
       }
     });
     cv.addEventListener("pointerup", (e) => {
+      const pinching = fingers.size > 1;
+      lift(e);
+      if (pinching) return;
       const wasClick = down && !down.moved;
       down = null;
       if (!wasClick) return;
@@ -555,10 +605,16 @@ export class SeatMap {
         cell = Math.min(cell, h / (this.rows + 1.5));
         cell = Math.max(6, Math.min(64, cell));
       } else {
-        cell = Math.max(16, Math.min(40, cell));
+        cell = Math.max(this.opts.interactive && TOUCH ? TOUCH_CELL : 16, Math.min(40, cell));
       }
-      this.plane.style.setProperty("--cell", `${Math.floor(cell * 10) / 10}px`);
+      const px = `${Math.floor(cell * 10) / 10}px`;
+      this.plane.style.setProperty("--cell", px);
+      this.rail.style.setProperty("--cell", px);
       this.root.classList.toggle("seats-small", cell < 18);
+      // wider than the screen: say so, and keep the row letters in view
+      const wide = this.plane.scrollWidth > this.scroller.clientWidth + 1;
+      this.scroller.classList.toggle("is-wide", wide);
+      this.root.classList.toggle("map-wide", wide);
       return;
     }
     const wrap = this.canvasWrap;

@@ -222,3 +222,116 @@ async def test_keyboard_focus_follows_hold_and_confirm(
     await page.keyboard.press("Tab")
     await expect(page.locator("#my-bookings")).to_be_focused()
     assert not page_errors.errors
+
+
+# ---- 3. phones ----
+
+PHONE = {"width": 390, "height": 844, "has_touch": True, "is_mobile": True}
+
+
+async def concert_hall(client: httpx.AsyncClient, sections: list[tuple[str, int, int]]) -> Any:
+    body = {
+        "title": "Phone night",
+        "venue": "Modex Concert Hall",
+        "starts_at": "2027-03-12T19:30:00+01:00",
+        "hold_seconds": 120,
+        "sections": [
+            {"name": name, "rows": rows, "seats_per_row": per_row, "price_cents": 4500}
+            for name, rows, per_row in sections
+        ],
+    }
+    response = await client.post("/admin/shows", json=body, headers=auth("admin", "admin"))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def in_viewport(page: Page, selector: str) -> bool:
+    box = await page.locator(selector).bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 844
+
+
+async def test_a_phone_taps_seats_it_can_hit_and_keeps_the_basket_in_reach(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await concert_hall(client, [("Stalls", 12, 30), ("Circle", 8, 34), ("Gallery", 6, 38)])
+    page = await open_page(f"{server.url}/map/{show['id']}", **PHONE)
+    await wait_live(page)
+    # hints for a touch screen, none for a mouse
+    await expect(page.locator("#seat-info")).not_to_contain_text("Hover")
+    await expect(page.locator("#scroll-hint")).to_be_visible()
+    await expect(page.locator("#scroll-hint")).to_contain_text("Swipe")
+    target = seat(page, "A15")
+    await target.tap()
+    await expect(target).to_have_attribute("aria-pressed", "true")
+    box = await target.bounding_box()
+    assert box and box["width"] >= 24 and box["height"] >= 24, box
+    # the basket bar is pinned to the bottom: Hold is in reach without scrolling
+    assert await in_viewport(page, "#hold")
+    # scrolled to the far end of the rows, the row letters are still in view
+    await page.locator(".seat-scroll").evaluate("(e) => (e.scrollLeft = e.scrollWidth)")
+    letter = page.locator(".row-rail .row-label").first
+    await expect(letter).to_have_text("A")
+    letter_box = await letter.bounding_box()
+    scroller = await page.locator(".seat-scroll").bounding_box()
+    assert letter_box and scroller and 0 <= letter_box["x"] - scroller["x"] < 8, letter_box
+    await page.locator("#hold").tap()
+    await expect(page.locator("#hold-timer")).to_be_visible()
+    assert await in_viewport(page, "#countdown")
+    assert await in_viewport(page, "#confirm")
+    # WCAG 2.2 target size on the phone map, and the rest of axe
+    await assert_accessible(page)  # loads axe too
+    small = await page.evaluate(
+        "async () => (await axe.run(document, {runOnly: {type: 'rule', values: "
+        "['target-size']}})).violations.map((v) => v.nodes.slice(0, 3).map((n) => n.target))"
+    )
+    assert small == [], small
+    await screenshot(page, "phone-map-held", full_page=False)
+    assert not page_errors.errors
+
+
+async def touch(cdp: Any, kind: str, points: list[tuple[float, float]]) -> None:
+    await cdp.send(
+        "Input.dispatchTouchEvent",
+        {
+            "type": kind,
+            "touchPoints": [{"x": x, "y": y, "id": n} for n, (x, y) in enumerate(points)],
+        },
+    )
+
+
+async def test_a_phone_drags_and_pinches_the_big_venue_canvas(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await concert_hall(client, [("Lower Bowl", 30, 100), ("Upper Bowl", 30, 100)])
+    page = await open_page(f"{server.url}/map/{show['id']}", **PHONE)
+    await wait_live(page)
+    await expect(page.locator("canvas.seat-canvas")).to_be_visible()
+    await expect(page.locator(".canvas-toolbar .hint")).to_contain_text("pinch")
+    canvas = await page.locator("canvas.seat-canvas").bounding_box()
+    assert canvas
+    cx, cy = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
+    cdp = await page.context.new_cdp_session(page)
+    view = "() => ({...window.modexView.view})"
+
+    # the whole venue fits at first: pinch to zoom in, then drag to move around
+    fitted = await page.evaluate(view)
+    await touch(cdp, "touchStart", [(cx - 30, cy), (cx + 30, cy)])
+    for step in range(1, 6):
+        await touch(cdp, "touchMove", [(cx - 30 - 12 * step, cy), (cx + 30 + 12 * step, cy)])
+    await touch(cdp, "touchEnd", [])
+    pinched = await page.evaluate(view)
+    assert pinched["s"] > fitted["s"] * 1.8, (fitted, pinched)
+
+    before = pinched
+    await touch(cdp, "touchStart", [(cx, cy)])
+    for step in range(1, 6):
+        await touch(cdp, "touchMove", [(cx - 12 * step, cy + 8 * step)])
+    await touch(cdp, "touchEnd", [])
+    dragged = await page.evaluate(view)
+    assert dragged["tx"] < before["tx"] - 30 and dragged["ty"] > before["ty"] + 20, (
+        before,
+        dragged,
+    )
+
+    await screenshot(page, "phone-canvas-zoomed", full_page=False)
+    assert not page_errors.errors
