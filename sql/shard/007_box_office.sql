@@ -37,7 +37,7 @@ ALTER TABLE shard_shows
 
 -- The audit trail: one row per seat write (a hold, release, expiry, confirm, booking,
 -- cancel or admin change), written in the same statement as the seats it names, with
--- each seat's status before (from_status, in the order of `seats`) and after.
+-- each seat's status before and after (from_status, to_status: in the order of `seats`).
 -- One row per transaction rather than per seat: the hold path pays one small insert.
 CREATE TABLE seat_audit (
     show_id      bigint      NOT NULL,
@@ -47,7 +47,7 @@ CREATE TABLE seat_audit (
     by_user      text,
     seats        text[]      NOT NULL,
     from_status  text[]      NOT NULL,
-    to_status    text        NOT NULL,
+    to_status    text[]      NOT NULL,
     hold_id      text,
     booking_id   text,
     request_id   text,
