@@ -13,8 +13,26 @@ function message(text, kind = "ok") {
   m.className = `notice ${text ? "notice-" + kind : ""}`;
 }
 
+// msgspec's "Expected `int` >= 1 - at `$.rows`" as a person would say it
+const FIELD_NAMES = { title: "Title", venue: "Venue", starts_at: "Start time", hold_seconds: "Hold time", rows: "Rows", seats_per_row: "Seats per row", sections: "Sections", name: "Section name", category: "Category", price_cents: "Price", status: "Status", message: "Message" };
+function humanDetail(text) {
+  const at = /- at `\$\.?([^`]*)`/.exec(text || "");
+  const path = at ? at[1].replace(/\[(\d+)\]/g, (_, n) => ` ${Number(n) + 1} `).split(".").filter(Boolean) : [];
+  const field = path.length ? path.map((p) => FIELD_NAMES[p.trim()] || p.trim()).join(" › ") : "";
+  let what = (text || "").replace(/ - at `[^`]*`/, "");
+  let m;
+  if ((m = /Expected `(?:int|float)` >= (\d+)/.exec(what))) what = `must be at least ${m[1]}`;
+  else if ((m = /Expected `(?:int|float)` <= (\d+)/.exec(what))) what = `must be at most ${Number(m[1]).toLocaleString()}`;
+  else if (/Expected `str` of length >= 1/.test(what)) what = "cannot be empty";
+  else if ((m = /Expected `str` of length <= (\d+)/.exec(what))) what = `must be at most ${m[1]} characters`;
+  else if (/Expected `int`/.test(what)) what = "must be a whole number";
+  else if (/Expected `datetime`/.test(what)) what = "must be a date and time";
+  return field ? `${field}: ${what}` : what;
+}
+
 function errorText(err) {
   if (!(err instanceof ApiError)) return String(err);
+  if (err.status === 422) return humanDetail(err.message);
   if (err.status === 401) return "That token was not accepted (missing, expired or malformed). Paste a fresh admin token.";
   if (err.status === 403) return "That token is not an admin token.";
   if (err.status === 429) return `Too many requests: try again in ${err.retryAfter || 1} s.`;
@@ -42,11 +60,39 @@ function tokenState() {
   $("token").value = t;
 }
 
-$("token-form").addEventListener("submit", (e) => {
+// A token's claims as far as the page can read them (the server checks the signature)
+function claimsOf(t) {
+  const parts = t.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    return JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return null;
+  }
+}
+
+$("token-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  adminToken.set($("token").value.trim());
+  const t = $("token").value.trim();
+  const claims = claimsOf(t);
+  let problem = !t ? "Paste a token first." : !claims ? "That is not a token (expected three dot-separated parts, as printed by: modex token NAME --role admin)." : claims.role !== "admin" ? `That is a ${claims.role || "role-less"} token, not an admin token.` : claims.exp && claims.exp * 1000 <= Date.now() ? `That token expired on ${showDate(new Date(claims.exp * 1000).toISOString())}.` : null;
+  if (!problem) {
+    // ask the server: only it can check the signature
+    try {
+      await api("GET", "/admin/bookings?user=-", { token: t });
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) problem = `The server refused that token: ${err.message}.`;
+    }
+  }
+  if (problem) {
+    $("token").setAttribute("aria-invalid", "true");
+    message(problem, "error");
+    return;
+  }
+  $("token").removeAttribute("aria-invalid");
+  adminToken.set(t);
   tokenState();
-  message(adminToken.get() ? "Token kept in this tab until it closes." : "");
+  message("Signed in. The token is kept in this tab until it closes.");
 });
 $("token-clear").addEventListener("click", () => {
   adminToken.set("");
@@ -119,6 +165,26 @@ $("create-form").addEventListener("submit", async (e) => {
     message("Please give a title, a venue and a start time.", "error");
     return;
   }
+  if (Date.parse(body.starts_at) < Date.now()) {
+    $("c-starts").setAttribute("aria-invalid", "true");
+    message("Start time: that is in the past. Choose a future date and time.", "error");
+    $("c-starts").focus();
+    return;
+  }
+  $("c-starts").removeAttribute("aria-invalid");
+  for (const input of $("create-form").querySelectorAll('input[type="number"]')) {
+    if (input.closest("[hidden]") || input.value === "") continue;
+    const v = Number(input.value);
+    const lo = input.min === "" ? -Infinity : Number(input.min), hi = input.max === "" ? Infinity : Number(input.max);
+    if (!Number.isFinite(v) || v < lo || v > hi || (input.step !== "0.01" && !Number.isInteger(v))) {
+      const label = input.labels && input.labels[0] ? input.labels[0].textContent : input.name;
+      input.setAttribute("aria-invalid", "true");
+      message(`${label}: use a whole number from ${lo} to ${hi.toLocaleString()}.`, "error");
+      input.focus();
+      return;
+    }
+    input.removeAttribute("aria-invalid");
+  }
   if ($("c-hold").value) body.hold_seconds = Number($("c-hold").value);
   if (document.querySelector('input[name="layout"]:checked').value === "sections") {
     body.sections = [...$("section-rows").children].map((row) => {
@@ -136,10 +202,13 @@ $("create-form").addEventListener("submit", async (e) => {
     body.rows = Number($("c-rows").value);
     body.seats_per_row = Number($("c-per-row").value);
   }
+  if ($("create").disabled) return; // a double click sends one show
   $("create").disabled = true;
   try {
     const show = await adminCall("POST", "/admin/shows", body);
     message(`Created “${show.title}” (show ${show.id}, ${show.seats_total.toLocaleString()} seats).`);
+    $("c-title").value = "";
+    $("c-venue").value = "";
     await loadShows();
     select(show.id);
   } catch (err) {
@@ -200,7 +269,12 @@ $("edit-form").addEventListener("submit", async (e) => {
   const s = shows.find((x) => x.id === current);
   if (!s) return;
   const body = {};
-  if ($("e-title").value.trim() && $("e-title").value.trim() !== s.title) body.title = $("e-title").value.trim();
+  if (!$("e-title").value.trim()) {
+    message("Title: a show needs a title; it cannot be empty.", "error");
+    $("e-title").focus();
+    return;
+  }
+  if ($("e-title").value.trim() !== s.title) body.title = $("e-title").value.trim();
   const iso = toIso($("e-starts").value);
   if (iso && toLocalInput(iso) !== toLocalInput(s.starts_at)) body.starts_at = iso;
   if ($("e-status").value !== s.status) body.status = $("e-status").value;

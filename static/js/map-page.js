@@ -44,7 +44,12 @@ function message(text, kind = "error") {
   const m = $("message");
   m.textContent = text || "";
   m.className = `notice ${text ? "notice-" + kind : ""}`;
-  if (text) (kind === "error" ? say.assertive : say.polite)(text);
+  m.dataset.network = text && text.startsWith("Can't reach") ? "true" : "false";
+  if (text) {
+    (kind === "error" ? say.assertive : say.polite)(text);
+    // a laptop's short screen: the message and the button beside it come into view
+    m.scrollIntoView({ block: "nearest" });
+  }
 }
 
 function seatLine(i, removable) {
@@ -397,6 +402,7 @@ async function release() {
 function expired(detail) {
   const idx = [...heldIdx];
   dropHold();
+  if (idx.includes(infoSeat)) setTimeout(() => seatInfo(infoSeat), 0); // no longer "held by you"
   for (const i of idx) if (store.status[i] === HELD) store.status[i] = AVAILABLE;
   view.update(idx);
   message(`Your hold has expired and the seats went back on sale.${detail ? " (" + detail + ")" : ""} Pick seats again to continue.`);
@@ -446,6 +452,8 @@ function onSeats(st, changed) {
 
 function setConn(s) {
   const conn = $("conn");
+  // live again: a "can't reach the server" from before is no longer true
+  if (s.state === "connected" && $("message").dataset.network === "true") message("");
   conn.dataset.state = s.state;
   clearInterval(setConn.t);
   const text = $("conn-text");
@@ -478,6 +486,9 @@ async function start() {
       $("title").textContent = "Show not found";
       $("page-error").textContent = "This show does not exist. It may have been removed.";
       $("page-error").className = "notice notice-error";
+      // nothing to connect to or draw: no "Connecting…" forever, no empty map
+      $("conn").hidden = true;
+      document.querySelector(".map-layout").hidden = true;
       return;
     }
   }
@@ -487,6 +498,8 @@ async function start() {
       view.setStore(st);
       showLegend();
       loadOwned();
+      // no prices on this show: the hint does not promise one
+      if (!TOUCH && !st.price.some((p) => p)) $("seat-info").textContent = "Hover over or tab to a seat to see its row and number.";
       // re-attach a hold kept from before a reload
       heldIdx = new Set((hold?.seats || []).map((l) => st.index.get(l)).filter((i) => i !== undefined));
       for (const i of [...selected]) if (i >= st.count) selected.delete(i);

@@ -117,7 +117,7 @@ SMALLEST_KIOSK_TEXT = """() => {
   const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
     const box = n.parentElement;
-    if (!n.textContent.trim() || !box || !box.checkClientVisibility?.() && !box.offsetParent) continue;
+    if (!n.textContent.trim() || !box || !box.offsetParent) continue;
     if (box.closest(".visually-hidden, [hidden]")) continue;
     sizes.push([parseFloat(getComputedStyle(box).fontSize), n.textContent.trim().slice(0, 30)]);
   }
@@ -334,4 +334,66 @@ async def test_a_phone_drags_and_pinches_the_big_venue_canvas(
     )
 
     await screenshot(page, "phone-canvas-zoomed", full_page=False)
+    assert not page_errors.errors
+
+
+# ---- 6. admin input ----
+
+
+async def test_admin_input_is_checked_with_human_messages(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    admin = await open_page(f"{server.url}/admin", width=1280, height=800)
+    msg = admin.locator("#message")
+    for bad, says in (
+        ("not-a-token", "not a token"),
+        (token("someone"), "not an admin token"),
+        (token("old-admin", "admin", ttl=-60), "expired"),
+    ):
+        await admin.locator("#token").fill(bad)
+        await admin.locator("#token-save").click()
+        await expect(msg).to_contain_text(says)
+        await expect(admin.locator("#token-state")).to_have_text("Not signed in.")
+    await admin.locator("#token").fill(token("clerk", "admin"))
+    await admin.locator("#token-save").click()
+    await expect(admin.locator("#token-state")).to_contain_text("Signed in as clerk (admin)")
+
+    title = f"Validated {re.sub(r'[^0-9]', '', str(id(admin)))[-6:]}"
+    await admin.locator("#c-title").fill(title)
+    await admin.locator("#c-venue").fill("Hall")
+    await admin.locator("#c-starts").fill("2020-01-01T19:30")
+    await admin.locator("#create").click()
+    await expect(msg).to_contain_text("in the past")
+    await admin.locator("#c-starts").fill("2031-01-01T19:30")
+    await admin.locator("#c-rows").fill("0")
+    await admin.locator("#create").click()
+    await expect(msg).to_contain_text("Rows: use a whole number from 1 to 702")
+    await expect(msg).not_to_contain_text("Expected")
+    await admin.locator("#c-rows").fill("2")
+    await admin.locator("#create").dblclick()
+    await expect(msg).to_contain_text(f"Created “{title}”")
+    await expect(admin.locator("#c-title")).to_have_value("")
+    shows = (await client.get("/shows")).json()["shows"]
+    assert [s["title"] for s in shows].count(title) == 1
+
+    await admin.locator("#e-title").fill("")
+    await admin.locator("#save").click()
+    await expect(msg).to_contain_text("cannot be empty")
+    assert not page_errors.errors
+
+
+# ---- 8. the smaller ones ----
+
+
+async def test_an_unknown_show_says_so_and_draws_nothing(
+    server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    page = await open_page(f"{server.url}/map/999999999", width=1280, height=800)
+    await expect(page.locator("#title")).to_have_text("Show not found")
+    await expect(page.locator("#conn")).to_be_hidden()
+    await expect(page.locator(".map-layout")).to_be_hidden()
+    kiosk = await open_page(f"{server.url}/kiosk/999999999", width=1920, height=1080)
+    await expect(kiosk.locator("#title")).to_have_text("Show not found")
+    await expect(kiosk.locator("#conn")).to_be_hidden()
+    await expect(kiosk.locator("#kiosk-map")).to_be_hidden()
     assert not page_errors.errors
