@@ -374,7 +374,7 @@ class Booking(Struct):
     status: str
     created_at: datetime
     hold_id: str | None = None
-    # 8 characters a person reads out and types (BOOKING_REFERENCE), unique in the show
+    # 8 characters a person reads out and types (BookingReference), unique in the show
     reference: str | None = None
 
 
