@@ -226,9 +226,15 @@ def up(
                         shard=database,
                     )
                 )
-        proc = bouncer.start()
+        # restarted when it dies, as systemd or Kubernetes would (it is the one way in)
+        proc, pid = bouncer.start_supervised("pgbouncer", folder / "cluster.json")
         kept.append(proc)
-        nodes.append(_node_json("pgbouncer", "pgbouncer", bouncer.port, proc.pid))
+        nodes.append(_node_json("pgbouncer", "pgbouncer", bouncer.port, pid))
+        nodes.append(
+            _node_json(
+                "supervise-pgbouncer", "monitor", bouncer.port, proc.pid, supervises="pgbouncer"
+            )
+        )
         record()
 
         redis_url, redis_nodes = start_redis(redis, folder / "redis")
@@ -332,12 +338,15 @@ def down(folder: Path) -> list[str]:
         state = json.loads((folder / "cluster.json").read_text())
     except (OSError, ValueError):
         state = {"nodes": []}
-    order = ["nginx", "app", "pgbouncer", "monitor", "postgres", "redis", "etcd"]
+    # supervisors first, so that nothing they watch is started again
+    order = ["supervisor", "nginx", "app", "pgbouncer", "monitor", "postgres", "redis", "etcd"]
     for kind in order:
         running = [
             node
             for node in state["nodes"]
-            if node["kind"] == kind and node.get("pid") and processes.alive(node["pid"])
+            if ("supervisor" if node.get("supervises") else node["kind"]) == kind
+            and node.get("pid")
+            and processes.alive(node["pid"])
         ]
         sig = signal.SIGINT if kind == "postgres" else signal.SIGTERM
         processes.stop_all([node["pid"] for node in running], sig=sig)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.cluster import processes
+from app.paths import project_dir
 from app.shards import pgbouncer_connect_query
 
 
@@ -89,17 +91,45 @@ class PgBouncer:
         ]
         return "\n".join(lines)
 
-    def start(self, timeout: float = 15) -> subprocess.Popen[bytes]:
-        """Write its files and start it (as the service user when we are root)."""
-        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    def _prepare(self) -> list[str]:
+        """Write its files; the command that runs it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "userlist.txt").write_text(f'"{self.user}" ""\n')
         self.config_path.write_text(self.config())
         processes.give_to_service_user(self.folder)
-        proc = processes.spawn(
-            [binary, str(self.config_path)],
-            self.folder / "pgbouncer.out",
-            as_service_user=True,
-        )
+        return [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(self.config_path)]
+
+    def start(self, timeout: float = 15) -> subprocess.Popen[bytes]:
+        """Start it (as the service user when we are root)."""
+        proc = processes.spawn(self._prepare(), self.folder / "pgbouncer.out", as_service_user=True)
         processes.wait_for_port(self.port, proc.pid, "pgbouncer", self.log_path, timeout)
         return proc
+
+    def start_supervised(
+        self, name: str, record: Path, timeout: float = 15
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        """Start it under app.cluster.supervise, which starts it again when it dies (and
+        points cluster.json's node `name` at the new pid): the supervisor's Popen, and
+        PgBouncer's pid. A restarted PgBouncer reads the [databases] entries Patroni's
+        callbacks wrote last, so it leads to the current primaries."""
+        pidfile = self.folder / "supervised.pid"
+        pidfile.unlink(missing_ok=True)
+        command = self._prepare()
+        proc = processes.spawn(
+            [
+                sys.executable,
+                "-m",
+                "app.cluster.supervise",
+                f"--name={name}",
+                f"--pidfile={pidfile}",
+                f"--log={self.folder / 'pgbouncer.out'}",
+                f"--record={record}",
+                "--as-service-user",
+                "--",
+                *command,
+            ],
+            self.folder / "supervise.out",
+            cwd=project_dir("app").parent,
+        )
+        processes.wait_for_port(self.port, proc.pid, "pgbouncer", self.log_path, timeout)
+        return proc, int(pidfile.read_text())
