@@ -162,6 +162,7 @@ def page(name: str) -> Route:
         "kiosk": "/kiosk/{show_id}",
         "admin": "/admin",
         "me": "/me",
+        "queue": "/queue/{show_id}",
     }[name]
     file = project_dir("static") / f"{name}.html"
 
@@ -180,6 +181,7 @@ def create_app() -> Starlette:
         page("kiosk"),
         page("admin"),
         page("me"),
+        page("queue"),
         Mount("/static", StaticFiles(directory=project_dir("static")), name="static"),
     ]
     app = Starlette(

@@ -97,12 +97,27 @@ export function customerId() {
   return saved ? saved.user_id : null;
 }
 
+// ---- the waiting room's admission token, per show (static/js/queue-page.js sets it) ----
+export const admission = {
+  get: (showId) => localStorage.getItem(`modex.admission.${showId}`) || "",
+  set: (showId, token) => localStorage.setItem(`modex.admission.${showId}`, token),
+};
+const SEAT_WRITE = /^\/shows\/(\d+)\/(holds|book)$/;
+
 // A customer call: adds the token, and on 401 fetches a fresh guest token once and retries.
+// Holds and books carry the show's admission; refused one, the customer goes to the queue.
 export async function customerApi(method, path, opts = {}) {
   const token = await customerToken();
+  const write = SEAT_WRITE.exec(path);
+  if (write && admission.get(write[1])) {
+    opts = { ...opts, headers: { ...(opts.headers || {}), "Admission-Token": admission.get(write[1]) } };
+  }
   try {
     return await api(method, path, { ...opts, token });
   } catch (err) {
+    if (write && err instanceof ApiError && err.code === "not_admitted") {
+      location.assign(`/queue/${write[1]}`);
+    }
     if (err instanceof ApiError && err.status === 401) {
       localStorage.removeItem(GUEST_KEY);
       const fresh = await customerToken({ renew: true });

@@ -46,6 +46,19 @@ function renderHeadline() {
   document.body.dataset.show = state;
 }
 
+// the online waiting room's length, while the show has one (GET /shows/{id}'s queue)
+const QUEUE_POLL_MS = 5000;
+async function renderQueue() {
+  try {
+    const fresh = await api("GET", `/shows/${showId}`);
+    const waiting = fresh.queue ? fresh.queue.waiting : null;
+    $("queue-length").hidden = !waiting;
+    if (waiting) $("queue-length").textContent = `${waiting.toLocaleString()} people in the online queue`;
+  } catch {
+    /* the next poll tries again */
+  }
+}
+
 function renderHead() {
   $("title").textContent = show.title;
   document.title = `${show.title} · Venue display`;
@@ -173,6 +186,8 @@ async function start() {
   });
   window.modexLive = live;
   setInterval(renderStatus, 500);
+  renderQueue();
+  setInterval(renderQueue, QUEUE_POLL_MS);
 }
 
 start();

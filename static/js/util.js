@@ -68,7 +68,7 @@ export function el(tag, attrs = {}, ...children) {
 }
 
 export function showIdFromPath() {
-  const m = location.pathname.match(/\/(?:map|kiosk)\/(\d+)\/?$/);
+  const m = location.pathname.match(/\/(?:map|kiosk|queue)\/(\d+)\/?$/);
   return m ? Number(m[1]) : null;
 }
 
