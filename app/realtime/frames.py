@@ -45,13 +45,21 @@ class SeatChange(Struct, array_like=False):
     version: int
 
 
-class Snapshot(Struct, tag="snapshot", tag_field="type"):
+class LastAnnouncement(Struct):
+    """The show's last announcement, kept for watchers who arrive after it (`at`: ISO 8601)."""
+
+    message: str
+    at: str
+
+
+class Snapshot(Struct, tag="snapshot", tag_field="type", omit_defaults=True):
     show_id: int
     offset: str
     seats: list[SeatChange]
+    announcement: LastAnnouncement | None = None
 
 
-class RleSnapshot(Struct, tag="snapshot", tag_field="type"):
+class RleSnapshot(Struct, tag="snapshot", tag_field="type", omit_defaults=True):
     """Compact snapshot (docs/INTERFACES.md): seats in map order, statuses and versions
     as runs: status "A200H2A18B5", version "1*200,3,2,1*18,4*5"."""
 
@@ -61,6 +69,7 @@ class RleSnapshot(Struct, tag="snapshot", tag_field="type"):
     count: int
     status: str
     version: str
+    announcement: LastAnnouncement | None = None
 
 
 class Seats(Struct, tag="seats", tag_field="type", omit_defaults=True):

@@ -40,6 +40,7 @@ from app.realtime import metrics
 from app.realtime.broker import Broker, Position
 from app.realtime.frames import (
     Event,
+    LastAnnouncement,
     Outgoing,
     Presence,
     RleSnapshot,
@@ -55,6 +56,8 @@ log = logging.getLogger("modex.realtime.hub")
 
 SeatStates = Sequence[tuple[str, str, int]]  # (label, status, version) in map order
 SnapshotReader = Callable[[int], Awaitable[SeatStates]]
+# the show's last announcement, or None (a failure to read it must not stop a snapshot)
+AnnouncementReader = Callable[[int], Awaitable[LastAnnouncement | None]]
 
 # Seat changes that arrive within COALESCE_SECONDS of an idle show's first one share a
 # frame; during a pass, everything that arrived before the pass reaches a watcher does.
@@ -205,7 +208,11 @@ NOTHING = Outgoing("")  # a frame with nothing new for the watcher: not sent
 
 
 def snapshot_frame(
-    show_id: int, position: Position, states: SeatStates, encoding: str | None
+    show_id: int,
+    position: Position,
+    states: SeatStates,
+    encoding: str | None,
+    announcement: LastAnnouncement | None = None,
 ) -> str:
     if encoding == "rle":
         status, version = rle_encode(states)
@@ -216,20 +223,28 @@ def snapshot_frame(
             count=len(states),
             status=status,
             version=version,
+            announcement=announcement,
         )
     else:
         frame = Snapshot(
             show_id=show_id,
             offset=str(position),
             seats=[SeatChange(label, status, version) for label, status, version in states],
+            announcement=announcement,
         )
     return encoder.encode(frame).decode()
 
 
 class Hub:
-    def __init__(self, broker: Broker, read_snapshot: SnapshotReader) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        read_snapshot: SnapshotReader,
+        read_announcement: AnnouncementReader | None = None,
+    ) -> None:
         self._broker = broker
         self._read_snapshot = read_snapshot
+        self._read_announcement = read_announcement
         self._shows: dict[int, ShowChannel] = {}
         self._reported: set[int] = set()  # shows whose presence this instance reported
         self._tasks: set[asyncio.Task[None]] = set()
@@ -492,6 +507,11 @@ class Hub:
                     await asyncio.shield(channel.subscribed)
                 position = await self._broker.position(channel.show_id)
                 states = await self._read_snapshot(channel.show_id)
+                announcement = (
+                    await self._read_announcement(channel.show_id)
+                    if self._read_announcement is not None
+                    else None
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -514,7 +534,9 @@ class Hub:
                 out = outs.get(sub.encoding)
                 if out is None:
                     out = outs[sub.encoding] = Outgoing(
-                        snapshot_frame(channel.show_id, position, states, sub.encoding)
+                        snapshot_frame(
+                            channel.show_id, position, states, sub.encoding, announcement
+                        )
                     )
                 sub.position = position
                 if not self._send(sub, out):

@@ -89,6 +89,10 @@ class RedisKeys:
         """The core's cached seat counts, deleted by every seat change's publish."""
         return self._show(show_id, "availability")
 
+    def announcement(self, show_id: int) -> str:
+        """The show's last announcement (`LastAnnouncement` JSON), for late joiners' snapshots."""
+        return self._show(show_id, "announcement")
+
     def channel(self, show_id: int) -> str:
         """The show's pub/sub channel: "<epoch>:<n> <event JSON>" messages."""
         return self._show(show_id, "events")

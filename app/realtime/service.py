@@ -9,8 +9,10 @@ import logging
 import os
 import secrets
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -25,6 +27,7 @@ from app.realtime import metrics
 from app.realtime.broker import Broker
 from app.realtime.broker_cluster import RedisClusterBroker, is_cluster_url
 from app.realtime.broker_redis import RedisBroker
+from app.realtime.frames import LastAnnouncement, encoder
 from app.realtime.hub import Hub, SeatStates
 from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
@@ -45,6 +48,9 @@ from app.shards import ShardRouter
 log = logging.getLogger("modex.realtime")
 
 PRESENCE_INTERVAL = 1.0
+# a show's last announcement reaches late joiners for this long, unless another replaces it
+ANNOUNCEMENT_TTL = 6 * 3600
+announcement_decoder = msgspec.json.Decoder(LastAnnouncement)
 
 
 class LiveUpdatesUnavailable(ModexError):
@@ -76,7 +82,9 @@ class Realtime:
             on_reconnect=lambda show_ids: self.hub.on_reconnect(show_ids),
             keys=keys,
         )
-        self.hub = Hub(self.broker, self._read_snapshot)
+        self._redis = redis
+        self._keys = keys
+        self.hub = Hub(self.broker, self._read_snapshot, self._read_announcement)
         self.outbox = Outbox(router, self.broker)
         self.limits = Limits()
         self._connections: set[Connection] = set()
@@ -139,6 +147,8 @@ class Realtime:
         LiveUpdatesUnavailable (503, Retry-After) when Redis cannot take it."""
         event = orjson.dumps({**frame, "show_id": show_id})
         try:
+            if frame["type"] == "announcement":
+                await self._keep_announcement(show_id, frame["message"])
             await self.broker.publish(show_id, event, invalidate_availability=False)
         except (RedisError, OSError) as exc:
             log.warning("publishing to show %s failed: %r", show_id, exc)
@@ -146,6 +156,21 @@ class Realtime:
                 "live updates are unavailable right now; retry", retry_after=2
             ) from exc
         metrics.events_published.labels("show").inc()
+
+    async def _keep_announcement(self, show_id: int, message: str) -> None:
+        """Kept until the next one replaces it or it expires, for watchers who arrive later."""
+        kept = LastAnnouncement(message=message, at=datetime.now(UTC).isoformat())
+        await self._redis.set(
+            self._keys.announcement(show_id), encoder.encode(kept), ex=ANNOUNCEMENT_TTL
+        )
+
+    async def _read_announcement(self, show_id: int) -> LastAnnouncement | None:
+        try:
+            raw = await self._redis.get(self._keys.announcement(show_id))
+            return None if raw is None else announcement_decoder.decode(raw)
+        except (RedisError, OSError, msgspec.DecodeError) as exc:
+            log.warning("last announcement of show %s unavailable: %r", show_id, exc)
+            return None
 
     async def position(self, show_id: int) -> str:
         """The offset to stamp on a snapshot; "" when Redis cannot say (a client that

@@ -210,6 +210,28 @@ async def test_an_admin_broadcast_reaches_every_watcher(
             assert w.states[show_id].announcements == ["Doors open at 19:00"]
 
 
+async def test_a_watcher_who_arrives_after_a_broadcast_gets_it_in_the_snapshot(
+    servers: list[ServerProcess], client: httpx.AsyncClient, show: dict[str, Any]
+) -> None:
+    show_id = show["id"]
+    order = await seat_order(client, show_id)
+    for message in ("Doors open at 19:00", "Doors open at 19:30 instead"):
+        response = await client.post(
+            f"/admin/shows/{show_id}/broadcast",
+            json={"message": message},
+            headers=auth("admin", "admin"),
+        )
+        assert response.status_code == 202, response.text
+    for server, encoding in ((servers[0], None), (servers[1], "rle")):
+        async with Watcher(server.ws_url) as late:
+            await late.subscribe(show_id, order, encoding=encoding)
+            snapshot = late.frames_of(show_id)[0]
+            assert snapshot["type"] == "snapshot"
+            # the last one replaces the first
+            assert snapshot["announcement"]["message"] == "Doors open at 19:30 instead"
+            assert snapshot["announcement"]["at"].endswith("+00:00")
+
+
 async def test_one_connection_watches_several_shows(
     server: ServerProcess, client: httpx.AsyncClient, user: str
 ) -> None:
