@@ -11,8 +11,11 @@ import { api } from "./api.js";
 export const AVAILABLE = 0;
 export const HELD = 1;
 export const BOOKED = 2;
-export const STATUS_NAMES = ["AVAILABLE", "HELD", "BOOKED"];
-const STATUS_CODE = { AVAILABLE, HELD, BOOKED, A: AVAILABLE, H: HELD, B: BOOKED };
+// off sale and kept for a sales channel: 6 and 7, clear of the seat map's drawing keys 3-5
+export const BLOCKED = 6;
+export const RESERVED = 7;
+export const STATUS_NAMES = ["AVAILABLE", "HELD", "BOOKED", , , , "BLOCKED", "RESERVED"];
+const STATUS_CODE = { AVAILABLE, HELD, BOOKED, BLOCKED, RESERVED, A: AVAILABLE, H: HELD, B: BOOKED, X: BLOCKED, R: RESERVED };
 
 export function statusCode(name) {
   const c = STATUS_CODE[name];
@@ -128,9 +131,9 @@ export class SeatStore {
   }
 
   counts() {
-    const c = [0, 0, 0];
+    const c = [0, 0, 0, 0, 0, 0, 0, 0];
     for (let i = 0; i < this.count; i++) c[this.status[i]]++;
-    return { AVAILABLE: c[0], HELD: c[1], BOOKED: c[2], total: this.count };
+    return { AVAILABLE: c[0], HELD: c[1], BOOKED: c[2], BLOCKED: c[BLOCKED], RESERVED: c[RESERVED], total: this.count };
   }
 }
 

@@ -7,7 +7,7 @@
 // keyboard-navigable section/row picker made of real buttons for the chosen row.
 // Changes are batched into one requestAnimationFrame; only dirty seats are redrawn.
 
-import { AVAILABLE, HELD, BOOKED } from "./live.js";
+import { AVAILABLE, HELD, BOOKED, BLOCKED, RESERVED } from "./live.js";
 import { el, money } from "./util.js";
 
 export const DOM_LIMIT = 2000;
@@ -21,6 +21,8 @@ const BG = "#ffffff";
 const HELD_FILL = "#e2e8f0";
 const HELD_LINE = "#64748b";
 const BOOKED_FILL = "#334155";
+const BLOCKED_FILL = "#111827"; // off sale: near-black with a white bar (a "no entry" sign)
+const RESERVED_FILL = "#6b21a8"; // kept for a channel: deep purple with a white dot
 const MINE_FILL = "#f59e0b";
 const MINE_LINE = "#78350f";
 const OWNED_FILL = "#9a3412"; // the customer's own booked seats: white cross on dark orange
@@ -32,8 +34,8 @@ export const SELECTED = 1;
 export const MINE = 2;
 export const OWNED = 3; // booked by this customer
 
-const STATUS_WORD = ["available", "held by someone else", "booked"];
-const STATUS_ATTR = ["AVAILABLE", "HELD", "BOOKED"];
+const STATUS_WORD = ["available", "held by someone else", "booked", , , , "not for sale", "reserved"];
+const STATUS_ATTR = ["AVAILABLE", "HELD", "BOOKED", , , , "BLOCKED", "RESERVED"];
 
 export function splitLabel(label) {
   const m = /^([A-Z]+)(\d+)$/.exec(label);
@@ -68,6 +70,9 @@ export function legend(store, { showMine = true, showSelected = true, showOwned 
   if (showMine) items.push(swatch("HELD", "is-mine", PALETTE[0], "Held for you"));
   items.push(swatch("HELD", "", PALETTE[0], "Held"));
   items.push(swatch("BOOKED", "", PALETTE[0], "Sold"));
+  const counts = store.counts();
+  if (counts.BLOCKED) items.push(swatch("BLOCKED", "", PALETTE[0], "Not for sale"));
+  if (counts.RESERVED) items.push(swatch("RESERVED", "", PALETTE[0], "Reserved"));
   if (showOwned) items.push(swatch("BOOKED", "is-owned", PALETTE[0], "Booked by you"));
   return el("ul", { class: "legend", "aria-label": "Legend" }, items);
 }
@@ -647,6 +652,10 @@ export class SeatMap {
         return HELD_FILL;
       case BOOKED:
         return BOOKED_FILL;
+      case BLOCKED:
+        return BLOCKED_FILL;
+      case RESERVED:
+        return RESERVED_FILL;
       case 3:
         return PALETTE[this.catIndex[i]];
       case 5:
@@ -675,6 +684,8 @@ export class SeatMap {
     const booked = [];
     const marks = [];
     const rings = [];
+    const bars = []; // blocked
+    const dots = []; // reserved
     let lastFill = "";
     for (let n = 0; n < count; n++) {
       const i = full ? n : seats[n];
@@ -701,6 +712,8 @@ export class SeatMap {
       if (kk === HELD || kk === 4) held.push(px + gap / 2, py + gap / 2, kk);
       else if (kk === BOOKED || kk === 5) booked.push(px + gap / 2, py + gap / 2);
       else if (kk === 3) marks.push(px + gap / 2, py + gap / 2);
+      else if (kk === BLOCKED) bars.push(px + gap / 2, py + gap / 2);
+      else if (kk === RESERVED) dots.push(px + gap / 2, py + gap / 2);
       if (k & 8) rings.push(px, py);
     }
     // held: diagonal stripes (pattern, not colour only)
@@ -720,6 +733,17 @@ export class SeatMap {
       ctx.strokeStyle = HELD_LINE;
       ctx.lineWidth = Math.max(1, box / 8);
       ctx.stroke();
+    }
+    // blocked: a white bar; reserved: a white dot (shapes, not colour only)
+    if ((bars.length || dots.length) && box >= 5) {
+      ctx.fillStyle = "#ffffff";
+      for (let n = 0; n < bars.length; n += 2) ctx.fillRect(bars[n] + box * 0.2, bars[n + 1] + box * 0.42, box * 0.6, box * 0.16);
+      ctx.beginPath();
+      for (let n = 0; n < dots.length; n += 2) {
+        ctx.moveTo(dots[n] + box * 0.68, dots[n + 1] + box / 2);
+        ctx.arc(dots[n] + box / 2, dots[n + 1] + box / 2, box * 0.18, 0, Math.PI * 2);
+      }
+      ctx.fill();
     }
     // booked: a cross
     if (booked.length && box >= 5) {
