@@ -211,7 +211,7 @@ class Buyer(SeatMapUser):
         roll = random.randint(1, 100)
         confirm_pct = option(self.environment, "confirm_pct")
         if roll <= confirm_pct:
-            self.confirm(show_id, hold_id)
+            self.confirm(show_id, hold_id, seats)
         elif roll <= confirm_pct + option(self.environment, "release_pct"):
             self.release(hold_id)
         # else: walks away, the hold lapses
@@ -254,14 +254,17 @@ class Buyer(SeatMapUser):
             if r.status_code != 204:
                 fail(r)
 
-    def confirm(self, show_id: int, hold_id: str) -> None:
+    def confirm(self, show_id: int, hold_id: str, seats: list[str]) -> None:
         """Confirm with an Idempotency-Key. A lost answer (no response, a 5xx) is asked
         again with the same key, as a client would; now and then a repeat checks that the
         key names the same booking."""
         headers = {**self.auth, "Idempotency-Key": str(uuid.uuid4())}
+        # a confirm cut off by the end of the run may have booked: the check knows its seats
+        self.suite.in_flight[hold_id] = (show_id, seats)
         booking, lost = self.ask_confirm(show_id, hold_id, headers, "")
         if lost:
             booking, _ = self.ask_confirm(show_id, hold_id, headers, "retry")
+        del self.suite.in_flight[hold_id]
         if booking is None:
             return
         if random.random() < 0.1:
