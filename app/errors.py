@@ -59,6 +59,13 @@ class SeatLimit(ModexError):
     code = "seat_limit"
 
 
+class ShowHasBookings(ModexError):
+    """A show with bookings cannot be deleted (cancel it instead)."""
+
+    status = 409
+    code = "show_has_bookings"
+
+
 class HoldExpired(ModexError):
     status = 409
     code = "hold_expired"

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import orjson
 import redis.asyncio as aioredis
 from msgspec import UNSET
 
 from app import wire
 from app.domain import SeatSpec, SectionSpec, layout_seats, status_move_allowed
-from app.errors import InvalidStatusChange, ShowNotFound
+from app.errors import (
+    IdempotencyKeyReused,
+    InvalidStatusChange,
+    ShowHasBookings,
+    ShowNotFound,
+)
 from app.realtime.keys import RedisKeys
 from app.seatmap import count_seats
 from app.shards import SHOW_COLUMNS, Shard, ShardRouter, ShowInfo, place_new_show
@@ -65,6 +72,21 @@ SELECT show_id, status, max_seats_per_customer, single_seat_rule,
        created_at < now() - make_interval(secs => $1) AS settled
 FROM shard_shows WHERE status <> 'MOVED'
 """
+# a deleted show's last trace; a delete that crashed after the shard is finished from here
+DIRECTORY_OF_SHARD = """
+SELECT id FROM shows WHERE shard = $1 AND created_at < now() - make_interval(secs => $2)
+"""
+SHARD_HAS_SHOW = "SELECT 1 FROM shard_shows WHERE show_id = $1"
+DELETE_SHOW = "DELETE FROM shows WHERE id = $1"
+# every seat locked (a confirm or book locks its seats first): no booking can be made while
+# the show's bookings are counted and its rows deleted
+LOCK_ALL_SEATS = "SELECT count(*) FROM (SELECT 1 FROM seats WHERE show_id = $1 FOR UPDATE) s"
+BOOKINGS_KEPT = (
+    "SELECT count(*) FROM bookings WHERE show_id = $1 AND status IN ('CONFIRMED', 'PENDING')"
+)
+# Idempotency-Key on create: the key, the show it made and what was asked
+CREATE_KEY = "SELECT show_id, request FROM show_create_keys WHERE key = $1"
+KEEP_CREATE_KEY = "INSERT INTO show_create_keys (key, show_id, request) VALUES ($1, $2, $3)"
 # nothing routes to an orphan, so nobody can have held or booked its seats; its tables are
 # cleared all the same, whatever a future path may have written
 REMOVE_SHARD_SHOW = [
@@ -77,6 +99,7 @@ REMOVE_SHARD_SHOW = [
 class Reconciled:
     orphans_removed: list[int] = field(default_factory=list)
     repaired: list[int] = field(default_factory=list)
+    deletes_finished: list[int] = field(default_factory=list)
 
 
 async def remove_shard_show(shard: Shard, show_id: int) -> None:
@@ -148,13 +171,18 @@ class ShowCatalog:
         # counts being read from a shard, by (shard, show ids): see _count
         self._counting: dict[tuple[int, tuple[int, ...]], asyncio.Future[Counts]] = {}
 
-    async def create(self, body: wire.CreateShow) -> wire.Show:
+    async def create(self, body: wire.CreateShow, key: str | None = None) -> wire.Show:
         """The show's two homes, the directory (metadata database) and its shard, are
         written so that a failure anywhere leaves neither a visible half nor a disagreement.
         The directory row is inserted first but committed last, after the shard's rows:
         until then no customer can reach the show. A failure after the shard committed
         removes the shard's rows again; a crash there leaves rows nothing routes to, which
-        `reconcile()` removes."""
+        `reconcile()` removes. With an Idempotency-Key `key`, the same request again gets
+        the show the first one made (a double click makes one show); another request with
+        the same key is refused."""
+        request = hashlib.sha256(msgspec.json.encode(body)).hexdigest() if key else ""
+        if key and (made := await self._made_with(key, request)) is not None:
+            return made
         quality: dict[str, int] = {}
         if body.sections is not UNSET:
             quality = {s.name: s.quality for s in body.sections}
@@ -184,18 +212,35 @@ class ShowCatalog:
                     body.max_seats_per_customer,
                     body.single_seat_rule,
                 )
+                if key:
+                    await meta.execute(KEEP_CREATE_KEY, key, show_id, request)
                 await self._write_shard_show(
                     shard, show_id, body, hold_seconds, seats, seat_ranks(seats, quality)
                 )
-        except BaseException:
+        except BaseException as exc:
             # the shard's write may have committed (even if its answer was lost)
             await self._remove_orphan(shard, show_id)
+            # the same key's twin committed first: its show is the answer
+            if (
+                key
+                and isinstance(exc, asyncpg.UniqueViolationError)
+                and (made := await self._made_with(key, request)) is not None
+            ):
+                return made
             raise
         async with shard.connection("analyze_seats") as conn:
             # fresh statistics, so the planner knows a show has many seats and reaches a few
             # of them by the primary key rather than reading the whole show
             await conn.execute(ANALYZE_SEATS)
         return _show(ShowInfo.from_row(row), len(seats))
+
+    async def _made_with(self, key: str, request: str) -> wire.Show | None:
+        row = await self.router.meta.fetchrow(CREATE_KEY, key)
+        if row is None:
+            return None
+        if row["request"] != request:
+            raise IdempotencyKeyReused("this Idempotency-Key was used to create another show")
+        return await self.get(row["show_id"])
 
     async def _write_shard_show(
         self,
@@ -326,12 +371,59 @@ class ShowCatalog:
                 ):
                     await self.reconcile_show(copy["show_id"])
                     done.repaired.append(copy["show_id"])
-        if done.orphans_removed or done.repaired:
+            done.deletes_finished += await self._finish_deletes(shard, orphan_age)
+        if done.orphans_removed or done.repaired or done.deletes_finished:
             log.warning(
                 "reconciled shows",
-                extra={"orphans_removed": done.orphans_removed, "repaired": done.repaired},
+                extra={
+                    "orphans_removed": done.orphans_removed,
+                    "repaired": done.repaired,
+                    "deletes_finished": done.deletes_finished,
+                },
             )
         return done
+
+    async def _finish_deletes(self, shard: Shard, orphan_age: float) -> list[int]:
+        """Directory rows whose shard has no copy at all (not even a moved show's
+        tombstone): only a delete that crashed after the shard's part leaves one (a create
+        commits the shard first), so the delete is finished."""
+        finished = []
+        for row in await self.router.meta.fetch(DIRECTORY_OF_SHARD, shard.index, orphan_age):
+            async with shard.connection("reconcile") as conn:
+                if await conn.fetchval(SHARD_HAS_SHOW, row["id"]) is not None:
+                    continue
+            async with self.router.meta.acquire() as meta, meta.transaction():
+                # a delete under way holds this lock; after it, look again
+                if await meta.fetchrow(LOCK_SHOW, row["id"]) is None:
+                    continue
+                async with shard.connection("reconcile") as conn:
+                    if await conn.fetchval(SHARD_HAS_SHOW, row["id"]) is not None:
+                        continue
+                await meta.execute(DELETE_SHOW, row["id"])
+                finished.append(row["id"])
+        return finished
+
+    async def delete(self, show_id: int) -> None:
+        """A show nobody has a booking for (a mistake, a test) goes from both databases:
+        the shard's rows first, under the directory row's lock, then the directory row. A
+        crash in between leaves a directory row with no shard copy, which the reconciler
+        removes. Live holds go with it."""
+        async with self.router.meta.acquire() as meta, meta.transaction():
+            current = await meta.fetchrow(LOCK_SHOW, show_id)
+            if current is None:
+                raise ShowNotFound(f"show {show_id} does not exist")
+            shard = self.router.shard(current["shard"])
+            async with shard.connection("delete_show") as conn, conn.transaction():
+                await conn.fetchval(LOCK_ALL_SEATS, show_id)
+                bookings = await conn.fetchval(BOOKINGS_KEPT, show_id)
+                if bookings:
+                    raise ShowHasBookings(
+                        f"show {show_id} has {bookings} booking(s): cancel the show instead"
+                    )
+                for statement in REMOVE_SHARD_SHOW:
+                    await conn.execute(statement, show_id)
+            await meta.execute(DELETE_SHOW, show_id)
+        self.router.forget(show_id)
 
     async def get(self, show_id: int) -> wire.Show:
         info = await self.router.show(show_id, fresh=True)

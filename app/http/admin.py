@@ -12,7 +12,7 @@ from starlette.responses import Response
 from app import wire
 from app.auth import Principal, Role, principal_from_header, require_role
 from app.errors import InvalidBody
-from app.http.io import JSONResponse, decode_body, path_show_id
+from app.http.io import JSONResponse, decode_body, idempotency_key, path_show_id
 from app.realtime.service import LiveUpdatesUnavailable
 from app.reports import ShowReports, report_csv
 from app.services import services
@@ -31,8 +31,14 @@ def admin(request: Request) -> Principal:
 async def create_show(request: Request) -> Response:
     admin(request)
     body = await decode_body(request, wire.CreateShow)
-    show = await services(request).catalog.create(body)
+    show = await services(request).catalog.create(body, idempotency_key(request))
     return JSONResponse(show, status_code=201)
+
+
+async def delete_show(request: Request) -> Response:
+    admin(request)
+    await services(request).catalog.delete(path_show_id(request))
+    return Response(status_code=204)
 
 
 async def update_show(request: Request) -> Response:

@@ -201,11 +201,22 @@ API: list[Endpoint] = [
         "POST",
         "/admin/shows",
         admin.create_show,
-        "Create a show and its seats",
+        "Create a show and its seats (the same Idempotency-Key again: the same show)",
         status=201,
         body=wire.CreateShow,
         response=wire.Show,
         errors=(400, 401, 403, 413, 422),
+        auth="admin",
+        headers=("Idempotency-Key",),
+    ),
+    Endpoint(
+        "DELETE",
+        "/admin/shows/{show_id}",
+        admin.delete_show,
+        "Delete a show nobody has booked, live holds and all (409 show_has_bookings "
+        "otherwise: cancel it instead)",
+        status=204,
+        errors=(401, 403, 404, 409),
         auth="admin",
     ),
     Endpoint(
