@@ -26,8 +26,8 @@ def _list(name: str) -> tuple[str, ...]:
 
 # Database URLs are separated by whitespace, `;`, or a comma that starts another URL: a
 # libpq multi-host URL (postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write)
-# has commas in its host list and stays whole.
-_URL_SEPARATOR = re.compile(r"[\s;]+|,(?=\s*postgres(?:ql)?://)")
+# has commas in its host list and stays whole. ("-" stands for no URL in SHARD_READ_URLS.)
+_URL_SEPARATOR = re.compile(r"[\s;]+|,(?=\s*(?:postgres(?:ql)?://|-\s*(?:[,;]|$)))")
 
 
 def _urls(name: str) -> tuple[str, ...]:
@@ -68,6 +68,9 @@ class Settings:
     # origin); empty: nobody
     frame_ancestors: tuple[str, ...] = ()
     db_pool_size: int = 20
+    # a standby of each shard, in SHARD_URLS' order ("-": none), for seat maps and seat
+    # counts (app/shards.py, Replica); empty: every read goes to the primaries
+    shard_read_urls: tuple[str | None, ...] = ()
     # the database URLs lead to PgBouncer in transaction pooling (app/shards.py: no
     # statement cache, session settings left to PgBouncer's connect_query)
     pgbouncer: bool = False
@@ -91,6 +94,12 @@ class Settings:
         if not database_url:
             raise RuntimeError("DATABASE_URL is not set (modex serve starts embedded servers)")
         shard_urls = _urls("SHARD_URLS") or (database_url,)
+        read_urls = tuple(None if url == "-" else url for url in _urls("SHARD_READ_URLS"))
+        if read_urls and len(read_urls) != len(shard_urls):
+            raise RuntimeError(
+                f"SHARD_READ_URLS names {len(read_urls)} databases, SHARD_URLS {len(shard_urls)}:"
+                " one standby per shard, in the same order ('-' for a shard without one)"
+            )
         return cls(
             database_url=database_url,
             shard_urls=shard_urls,
@@ -111,6 +120,7 @@ class Settings:
             trusted_proxies=_list("MODEX_TRUSTED_PROXIES"),
             frame_ancestors=_list("MODEX_FRAME_ANCESTORS"),
             db_pool_size=_int("MODEX_DB_POOL_SIZE", 20),
+            shard_read_urls=read_urls,
             pgbouncer=_flag("MODEX_PGBOUNCER", False),
             seat_batch=max(1, _int("MODEX_SEAT_BATCH", 32)),
             crash_before_publish=_flag("MODEX_FAULT_CRASH_BEFORE_PUBLISH", False),

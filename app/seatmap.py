@@ -55,7 +55,9 @@ class SeatsRead(NamedTuple):
 
 
 async def read_seats(shard: Shard, show_id: int) -> SeatsRead:
-    async with shard.connection("read_seats") as conn:
+    # from the shard's standby when it has one that is caught up (Shard.reading): the
+    # offset a map is paired with is read before this starts, as on the primary
+    async with shard.reading("read_seats") as conn:
         pending = await conn.fetchval(OUTBOX_OF_SHOW, show_id)
         rows = await conn.fetch(SEATS_OF_SHOW, show_id)
     seats = [wire.Seat(*row[:8]) for row in rows]
@@ -79,7 +81,7 @@ async def count_seats(shard: Shard, show_ids: list[int]) -> dict[int, dict[str, 
     counts: dict[int, dict[str, int]] = {
         show_id: {"AVAILABLE": 0, "HELD": 0, "BOOKED": 0} for show_id in show_ids
     }
-    async with shard.connection("count_seats") as conn:
+    async with shard.reading("count_seats") as conn:
         for row in await conn.fetch(COUNTS_OF_SHOWS, show_ids):
             counts[row["show_id"]][row["status"]] = row["n"]
     return counts

@@ -69,14 +69,125 @@ class ShowInfo:
         return cls(**dict(row))
 
 
-class Shard:
-    """One database: its pool and its circuit breaker."""
+# A standby serves a read only while its replay lag is at most this (measured every
+# REPLICA_CHECK_INTERVAL), and only once it has replayed the primary's WAL position read
+# at the start of that read, waiting at most REPLICA_CATCH_UP for it.
+REPLICA_MAX_LAG = 1.0
+REPLICA_CHECK_INTERVAL = 0.5
+REPLICA_CATCH_UP = 0.1
+# Seconds the standby is behind: 0 when it has replayed all it received (an idle primary
+# sends nothing, and the last replayed transaction's age would grow without any lag); no
+# answer (NULL) when it receives nothing (its WAL receiver is down: it falls behind
+# unseen). A promoted standby is a primary: 0.
+REPLICA_LAG = """
+SELECT CASE
+  WHEN NOT pg_is_in_recovery() THEN 0
+  WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN NULL
+  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+  ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())
+END::float8
+"""
+PRIMARY_WAL_POSITION = "SELECT pg_current_wal_lsn()::text"
+REPLAYED_UP_TO = "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::text::pg_lsn"
 
-    def __init__(self, index: int, url: str, pool: asyncpg.Pool) -> None:
+
+class Replica:
+    """A standby of one shard (SHARD_READ_URLS) and how far behind it is."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self.url = url
+        self.pool = pool
+        self.lag: float | None = None  # seconds; None: unknown, down or not receiving
+        self._checked_at = 0.0
+
+    @property
+    def usable(self) -> bool:
+        fresh = time.monotonic() - self._checked_at < 4 * REPLICA_CHECK_INTERVAL
+        return fresh and self.lag is not None and self.lag <= REPLICA_MAX_LAG
+
+    def set_unusable(self) -> None:
+        """Until the next check says otherwise (it failed a read, or lagged one)."""
+        self.lag = None
+
+    async def check(self) -> None:
+        try:
+            self.lag = await self.pool.fetchval(REPLICA_LAG, timeout=REPLICA_CHECK_INTERVAL * 2)
+        except Exception as exc:
+            if self.lag is not None:
+                log.warning("standby %s skipped: %r", self.url, exc)
+            self.lag = None
+        self._checked_at = time.monotonic()
+
+    async def watch(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(REPLICA_CHECK_INTERVAL)
+
+
+class Shard:
+    """One database: its pool and its circuit breaker (and a standby to read from)."""
+
+    def __init__(
+        self, index: int, url: str, pool: asyncpg.Pool, replica: Replica | None = None
+    ) -> None:
         self.index = index
         self.url = url
         self.pool = pool
         self.breaker = CircuitBreaker(f"shard{index}")
+        self.replica = replica
+
+    @asynccontextmanager
+    async def reading(self, query_type: str) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for a read that decides no write (a seat map, seat counts): the
+        standby's when it is usable and has replayed the primary's current WAL position,
+        else the primary's. Every change committed (and so every offset published) before
+        this call is then in what the standby shows: its state is the primary's at a
+        moment after this call began, so a map read there may be paired with an offset
+        read before it, as on the primary."""
+        conn = await self._caught_up_replica()
+        if conn is None:
+            async with self.connection(query_type) as primary:
+                yield primary
+            return
+        assert self.replica is not None
+        started = time.perf_counter()
+        try:
+            yield conn
+        except CONNECTION_ERRORS as exc:
+            self.replica.set_unusable()
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            raise ShardUnavailable(f"shard {self.index}'s standby did not answer") from exc
+        finally:
+            await self.replica.pool.release(conn)
+            DB_QUERY_DURATION.labels(f"{query_type}_standby").observe(time.perf_counter() - started)
+
+    async def _caught_up_replica(self) -> asyncpg.Connection | None:
+        replica = self.replica
+        if replica is None or not replica.usable:
+            return None
+        async with self.connection("wal_position") as primary:
+            position = await primary.fetchval(PRIMARY_WAL_POSITION)
+        try:
+            conn = await replica.pool.acquire(timeout=REPLICA_CATCH_UP)
+        except Exception:
+            replica.set_unusable()
+            return None
+        try:
+            deadline = time.monotonic() + REPLICA_CATCH_UP
+            while not await conn.fetchval(REPLAYED_UP_TO, position):
+                if time.monotonic() > deadline:
+                    replica.set_unusable()  # behind: the primary reads until it catches up
+                    await replica.pool.release(conn)
+                    return None
+                await asyncio.sleep(0.005)
+        except Exception:
+            replica.set_unusable()
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            await replica.pool.release(conn)
+            return None
+        return conn
 
     @asynccontextmanager
     async def connection(self, query_type: str) -> AsyncIterator[asyncpg.Connection]:
@@ -181,6 +292,11 @@ class ShardRouter:
     def __init__(self, meta: asyncpg.Pool, shards: list[Shard]) -> None:
         self.meta = meta
         self.shards = shards
+        self._watching = [
+            asyncio.create_task(shard.replica.watch())
+            for shard in shards
+            if shard.replica is not None
+        ]
         # show -> (when it was read, what was read)
         self._directory: dict[int, tuple[float, ShowInfo]] = {}
         self._refreshing: dict[int, asyncio.Task[None]] = {}
@@ -197,13 +313,31 @@ class ShardRouter:
                 if url == settings.database_url
                 else await create_pool(url, size, pgbouncer=pgbouncer)
             )
-            shards.append(Shard(index, url, pool))
+            replica = None
+            if index < len(settings.shard_read_urls) and (
+                read_url := settings.shard_read_urls[index]
+            ):
+                # opened lazily: a standby that is down does not stop the server starting
+                replica_pool = asyncpg.create_pool(
+                    read_url,
+                    min_size=0,
+                    max_size=size,
+                    timeout=2,
+                    command_timeout=COMMAND_TIMEOUT,
+                    reset=_no_reset,
+                    statement_cache_size=0 if pgbouncer else 100,
+                    server_settings=None if pgbouncer else SESSION_SETTINGS,
+                )
+                await replica_pool
+                replica = Replica(read_url, replica_pool)
+            shards.append(Shard(index, url, pool, replica))
         return cls(meta, shards)
 
     async def close(self) -> None:
-        for task in self._refreshing.values():
+        for task in [*self._refreshing.values(), *self._watching]:
             task.cancel()
         pools = {id(s.pool): s.pool for s in self.shards}
+        pools |= {id(s.replica.pool): s.replica.pool for s in self.shards if s.replica}
         pools[id(self.meta)] = self.meta
         await asyncio.gather(*(pool.close() for pool in pools.values()))
 
