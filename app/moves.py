@@ -19,7 +19,15 @@ from app.errors import ModexError
 from app.shards import ShardRouter
 from app.shows import ANALYZE_SEATS
 
-TABLES = ("seats", "holds", "bookings", "outbox")
+TABLES = ("seats", "holds", "bookings", "outbox", "seat_audit")
+# rows the target numbers afresh are copied in their order, so its ids keep that order
+ORDER = {
+    "seats": "",
+    "holds": "",
+    "bookings": "",
+    "outbox": "ORDER BY id",
+    "seat_audit": "ORDER BY id",
+}
 # every column, so the copy carries whatever the seat transactions check (status, limits)
 SHOW_ON_SHARD = "SELECT * FROM shard_shows WHERE show_id = $1 FOR UPDATE"
 LOCK_ALL_SEATS = "SELECT label FROM seats WHERE show_id = $1 ORDER BY label FOR UPDATE"
@@ -32,8 +40,12 @@ async def _columns(conn: asyncpg.Connection, table: str) -> list[str]:
         "ORDER BY ordinal_position",
         table,
     )
-    # the outbox id is the target's own sequence
-    return [r["column_name"] for r in rows if not (table == "outbox" and r["column_name"] == "id")]
+    # the outbox's and the audit's ids are the target's own sequences
+    return [
+        r["column_name"]
+        for r in rows
+        if not (table in ("outbox", "seat_audit") and r["column_name"] == "id")
+    ]
 
 
 async def move_show(router: ShardRouter, show_id: int, target_index: int) -> str:
@@ -55,7 +67,8 @@ async def move_show(router: ShardRouter, show_id: int, target_index: int) -> str
         for table in TABLES:
             columns = await _columns(src, table)
             rows = await src.fetch(
-                f"SELECT {', '.join(columns)} FROM {table} WHERE show_id = $1", show_id
+                f"SELECT {', '.join(columns)} FROM {table} WHERE show_id = $1 {ORDER[table]}",
+                show_id,
             )
             copies[table] = (columns, [tuple(row) for row in rows])
 

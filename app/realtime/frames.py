@@ -196,7 +196,7 @@ def ws_text_frame(payload: bytes) -> bytes:
     return head + payload
 
 
-STATUS_LETTER = {"AVAILABLE": "A", "HELD": "H", "BOOKED": "B"}
+STATUS_LETTER = {"AVAILABLE": "A", "HELD": "H", "BOOKED": "B", "BLOCKED": "X", "RESERVED": "R"}
 LETTER_STATUS = {letter: status for status, letter in STATUS_LETTER.items()}
 
 
