@@ -17,8 +17,10 @@ from app.compression import Body
 from app.shards import Shard, ShardRouter
 
 # the one definition of "what a seat looks like right now"
+# a lapsed hold is free at once: on general sale, or back with its channel (RESERVED)
 SEAT_STATUS_NOW = (
-    "CASE WHEN status = 'HELD' AND held_until <= now() THEN 'AVAILABLE' ELSE status END"
+    "CASE WHEN status = 'HELD' AND held_until <= now()"
+    " THEN CASE WHEN channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END ELSE status END"
 )
 
 # the last column is how long a live hold has left (NULL for other seats): the map is good
