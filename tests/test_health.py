@@ -10,7 +10,7 @@ import httpx
 from starlette.routing import Route
 
 from app.domain import SEAT_LABEL
-from app.http.api import API, api_routes
+from app.http.api import API, api_routes, markdown_table
 from tests.support import Cluster, PrivateRedis, ServerProcess, auth
 
 
@@ -135,3 +135,12 @@ async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
             assert [s["label"] for s in stale.json()["seats"]] == ["A1", "A2", "A3"]
     finally:
         server.stop()
+
+
+def test_readme_lists_the_api_as_the_route_table_has_it() -> None:
+    """README's table is generated (`python -m app.http.api`): regenerate it when this fails."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("<!-- api table: python -m app.http.api -->\n")
+    end = readme.index("<!-- end of api table -->")
+    listed = readme[start:end].split("\n", 1)[1]
+    assert listed == markdown_table()

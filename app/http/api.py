@@ -407,3 +407,19 @@ def not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 async def openapi_json(request: Request) -> Response:
     return JSONResponse(openapi_document())
+
+
+def markdown_table() -> str:
+    """The API at a glance, for README (`python -m app.http.api`); a test keeps README's copy
+    equal to this, so the route table stays its one source."""
+    lines = ["| method | path | who | success | errors | what |", "|---|---|---|---|---|---|"]
+    for e in API:
+        errors = ", ".join(str(code) for code in e.errors)
+        summary = e.summary.replace("|", "\\|")
+        cells = [e.method, f"`{e.path}`", e.auth or "anyone", str(e.status), errors, summary]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
