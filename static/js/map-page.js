@@ -1,7 +1,7 @@
 // /map/{id}: the customer's live seat map: pick, hold, extend, confirm, release.
 import { api, ApiError, customerApi, customerId, uuid } from "./api.js";
 import { liveShow, AVAILABLE, HELD, BOOKED } from "./live.js";
-import { SeatMap, legend, seatName, splitLabel, NONE, SELECTED, MINE, OWNED, TOUCH } from "./seatmap.js";
+import { SeatMap, legend, seatName, splitLabel, categoryColours, NONE, SELECTED, MINE, OWNED, TOUCH } from "./seatmap.js";
 import { el, money, showDate, statusBadge, showIdFromPath, announcer, plural, STATUS_LABEL } from "./util.js";
 
 const MAX_PICK = 10;
@@ -140,6 +140,7 @@ function drawPanel() {
   const total = seats.reduce((sum, i) => sum + store.price[i], 0);
   $("total-row").hidden = !seats.length || !seats.some((i) => store.price[i]);
   $("total").textContent = money(total);
+  drawBest();
   tick();
 }
 
@@ -329,6 +330,69 @@ async function holdSeats() {
   }
 }
 
+// ---------- best available: the server picks adjacent seats and holds them ----------
+
+for (let n = 1; n <= MAX_PICK; n++) $("best-count").append(el("option", { value: String(n) }, String(n)));
+$("best-count").value = "2";
+
+function fillBestCategories(st) {
+  const cats = [...categoryColours(st).keys()];
+  const field = $("best-category-field");
+  field.hidden = cats.length < 2;
+  $("best-category").replaceChildren(el("option", { value: "" }, "Any area"), ...cats.map((c) => el("option", { value: c }, c[0].toUpperCase() + c.slice(1))));
+}
+
+function drawBest() {
+  const onSale = show && show.status === "ON_SALE";
+  const off = !store || !onSale || !!hold || retryUntil > Date.now();
+  $("best-hold").disabled = off;
+  $("best-hold").setAttribute("aria-disabled", busy ? "true" : "false");
+  $("best").dataset.state = hold || booking ? "holding" : selected.size ? "picking" : onSale ? "ready" : "closed";
+}
+
+async function holdBest(e) {
+  e.preventDefault();
+  if (busy || hold || !store) return;
+  const count = Number($("best-count").value);
+  const category = $("best-category-field").hidden ? "" : $("best-category").value;
+  const best = { count, allow_split: $("best-split").checked };
+  if (category) best.category = category;
+  busy = true;
+  renderPanel();
+  try {
+    const h = await customerApi("POST", `/shows/${showId}/holds`, { body: { best } });
+    const was = [...selected];
+    selected.clear();
+    view.update(was);
+    adoptHold(h);
+    setLocalStatus([...heldIdx], HELD);
+    focusNext = () => $("confirm");
+    const rows = new Set(h.seats.map((l) => splitLabel(l)[0]));
+    message(`${plural(h.seats.length, "seat")} held for you${rows.size === 1 ? " side by side in row " + [...rows][0] : ""}: ${labelsText(h.seats)}. Confirm to book.`, "ok");
+  } catch (err) {
+    const where = category ? ` in ${category[0].toUpperCase() + category.slice(1)}` : "";
+    if (err instanceof ApiError && err.code === "no_adjacent_seats") {
+      message(
+        `No row has ${count} free seats together${where} right now. Try fewer seats` +
+          (category ? ", another area" : "") +
+          (best.allow_split ? "." : `, or tick "Seats may be split" to get them in smaller groups.`),
+      );
+    } else if (err instanceof ApiError && err.code === "seat_limit") {
+      message(`That would take you past the limit of seats one customer may have for this show (${err.message}). Try fewer seats.`);
+    } else if (err instanceof ApiError && err.code === "seats_unavailable") {
+      message(`There aren't ${count} free seats${where} left right now. Try fewer seats${category ? " or another area" : ""}.`);
+    } else if (err instanceof ApiError && err.status === 422) {
+      message(`We couldn't find seats: ${err.message}`);
+    } else {
+      handleError(err, "find seats for you");
+    }
+  } finally {
+    busy = false;
+    renderPanel();
+  }
+}
+$("best-form").addEventListener("submit", holdBest);
+
 async function extend() {
   if (!hold || busy) return;
   busy = true;
@@ -496,6 +560,7 @@ async function start() {
     onLayout: (st) => {
       store = st;
       view.setStore(st);
+      fillBestCategories(st);
       showLegend();
       loadOwned();
       // no prices on this show: the hint does not promise one
