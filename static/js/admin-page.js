@@ -2,6 +2,8 @@
 // this tab only (sessionStorage).
 import { api, ApiError, adminToken } from "./api.js";
 import { el, showDate, statusBadge } from "./util.js";
+import { seatPicker } from "./admin-seats.js";
+import { salesReport } from "./admin-report.js";
 
 const $ = (id) => document.getElementById(id);
 let shows = [];
@@ -261,6 +263,13 @@ function select(id) {
   $("e-starts").value = toLocalInput(s.starts_at);
   $("e-status").value = s.status;
   renderShows();
+  // the show's seats and its report, under the forms
+  $("seats-card").hidden = false;
+  $("report-card").hidden = false;
+  $("seats-heading").textContent = `Seats of “${s.title}”`;
+  $("report-heading").textContent = `Sales report: “${s.title}”`;
+  seats.open(id);
+  report.open(id);
   $("edit-heading").scrollIntoView({ block: "nearest" });
 }
 
@@ -395,6 +404,16 @@ $("find-form").addEventListener("submit", (e) => {
   e.preventDefault();
   findBookings();
 });
+
+// told beside the seat buttons, where the admin is looking
+function seatsMessage(text, kind = "ok") {
+  const m = $("seats-message");
+  m.textContent = text || "";
+  m.className = `notice ${text ? "notice-" + kind : ""}`;
+}
+
+const report = salesReport({ call: adminCall, errorText });
+const seats = seatPicker({ call: adminCall, errorText, say: seatsMessage, onChanged: () => (report.refresh(), loadShows()) });
 
 tokenState();
 loadShows();
