@@ -51,7 +51,10 @@ function chart(report) {
   const W = 560, H = 180, L = 44, R = 12, T = 12, B = 28;
   const t0 = Date.parse(pts[0].minute);
   const t1 = Math.max(Date.parse(report.at), Date.parse(pts[pts.length - 1].minute) + 60_000, t0 + 60_000);
-  const top = Math.max(1, report.seats_total);
+  const sold = pts[pts.length - 1].total;
+  // the axis ends a little above the sales so far (a few sales are not a flat line on the floor)
+  const step = 10 ** Math.max(0, Math.floor(Math.log10(Math.max(1, sold * 1.25))));
+  const top = Math.min(Math.max(1, report.seats_total), Math.max(step, Math.ceil((sold * 1.25) / step) * step, 4));
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - v / top) * (H - T - B);
   let d = `M${x(t0).toFixed(1)},${y(0).toFixed(1)}`;
@@ -60,7 +63,6 @@ function chart(report) {
     d += ` H${x(at).toFixed(1)} V${y(p.total).toFixed(1)}`;
   }
   d += ` H${x(t1).toFixed(1)}`;
-  const sold = pts[pts.length - 1].total;
   const pct = Math.round((sold / top) * 100);
   const summary = `Sell-through: ${num(sold)} of ${num(report.seats_total)} seats sold (${pct}%) between ${time(pts[0].minute)} and ${time(report.at)}.`;
   const grid = [0, 0.5, 1].map((f) =>

@@ -177,6 +177,25 @@ function renderHead() {
   $("status-badge").replaceChildren(statusBadge(show.status));
 }
 
+// Generated layouts put every section flush left, under a centred stage: each section moves
+// to the middle. A layout that places its sections itself (any other left edge) is kept.
+function centreSections(st) {
+  const box = new Map();
+  for (let i = 0; i < st.count; i++) {
+    const b = box.get(st.section[i]) || { min: Infinity, max: -Infinity };
+    b.min = Math.min(b.min, st.x[i]);
+    b.max = Math.max(b.max, st.x[i]);
+    box.set(st.section[i], b);
+  }
+  const boxes = [...box.values()];
+  if (boxes.length < 2 || boxes.some((b) => b.min !== boxes[0].min)) return;
+  const width = Math.max(...boxes.map((b) => b.max - b.min));
+  for (let i = 0; i < st.count; i++) {
+    const b = box.get(st.section[i]);
+    st.x[i] += Math.floor((width - (b.max - b.min)) / 2); // whole cells: seats stay on the grid
+  }
+}
+
 let infoSeat = -1;
 function seatInfo(i) {
   if (i < 0 || !store) return;
@@ -559,6 +578,7 @@ async function start() {
   const live = liveShow(showId, {
     onLayout: (st) => {
       store = st;
+      centreSections(st);
       view.setStore(st);
       fillBestCategories(st);
       showLegend();
