@@ -351,6 +351,15 @@ async function holdSeats() {
 
 // ---------- best available: the server picks adjacent seats and holds them ----------
 
+// a phone's pinned bar stays short: there the control sits in the page, under the map
+const narrow = matchMedia("(max-width: 900px)");
+function placeBest() {
+  if (narrow.matches) document.querySelector(".map-layout").after($("best"));
+  else document.querySelector(".panel").append($("best"));
+}
+narrow.addEventListener("change", placeBest);
+placeBest();
+
 for (let n = 1; n <= MAX_PICK; n++) $("best-count").append(el("option", { value: String(n) }, String(n)));
 $("best-count").value = "2";
 
@@ -572,6 +581,7 @@ async function start() {
       // nothing to connect to or draw: no "Connecting…" forever, no empty map
       $("conn").hidden = true;
       document.querySelector(".map-layout").hidden = true;
+      $("best").hidden = true;
       return;
     }
   }
