@@ -34,16 +34,17 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jwt
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
+from redis.exceptions import RedisError
 
 from app import wire
 from app.errors import Contention, ModexError, NotFound, ShardUnavailable
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from app.realtime.protocol import Connection
 
 log = logging.getLogger("modex.admission")
+T = TypeVar("T")
 
 TICK = 0.5  # seconds between admissions, draws and pushed positions
 LEASE_MS = 3_000  # a dead admitter's successor takes over within this
@@ -65,6 +67,10 @@ SLOW_HOLD = 0.25  # seconds: a hold slower than this counts against the rate
 FACTOR_MIN, FACTOR_MAX = 0.25, 2.0
 AUDIENCE = "admission"
 ADMISSION_HEADER = "admission-token"
+# customers' calls to Redis at once per instance: redis-py's pool (100 connections by
+# default) refuses a command beyond its size rather than wait (5,000 joins in a second
+# answered 500 before this bound)
+REDIS_CALLS = 64
 
 ADMITTED_TOTAL = Counter(
     "waiting_room_admitted_total", "Customers let in by waiting rooms (by the lease holder)"
@@ -81,6 +87,11 @@ CFG_FIELDS = ("opens_at", "rate", "factor", "served", "drawn", "pre_count", "lat
 class NotAdmitted(ModexError):
     status = 403
     code = "not_admitted"
+
+
+class WaitingRoomUnavailable(ModexError):
+    status = 503
+    code = "waiting_room_unavailable"
 
 
 class NoWaitingRoom(ModexError):
@@ -196,6 +207,7 @@ class WaitingRooms:
         self._draw = redis.register_script(_script("queue_draw.lua"))
         self._admit = redis.register_script(_script("queue_admit.lua"))
         self._stats: dict[int, HoldStats] = {}
+        self._calls = asyncio.Semaphore(REDIS_CALLS)
         self._adapted_at: dict[int, float] = {}
         self._sent: dict[tuple[int, int], str] = {}  # (id(socket), show) -> last frame
         # admission tokens handed out by this instance: (show, user) -> (token, expires)
@@ -246,11 +258,22 @@ class WaitingRooms:
 
     async def join(self, show_id: int, user_id: str) -> wire.QueuePlace:
         await self.router.show(show_id)  # 404 for an unknown show
-        return await self._place(show_id, user_id, join=True)
+        return await self._bounded(self._place(show_id, user_id, join=True))
 
     async def place(self, show_id: int, user_id: str) -> wire.QueuePlace:
         await self.router.show(show_id)
-        return await self._place(show_id, user_id, join=False)
+        return await self._bounded(self._place(show_id, user_id, join=False))
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """A customer's call to Redis: queued here past REDIS_CALLS; Redis away is 503."""
+        try:
+            async with self._calls:
+                return await call
+        except (RedisError, OSError) as exc:
+            log.warning("waiting room unavailable: %r", exc)
+            raise WaitingRoomUnavailable(
+                "the waiting room cannot answer right now: try again", retry_after=2
+            ) from exc
 
     async def _place(self, show_id: int, user_id: str, join: bool) -> wire.QueuePlace:
         keys = [self._key(show_id, part) for part in ("cfg", "pre", "tickets")]

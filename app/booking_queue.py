@@ -34,6 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from app import wire
+from app.admission import REDIS_CALLS
 from app.domain import BookingStatus, new_client_id, show_of_client_id
 from app.errors import (
     Contention,
@@ -136,10 +137,30 @@ class BookingQueue:
         self.settled = keys.booking_queue("settled")
         self._slots = asyncio.Semaphore(IN_FLIGHT)
         self._working: set[asyncio.Task[None]] = set()
+        self._calls = asyncio.Semaphore(REDIS_CALLS)
 
     # ---- accepting ----
 
     async def submit(
+        self,
+        show_id: int,
+        labels: list[str],
+        user_id: str,
+        idempotency_key: str | None,
+        channels: tuple[str, ...] = (),
+    ) -> wire.QueuedBooking:
+        """Queue a booking (see _submit); Redis away is 503, and customers' calls to Redis
+        wait here past REDIS_CALLS (redis-py's pool refuses beyond its size)."""
+        try:
+            async with self._calls:
+                return await self._submit(show_id, labels, user_id, idempotency_key, channels)
+        except (RedisError, OSError) as exc:
+            log.warning("booking queue unavailable: %r", exc)
+            raise BookingQueueUnavailable(
+                "bookings cannot be queued right now: try again", retry_after=2
+            ) from exc
+
+    async def _submit(
         self,
         show_id: int,
         labels: list[str],
@@ -432,6 +453,11 @@ class BookingQueue:
                 out = Outgoing(encoder.encode(frame).decode())
                 for conn in list(sockets):
                     conn.send(out)
+
+
+class BookingQueueUnavailable(ModexError):
+    status = 503
+    code = "booking_queue_unavailable"
 
 
 class _GiveUp(Exception):

@@ -282,7 +282,7 @@ async def test_position_and_admission_pushed_over_the_websocket(
 ) -> None:
     show = await create_show(clients[0])
     show_id = show["id"]
-    await set_queue(clients[0], show_id, opens_in=-1, rate=30)  # one every 2 s
+    await set_queue(clients[0], show_id, opens_in=-1, rate=60)  # one a second
     for i in range(2):
         await clients[0].post(f"/shows/{show_id}/queue", headers=auth(f"before-{i}"))
     r = await clients[1].post(f"/shows/{show_id}/queue", headers=auth("watcher"))
