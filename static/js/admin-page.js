@@ -413,7 +413,7 @@ function seatsMessage(text, kind = "ok") {
 }
 
 const report = salesReport({ call: adminCall, errorText });
-const seats = seatPicker({ call: adminCall, errorText, say: seatsMessage, onChanged: () => (report.refresh(), loadShows()) });
+const seats = seatPicker({ call: adminCall, errorText, say: seatsMessage, onChanged: () => (report.refresh(), loadShows()), onLive: () => report.refresh(2000) });
 
 tokenState();
 loadShows();

@@ -83,6 +83,7 @@ function chart(report) {
 export function salesReport({ call, errorText }) {
   let showId = null;
   let loading = null;
+  let timer = 0;
 
   async function load() {
     if (showId === null) return;
@@ -155,10 +156,11 @@ export function salesReport({ call, errorText }) {
       loading = load();
       return loading;
     },
-    // seats changed here: the figures follow, a moment later (one request per burst)
-    refresh() {
-      clearTimeout(this.t);
-      this.t = setTimeout(load, 300);
+    // seats changed: the figures follow, a moment later; at most one request per `delay`
+    // however busy the on-sale
+    refresh(delay = 300) {
+      if (timer) return;
+      timer = setTimeout(() => ((timer = 0), load()), delay);
     },
   };
 }

@@ -10,7 +10,7 @@ import { el } from "./util.js";
 const $ = (id) => document.getElementById(id);
 const CHANNEL = /^[a-z0-9][a-z0-9_-]{0,39}$/;
 
-export function seatPicker({ call, errorText, say, onChanged }) {
+export function seatPicker({ call, errorText, say, onChanged, onLive }) {
   let showId = null;
   let live = null;
   let store = null;
@@ -25,13 +25,8 @@ export function seatPicker({ call, errorText, say, onChanged }) {
     fit: "width",
     seatState: (i) => (selected.has(i) ? SELECTED : NONE),
     onActivate: (i) => activate(i),
-    onHover: (i) => i >= 0 && store && ($("admin-seat-info").textContent = seatLine(i)),
+    onHover: (i) => i >= 0 && store && ($("admin-seat-info").textContent = seatName(store, i)),
   });
-
-  function seatLine(i) {
-    const ch = store.channel ? store.channel[i] : "";
-    return `${seatName(store, i)}${ch ? " (" + ch + ")" : ""}`;
-  }
 
   // the seats in the rectangle between two seats (one row: the seats between them)
   function block(a, b) {
@@ -176,6 +171,7 @@ export function seatPicker({ call, errorText, say, onChanged }) {
         onSeats: (st, changed) => {
           view.update(changed);
           draw();
+          onLive && onLive();
         },
       });
     },
