@@ -28,7 +28,7 @@ export function decodeRle(statusRuns, versionRuns, count) {
   const status = new Uint8Array(count);
   const version = new Float64Array(count);
   let i = 0;
-  const re = /([AHB])(\d+)/g;
+  const re = /([AHBXR])(\d+)/g; // the letters of STATUS_LETTER in app/realtime/frames.py
   let m;
   while ((m = re.exec(statusRuns || "")) !== null) {
     const n = Number(m[2]);

@@ -23,6 +23,7 @@ async def test_rle_decoding_version_order_and_backoff(
         """async () => {
         const live = await import('/static/js/live.js');
         const d = live.decodeRle('A2H1B1', '1*2,3,4', 4);
+        const offSale = live.decodeRle('A1X2R1', '1*4', 4);
         const store = new live.SeatStore([
           {label: 'A1', status: 'AVAILABLE', version: 1}, {label: 'A2', status: 'AVAILABLE', version: 1},
           {label: 'A3', status: 'AVAILABLE', version: 1}, {label: 'A4', status: 'AVAILABLE', version: 1}]);
@@ -38,7 +39,8 @@ async def test_rle_decoding_version_order_and_backoff(
         for (let a = 0; a < 8; a++) delays.push([live.backoffDelay(a, () => 0), live.backoffDelay(a, () => 0.999)]);
         return {status: Array.from(d.status), version: Array.from(d.version), snap, newer, older,
                 a1: store.statusName(0), v1: store.version[0], mismatch, plain,
-                bad: live.decodeRle('A3', '1*3', 4), counts: store.counts(), delays};
+                bad: live.decodeRle('A3', '1*3', 4), counts: store.counts(), delays,
+                offSale: Array.from(offSale.status)};
         }"""
     )
     assert result["status"] == [0, 0, 1, 2]
@@ -49,7 +51,15 @@ async def test_rle_decoding_version_order_and_backoff(
     assert result["mismatch"] is None and result["bad"] is None
     assert result["plain"] == [0]
     assert result["a1"] == "BOOKED" and result["v1"] == 6
-    assert result["counts"] == {"AVAILABLE": 1, "HELD": 1, "BOOKED": 2, "total": 4}
+    assert result["counts"] == {
+        "AVAILABLE": 1,
+        "HELD": 1,
+        "BOOKED": 2,
+        "BLOCKED": 0,
+        "RESERVED": 0,
+        "total": 4,
+    }
+    assert result["offSale"] == [0, 6, 6, 7]  # X blocked, R reserved (app.realtime.frames)
     # exponential backoff with jitter: 1, 2, 4, 8, 16 s caps, half of it random
     assert [hi for _, hi in result["delays"]] == pytest.approx(
         [1000, 2000, 4000, 8000, 16000, 16000, 16000, 16000], rel=0.01
