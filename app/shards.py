@@ -134,6 +134,8 @@ class Shard:
         self.url = url
         self.pool = pool
         self.breaker = CircuitBreaker(f"shard{index}")
+        # a series from the start, so dashboards and alerts see every shard before it fails
+        CIRCUIT_BREAKER_OPEN.labels(str(index)).set(0)
         self.replica = replica
 
     @asynccontextmanager

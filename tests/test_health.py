@@ -144,3 +144,11 @@ def test_readme_lists_the_api_as_the_route_table_has_it() -> None:
     end = readme.index("<!-- end of api table -->")
     listed = readme[start:end].split("\n", 1)[1]
     assert listed == markdown_table()
+
+
+async def test_every_shard_has_a_breaker_series_before_it_fails(
+    client: httpx.AsyncClient, cluster: Cluster
+) -> None:
+    text = (await client.get("/metrics")).text
+    for index in range(cluster.shard_count):
+        assert f'circuit_breaker_open{{shard="{index}"}}' in text, index
