@@ -250,6 +250,15 @@ def up(
             "MODEX_JWT_SECRET": secrets.token_urlsafe(32),
             "MODEX_PGBOUNCER": "1",
         }
+        if standbys:
+            # seat maps and counts from a standby (libpq's prefer-standby picks one; a
+            # standby promoted meanwhile is read from as the primary it now is)
+            env["SHARD_READ_URLS"] = " ".join(
+                "postgresql://postgres@"
+                + ",".join(f"127.0.0.1:{node.pg_port}" for node in members)
+                + f"/{DATABASE}?target_session_attrs=prefer-standby"
+                for members in pg_nodes
+            )
         state["env"] = env
         record()
         app_env = {

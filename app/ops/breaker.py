@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 # How long an open breaker fails calls fast before one call tries the shard again. A kill -9
-# of a shard's primary under a storm of holds (tests/cluster/test_failover.py: 2 instances,
-# PgBouncer, Patroni) opened every instance's breaker within 0.05 s; the new primary took
-# writes 3.2 s after the kill, but with 5 s here the last instance sold again only at 5.3 s.
-# With 1 s: 3.2 s and 3.3 s. A dead shard then costs one failed call per second per instance.
-RESET_AFTER = 1.0
+# of a shard's primary (Patroni, PgBouncer, 2 instances) opens every instance's breaker
+# within 0.05 s and the new primary takes writes ~3.2 s after the kill. An instance sells
+# again at the first probe after that: with 5 s here at 5.3 s (tests/cluster), with 1 s at
+# 4.2 s, with 0.5 s at 3.3 s (loadtests/bench_failover.py, median of 5, every instance).
+# A dead shard then costs two failed calls per second per instance.
+RESET_AFTER = 0.5
 
 
 class CircuitBreaker:
