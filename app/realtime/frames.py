@@ -22,6 +22,8 @@ class Subscribe(Struct, tag="subscribe", tag_field="type", forbid_unknown_fields
     show_id: ShowId
     offset: Offset | None = None
     encoding: Literal["rle"] | None = None
+    # false: a display (a kiosk), not a person: left out of the "people viewing" count
+    counted: bool = True
 
 
 class Unsubscribe(Struct, tag="unsubscribe", tag_field="type", forbid_unknown_fields=True):

@@ -103,6 +103,7 @@ class Subscription:
     overflowed: bool = False
     presence_sent: int = -1
     active: bool = True
+    counted: bool = True  # a person watching (kiosks are not counted in presence)
 
 
 @dataclass(slots=True)
@@ -271,12 +272,14 @@ class Hub:
             raise
         return sub
 
-    def attach(self, sink: Sink, show_id: int, encoding: str | None) -> Subscription:
+    def attach(
+        self, sink: Sink, show_id: int, encoding: str | None, counted: bool = True
+    ) -> Subscription:
         """Count a new watcher of the show (SYNCING, nothing sent yet) and start subscribing
         the show's channel. Nothing here awaits: the caller holds the subscription before
         anything can fail, so whatever happens next, its unwatch() finds it."""
         channel = self._channel(show_id)
-        sub = Subscription(show_id, sink, encoding)
+        sub = Subscription(show_id, sink, encoding, counted=counted)
         channel.subs.add(sub)
         channel.syncing.add(sub)
         metrics.ws_watchers.inc()
@@ -601,7 +604,10 @@ class Hub:
     def local_counts(self) -> list[tuple[int, int]]:
         """This instance's watcher count per show, including shows it just stopped
         watching (reported once as 0 so the cluster count drops at once)."""
-        counts = {show_id: len(channel.subs) for show_id, channel in self._shows.items()}
+        counts = {
+            show_id: sum(sub.counted for sub in channel.subs)
+            for show_id, channel in self._shows.items()
+        }
         for show_id in self._reported - counts.keys():
             counts[show_id] = 0
         self._reported = {show_id for show_id, count in counts.items() if count}

@@ -471,7 +471,7 @@ class Connection:
         if self.close_code is not None:
             return  # aborted while the show was looked up
         # held from here on: whatever fails below, this frame's clean-up or run()'s finds it
-        self.subs[show_id] = self._hub.attach(self, show_id, frame.encoding)
+        self.subs[show_id] = self._hub.attach(self, show_id, frame.encoding, frame.counted)
         try:
             await self._hub.start(self.subs[show_id], frame.offset)
         except ConnectionError as exc:

@@ -163,6 +163,7 @@ export function seatPicker({ call, errorText, say, onChanged, onLive }) {
       anchor = -1;
       draw();
       live = liveShow(id, {
+        counted: false, // the box office, not a customer watching
         onLayout: (st) => {
           store = st;
           view.setStore(st);

@@ -152,6 +152,7 @@ async function start() {
   }
   renderHead();
   const live = liveShow(showId, {
+    counted: false, // a display, not a person watching
     onLayout: (st) => {
       store = st;
       view.setStore(st);

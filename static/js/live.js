@@ -149,8 +149,10 @@ export function backoffDelay(attempt, random = Math.random) {
 
 export class LiveClient {
   // handlers: onFrame(frame), onState({state, retryAt, attempt})
-  constructor({ showId, encoding = null, offset = null, onFrame, onState, url }) {
+  // counted: false for a display (a kiosk): not one of the "people viewing"
+  constructor({ showId, encoding = null, offset = null, onFrame, onState, url, counted = true }) {
     this.showId = showId;
+    this.counted = counted;
     this.encoding = encoding;
     this.offset = offset || null;
     this.onFrame = onFrame;
@@ -212,6 +214,7 @@ export class LiveClient {
     const msg = { type: "subscribe", show_id: this.showId };
     if (this.offset) msg.offset = this.offset;
     if (this.encoding) msg.encoding = this.encoding;
+    if (!this.counted) msg.counted = false;
     this.send(msg);
   }
 
@@ -394,6 +397,7 @@ export function liveShow(showId, handlers) {
       offset: data.offset || null,
       onFrame,
       onState: (s) => handlers.onState && handlers.onState(s),
+      counted: handlers.counted !== false,
     });
     client.start();
     return store;

@@ -210,6 +210,21 @@ async def test_an_admin_broadcast_reaches_every_watcher(
             assert w.states[show_id].announcements == ["Doors open at 19:00"]
 
 
+async def test_a_kiosk_is_not_counted_as_a_person_viewing(
+    servers: list[ServerProcess], client: httpx.AsyncClient, show: dict[str, Any]
+) -> None:
+    show_id = show["id"]
+    order = await seat_order(client, show_id)
+    async with Watcher(servers[0].ws_url) as person, Watcher(servers[1].ws_url) as kiosk:
+        await kiosk.send({"type": "subscribe", "show_id": show_id, "counted": False})
+        await kiosk.wait_for(lambda f: f["type"] == "snapshot")
+        await person.subscribe(show_id, order)
+        await person.wait_for(lambda f: f["type"] == "presence" and f["watchers"] == 1, within=4)
+        await asyncio.sleep(2.2)  # presence goes out at most once a second: let it settle
+        seen = [f["watchers"] for f in person.frames_of(show_id) if f["type"] == "presence"]
+        assert set(seen) == {1}, seen
+
+
 async def test_a_watcher_who_arrives_after_a_broadcast_gets_it_in_the_snapshot(
     servers: list[ServerProcess], client: httpx.AsyncClient, show: dict[str, Any]
 ) -> None:
