@@ -30,6 +30,7 @@ import yaml
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from app.shards import SESSION_SETTINGS
 from tests.support import ServerProcess, auth, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -445,6 +446,106 @@ def test_k8s_objects_point_at_each_other() -> None:
     assert migrate["command"] == MIGRATE
     assert migrate["image"] == server["image"]
     assert migrate["envFrom"] == server["envFrom"]
+
+
+# --- deploy/k8s-data: the databases and Redis in Kubernetes ----------------------------
+
+K8S_DATA = DEPLOY / "k8s-data"
+# what the CloudNativePG CRDs need here (kubernetes-validate has no schema for them): the
+# keys, and their types, that this file relies on
+CNPG_SHAPES: dict[str, dict[str, type]] = {
+    "Cluster": {
+        "instances": int,
+        "minSyncReplicas": int,
+        "maxSyncReplicas": int,
+        "bootstrap.initdb.database": str,
+        "bootstrap.initdb.postInitApplicationSQL": list,
+        "postgresql.parameters.synchronous_commit": str,
+        "storage.size": str,
+    },
+    "Pooler": {
+        "cluster.name": str,
+        "instances": int,
+        "type": str,
+        "pgbouncer.poolMode": str,
+    },
+}
+
+
+def k8s_data_docs() -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in sorted(K8S_DATA.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in load_all_yaml(path)
+    ]
+
+
+def dig(doc: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        assert isinstance(doc, dict) and key in doc, f"missing {dotted}"
+        doc = doc[key]
+    return doc
+
+
+def test_k8s_data_layer_validates_and_has_the_shape_the_crds_need() -> None:
+    files = sorted(p for p in K8S_DATA.glob("*.yaml") if p.name != "kustomization.yaml")
+    proc = run(
+        [
+            tool("kubernetes-validate"),
+            "--strict",
+            "--kubernetes-version",
+            K8S_VERSION,
+            *map(str, files),
+        ]
+    )
+    output = proc.stdout + proc.stderr
+    assert "ERROR" not in output, output
+    docs = k8s_data_docs()
+    crds = [doc for doc in docs if doc["apiVersion"].startswith("postgresql.cnpg.io/")]
+    # only the CRDs go unvalidated (a warning each); every core object passed
+    assert output.count("WARN") == len(crds), output
+    assert output.count(" passed for resource ") == len(docs) - len(crds), output
+    kustomization = load_yaml(K8S_DATA / "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in files)
+    for doc in crds:
+        assert doc["apiVersion"] == "postgresql.cnpg.io/v1"
+        assert doc["metadata"]["namespace"] == "modex-data"
+        for dotted, kind in CNPG_SHAPES[doc["kind"]].items():
+            assert isinstance(dig(doc["spec"], dotted), kind), (doc["metadata"]["name"], dotted)
+    clusters = {d["metadata"]["name"]: d["spec"] for d in crds if d["kind"] == "Cluster"}
+    poolers = {d["metadata"]["name"]: d["spec"] for d in crds if d["kind"] == "Pooler"}
+    for spec in clusters.values():
+        # a synchronous standby: what a 201 answered survives a failover
+        assert spec["minSyncReplicas"] >= 1 and spec["instances"] >= 2
+        assert spec["postgresql"]["parameters"]["synchronous_commit"] == "on"
+        # through PgBouncer the app sends no session settings: the database carries them
+        settings = {
+            m.group(1): m.group(2)
+            for sql in spec["bootstrap"]["initdb"]["postInitApplicationSQL"]
+            if (m := re.fullmatch(r"ALTER DATABASE modex SET (\w+) = (\w+)", sql))
+        }
+        assert settings == SESSION_SETTINGS
+    for spec in poolers.values():
+        assert spec["cluster"]["name"] in clusters
+        assert spec["type"] == "rw" and spec["pgbouncer"]["poolMode"] == "transaction"
+    # deploy/k8s's Secret names these Services: a Pooler's is its name, a Cluster's
+    # standbys are `<cluster>-ro`; Redis is the headless Service of the StatefulSet
+    (secret,) = k8s_kind("Secret")
+    (configmap,) = k8s_kind("ConfigMap")
+    values = secret["stringData"]
+    assert configmap["data"]["MODEX_PGBOUNCER"] == "1"
+    services = {f"{name}.modex-data.svc" for name in poolers}
+    for url in [values["DATABASE_URL"], *values["SHARD_URLS"].split(",")]:
+        assert urlsplit(url).hostname in services, url
+    standbys = {f"{name}-ro.modex-data.svc" for name in clusters}
+    assert {urlsplit(u).hostname for u in values["SHARD_READ_URLS"].split(",")} == standbys
+    (redis,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert redis["spec"]["replicas"] == 6  # three masters, a replica each
+    assert urlsplit(values["REDIS_URL"]).scheme == "redis+cluster"
+    assert (
+        urlsplit(values["REDIS_URL"]).hostname == f"{redis['spec']['serviceName']}.modex-data.svc"
+    )
 
 
 # --- Prometheus ------------------------------------------------------------------------
