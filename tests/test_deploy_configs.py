@@ -30,7 +30,7 @@ import yaml
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from app.shards import SESSION_SETTINGS
+from app.shards import SESSION_SETTINGS, pgbouncer_connect_query
 from tests.support import ServerProcess, auth, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,11 +119,13 @@ def compose() -> dict[str, Any]:
     return load_yaml(COMPOSE)  # type: ignore[no-any-return]
 
 
-def app_services(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def app_services(spec: dict[str, Any], profile: str | None = None) -> dict[str, dict[str, Any]]:
+    """The `modex serve` services that run with `profile` (None: with no profile given)."""
     return {
         name: svc
         for name, svc in spec["services"].items()
         if svc.get("command", [None, None])[:2] == ["modex", "serve"]
+        and (profile in svc.get("profiles", []) if profile else "profiles" not in svc)
     }
 
 
@@ -255,7 +257,7 @@ def test_compose_migrate_runs_once_before_the_apps() -> None:
 def test_compose_every_long_running_service_has_a_healthcheck() -> None:
     services = compose()["services"]
     for name, svc in services.items():
-        if name == "migrate":
+        if name.endswith("migrate"):
             continue  # one-shot: exits before a healthcheck would mean anything
         assert "healthcheck" in svc and not svc["healthcheck"].get("disable"), name
         assert svc["healthcheck"]["test"], name
@@ -283,6 +285,75 @@ def test_prometheus_scrapes_every_compose_app_instance() -> None:
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "modex")
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
     assert sorted(targets) == sorted(f"{name}:4000" for name in apps)
+
+
+def test_compose_ha_profile_is_the_local_cluster_topology() -> None:
+    spec = compose()
+    services = spec["services"]
+    ha = {name for name, svc in services.items() if "ha" in svc.get("profiles", [])}
+    apps = app_services(spec, "ha")
+    assert sorted(apps) == ["ha-app1", "ha-app2", "ha-app3"]
+    # its own network, where the instances answer to deploy/nginx.conf's upstream names
+    aliases = sorted(a for svc in apps.values() for a in svc["networks"]["ha"]["aliases"])
+    assert sorted(nginx_upstream_servers(NGINX_CONF.read_text())) == [f"{a}:4000" for a in aliases]
+    for name in ha:
+        networks = services[name]["networks"]
+        assert list(networks) == ["ha"], name
+        for dep in services[name].get("depends_on", []):
+            assert dep in ha, f"{name} depends on {dep}, outside the profile"
+    # a Patroni-managed primary and standby per database, with their failover settings
+    scopes: dict[str, list[str]] = {}
+    for name in ha:
+        env = services[name].get("environment", {})
+        if "SCOPE" in env:
+            scopes.setdefault(env["SCOPE"], []).append(name)
+            dcs = yaml.safe_load(env["SPILO_CONFIGURATION"])["bootstrap"]["dcs"]
+            assert dcs["synchronous_mode"] is True and dcs["failsafe_mode"] is True
+            assert dcs["postgresql"]["parameters"]["synchronous_commit"] == "on"
+            assert "/health" in healthcheck_text(services[name])
+    assert sorted(len(nodes) for nodes in scopes.values()) == [2, 2]
+    # HAProxy: a primary port per database (Patroni's /primary), a standby port (/replica)
+    haproxy = (DEPLOY / "ha" / "haproxy.cfg").read_text()
+    blocks = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^listen (\w+)\n((?:    .*\n?)+)", haproxy, re.M)
+    }
+    ports: dict[str, str] = {}
+    for block in blocks.values():
+        port = re.search(r"bind :(\d+)", block)
+        check = re.search(r"option httpchk GET (/\w+)", block)
+        assert port and check, block
+        ports[port.group(1)] = check.group(1)
+        nodes = re.findall(r"server \S+ (\S+):5432 check port 8008", block)
+        assert nodes and {n for n in nodes} in [set(v) for v in scopes.values()], block
+    assert sorted(ports.items()) == [
+        ("5000", "/primary"),
+        ("5001", "/primary"),
+        ("5100", "/replica"),
+        ("5101", "/replica"),
+    ]
+    # PgBouncer: one database per primary port, the app's session settings on each
+    bouncer = (DEPLOY / "ha" / "pgbouncer.ini").read_text()
+    entries = dict(re.findall(r"^(\w+) = host=haproxy port=(\d+) .*$", bouncer, re.M))
+    assert sorted(entries.values()) == ["5000", "5001"]
+    assert bouncer.count(f"connect_query='{pgbouncer_connect_query()}'") == 2
+    assert "pool_mode = transaction" in bouncer
+    for name, svc in apps.items():
+        env = {k: interpolate(str(v)) for k, v in svc["environment"].items()}
+        assert env["MODEX_PGBOUNCER"] == "1", name
+        shards = env["SHARD_URLS"].split(",")
+        assert shards[0] == env["DATABASE_URL"]
+        assert [urlsplit(u).path.strip("/") for u in shards] == sorted(entries)
+        assert {urlsplit(u).hostname for u in shards} == {"pgbouncer"}
+        reads = env["SHARD_READ_URLS"].split(",")
+        assert [(urlsplit(u).hostname, str(urlsplit(u).port)) for u in reads] == [
+            ("haproxy", "5100"),
+            ("haproxy", "5101"),
+        ]
+        assert urlsplit(env["REDIS_URL"]).hostname in ha
+        source = app_source()
+        for key in env:
+            assert f'"{key}"' in source, f"{name} sets {key}, which nothing in app/ reads"
 
 
 # --- nginx -----------------------------------------------------------------------------
