@@ -2,7 +2,7 @@
 (the contract in ../shared/DESIGN.md, "Local cluster").
 
     nginx -> N `modex serve` -> PgBouncer -> per database Patroni: primary + S sync standbys
-                             \\-> Redis (one server; `--redis cluster`: see start_redis)
+                             \\-> Redis (one server, or `--redis cluster`: six nodes)
 
 The metadata database is shard 0. PgBouncer 1.18 has no health checks and no
 target_session_attrs, so it is told where each primary is: every node's Patroni runs an
@@ -96,11 +96,20 @@ def nginx_config(folder: Path, port: int, app_ports: list[int]) -> str:
 
 
 def start_redis(kind: str, folder: Path) -> tuple[str, list[tuple[dict[str, Any], Any]]]:
-    """Redis for the cluster: its URL and its nodes (with their Popen objects).
-    `--redis cluster` (six nodes, sharded pub/sub) arrives with the Redis Cluster broker:
-    start those nodes here and return a cluster URL."""
-    if kind != "single":
-        raise SystemExit("--redis cluster is not available yet: use --redis single")
+    """Redis for the cluster: its URL and its nodes (with their Popen objects). `cluster`:
+    six nodes, three masters with a replica each (app/cluster/redis_cluster.py), reached
+    with a redis+cluster:// URL (sharded pub/sub)."""
+    if kind == "cluster":
+        from app.cluster import redis_cluster
+
+        started = redis_cluster.start(folder)
+        return started.url, [
+            (
+                _node_json(f"redis-{node.port}", "redis", node.port, node.pid, role=node.role),
+                node.proc,
+            )
+            for node in started.nodes
+        ]
     folder.mkdir(parents=True, exist_ok=True)
     port = processes.free_port()
     proc = processes.spawn(
