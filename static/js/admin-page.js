@@ -41,13 +41,19 @@ function errorText(err) {
   return err.message;
 }
 
-function adminCall(method, path, body) {
+function adminCall(method, path, body, headers = {}) {
   const token = adminToken.get();
   if (!token) {
     return Promise.reject(new ApiError(401, { error: "unauthorized", message: "Sign in with an admin token first." }));
   }
-  return api(method, path, { body, token });
+  return api(method, path, { body, token, headers });
 }
+
+// One Idempotency-Key per show being created: a retry or a second click gets the same show.
+// A new key once a show is made (or the form changes).
+// (getRandomValues, not randomUUID: the page may be served over plain http off localhost)
+const newKey = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+let createKey = newKey();
 
 function tokenState() {
   const t = adminToken.get();
@@ -207,7 +213,8 @@ $("create-form").addEventListener("submit", async (e) => {
   if ($("create").disabled) return; // a double click sends one show
   $("create").disabled = true;
   try {
-    const show = await adminCall("POST", "/admin/shows", body);
+    const show = await adminCall("POST", "/admin/shows", body, { "Idempotency-Key": createKey });
+    createKey = newKey();
     message(`Created “${show.title}” (show ${show.id}, ${show.seats_total.toLocaleString()} seats).`);
     $("c-title").value = "";
     $("c-venue").value = "";
@@ -272,6 +279,37 @@ function select(id) {
   report.open(id);
   $("edit-heading").scrollIntoView({ block: "nearest" });
 }
+
+// a change to the form is another show: a new key
+$("create-form").addEventListener("input", () => { createKey = newKey(); });
+
+// Delete asks twice: the first click arms the button, the second (within 5 s) deletes.
+let deleteArmed = null;
+$("delete-show").addEventListener("click", async () => {
+  const s = shows.find((x) => x.id === current);
+  if (!s) return;
+  if (deleteArmed !== current) {
+    deleteArmed = current;
+    $("delete-show").textContent = `Click again to delete “${s.title}”`;
+    setTimeout(() => { deleteArmed = null; $("delete-show").textContent = "Delete show…"; }, 5000);
+    return;
+  }
+  deleteArmed = null;
+  $("delete-show").textContent = "Delete show…";
+  try {
+    await adminCall("DELETE", `/admin/shows/${current}`);
+    message(`Deleted “${s.title}”.`);
+    current = null;
+    $("edit-card").hidden = true;
+    $("seats-card").hidden = true;
+    $("report-card").hidden = true;
+    await loadShows();
+  } catch (err) {
+    message(err instanceof ApiError && err.status === 409
+      ? `“${s.title}” has bookings: set its status to Cancelled instead.`
+      : `Could not delete the show: ${errorText(err)}`, "error");
+  }
+});
 
 $("edit-form").addEventListener("submit", async (e) => {
   e.preventDefault();

@@ -267,6 +267,8 @@ async def test_admin_creates_a_show_and_broadcasts(
         await admin.locator("#create").click()
     response = await created.value
     assert response.status == 201, await response.text()
+    # a retried or double-clicked create gets the same show
+    assert len(await response.request.header_value("idempotency-key") or "") == 32
     show = await response.json()
     assert show["seats_total"] == 10 * 24 + 6 * 28
     await expect(admin.locator("#message")).to_contain_text(f"Created “{title}”")
@@ -304,6 +306,15 @@ async def test_admin_creates_a_show_and_broadcasts(
     await screenshot(admin, "admin")
     await screenshot(watcher, "map-announcement")
     await assert_accessible(admin)
+
+    # nobody booked it: the show can be deleted, after a second click
+    await admin.locator("#delete-show").click()
+    await expect(admin.locator("#delete-show")).to_contain_text("Click again")
+    async with admin.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        await admin.locator("#delete-show").click()
+    assert (await deleted.value).status == 204
+    await expect(admin.locator("#message")).to_contain_text("Deleted")
+    await expect(admin.locator("#edit-card")).to_be_hidden()
     assert not page_errors.errors
 
 
