@@ -26,6 +26,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # the server's max_connections is reached: it cannot take us now, as when it is down
+    asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     # a connection the server terminated while it sat in the pool can be handed out
     # before asyncpg has seen the socket close; its next query raises this (asyncpg#1069)

@@ -134,6 +134,9 @@ class Cluster:
             "MODEX_DATA_DIR": str(self.services.folder / self.name),
             "MODEX_RATE_LIMIT_USER": "1000/second",
             "MODEX_RATE_LIMIT_IP": "off",
+            # a test run starts a score of servers on one PostgreSQL (max_connections 100 by
+            # default): batched seat requests need few connections
+            "MODEX_DB_POOL_SIZE": "8",
             "MODEX_GUEST_TOKENS_PER_IP": "off",
             "PYTHONUNBUFFERED": "1",
         }

@@ -8,6 +8,7 @@ one, and that framing follows MODEX_FRAME_ANCESTORS.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -153,8 +154,14 @@ async def test_kiosks_may_be_framed_only_where_configured(
 
     page = await signage.frame(browser, f"{server.url}/kiosk/{show['id']}")
     try:
-        # Chromium puts its error page in place of a frame its CSP refuses
-        assert [frame.url for frame in page.frames[1:]] == ["chrome-error://chromewebdata/"]
+        # Chromium puts its error page in place of a frame its CSP refuses (once the frame's
+        # navigation has settled: it starts as "")
+        refused = ["chrome-error://chromewebdata/"]
+        for _ in range(100):
+            if [frame.url for frame in page.frames[1:]] == refused:
+                break
+            await asyncio.sleep(0.05)
+        assert [frame.url for frame in page.frames[1:]] == refused
     finally:
         await page.context.close()
 
