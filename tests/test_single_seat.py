@@ -183,3 +183,32 @@ async def test_the_rule_is_off_by_default_and_set_by_the_admin(
     for bad in ({"single_seat_rule": "sometimes"}, {"single_seat_rule": None}):
         response = await client.patch(f"/admin/shows/{show['id']}", json=bad, headers=ADMIN)
         assert response.status_code == 422, response.text
+
+
+async def test_two_claims_at_once_never_strand_a_seat_between_them(
+    servers: list[Any], client: httpx.AsyncClient
+) -> None:
+    """In a row of 10, A3 alone and A5 alone are each fine, but whichever comes second
+    strands A4. Sent at the same moment through two servers, exactly one may win, every
+    round (the claims of a row take turns)."""
+    async with (
+        httpx.AsyncClient(base_url=servers[0].url, timeout=30) as one,
+        httpx.AsyncClient(base_url=servers[1].url, timeout=30) as two,
+    ):
+        for round_ in range(15):
+            show = await create_show(client, rows=1, seats_per_row=10, single_seat_rule="enforce")
+            answers = await asyncio.gather(
+                one.post(
+                    f"/shows/{show['id']}/holds",
+                    json={"seats": ["A3"]},
+                    headers=auth(f"left-{round_}"),
+                ),
+                two.post(
+                    f"/shows/{show['id']}/book",
+                    json={"seatNumbers": ["A5"]},
+                    headers=auth(f"right-{round_}"),
+                ),
+            )
+            assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+            refused = next(a for a in answers if a.status_code == 409).json()
+            assert refused["error"] == "single_seat" and refused["seats"] == ["A4"]

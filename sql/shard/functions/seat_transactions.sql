@@ -229,12 +229,23 @@ DECLARE
     v_taken text[];
     v_kept text[];
     v_mine bigint;
+    v_stranded text[];
 BEGIN
     -- before any read, so the count below sees every claim of this customer that committed
     PERFORM pg_advisory_xact_lock(customer_lock(p_show, p_user));
     SELECT s.status, s.hold_seconds, s.max_seats_per_customer, s.single_seat_rule
     INTO v_show_status, hold_seconds, v_limit, v_rule
     FROM shard_shows s WHERE s.show_id = p_show;
+    -- no lone seats: the claim's rows are taken in turn (best_seats() takes the same locks),
+    -- so two claims in one row cannot each leave a seat the other strands; the statements
+    -- after this one see whatever the row's last claim committed
+    IF v_rule = 'enforce' THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('row ' || r.seat_row, p_show))
+        FROM (SELECT DISTINCT rtrim(l, '0123456789') AS seat_row
+              FROM unnest(p_labels) AS l ORDER BY 1) r;
+        -- a query of its own, after the locks: an expression in IF reads an older snapshot
+        SELECT stranded_seats(p_show, p_labels, p_channels) INTO v_stranded;
+    END IF;
     IF NOT FOUND THEN
         outcome := 'no_show';
         RETURN;
@@ -279,10 +290,9 @@ BEGIN
     ELSIF v_mine + cardinality(p_labels) > v_limit THEN
         outcome := 'seat_limit';
         detail := ARRAY[v_limit::text];
-    ELSIF v_rule = 'enforce'
-          AND cardinality(stranded_seats(p_show, p_labels, p_channels)) > 0 THEN
+    ELSIF cardinality(v_stranded) > 0 THEN
         outcome := 'single_seat';
-        detail := stranded_seats(p_show, p_labels, p_channels);
+        detail := v_stranded;
     ELSE
         outcome := 'ok';
     END IF;
@@ -307,6 +317,7 @@ DECLARE
     v_found int;
     v_mine bigint;
     v_written int;
+    v_stranded text[];
 BEGIN
     -- check_claim()'s look, written out: the customer's lock first, then the show, the
     -- seats and the customer's seats
@@ -315,6 +326,16 @@ BEGIN
            coalesce(show_allows(s.status, 'hold'), false)
     INTO v_show_status, v_seconds, v_limit, v_rule, v_open
     FROM shard_shows s WHERE s.show_id = p_show;
+    -- no lone seats: the claim's rows are taken in turn (best_seats() takes the same locks),
+    -- so two claims in one row cannot each leave a seat the other strands; the statements
+    -- after this one see whatever the row's last claim committed
+    IF v_rule = 'enforce' THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('row ' || r.seat_row, p_show))
+        FROM (SELECT DISTINCT rtrim(l, '0123456789') AS seat_row
+              FROM unnest(p_labels) AS l ORDER BY 1) r;
+        -- a query of its own, after the locks: an expression in IF reads an older snapshot
+        SELECT stranded_seats(p_show, p_labels, p_channels) INTO v_stranded;
+    END IF;
     IF v_open THEN
         SELECT count(*), array_agg(label ORDER BY label) FILTER (
                    WHERE NOT seat_free(status, held_until, channel, p_channels)),
@@ -328,7 +349,7 @@ BEGIN
     END IF;
     IF NOT coalesce(v_open, false) OR v_found < cardinality(p_labels) OR detail IS NOT NULL
        OR v_mine + cardinality(p_labels) > v_limit
-       OR (v_rule = 'enforce' AND cardinality(stranded_seats(p_show, p_labels, p_channels)) > 0)
+       OR cardinality(v_stranded) > 0
     THEN
         -- a refusal: check_claim says which (each statement sees the latest commits, so
         -- its look may find the seats free by now: then start again)
