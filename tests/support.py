@@ -40,6 +40,13 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
+def require_tool(present: bool, what: str) -> None:
+    """`make test` installs every tool first (`make tools`): a missing one fails the tests
+    that need it rather than skipping them."""
+    if not present:
+        raise RuntimeError(f"{what} is not installed: run `make tools`")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,20 +19,22 @@ import tests.test_concurrency as concurrency
 from app.cluster import processes
 from app.cluster.pgbouncer import Backend, PgBouncer
 from app.shards import SESSION_SETTINGS
-from tests.support import Cluster, ServerProcess, create_show, free_port
+from tests.support import Cluster, ServerProcess, create_show, free_port, require_tool
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists(),
-    reason="PgBouncer is not installed (make tools: .ci/cluster-tools.sh)",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def pgbouncer_installed() -> None:
+    require_tool(
+        shutil.which("pgbouncer") is not None or Path("/usr/sbin/pgbouncer").exists(),
+        "PgBouncer (.ci/cluster-tools.sh)",
+    )
 
 
 @pytest.fixture(scope="module")
 def bouncer(cluster: Cluster) -> Iterator[PgBouncer]:
     """PgBouncer in front of the session's databases, in a folder its user can read."""
     server = urlsplit(cluster.services.pg_admin_url)
-    if server.port is None:
-        pytest.skip("the session's PostgreSQL has no TCP port for PgBouncer to reach")
+    assert server.port is not None, "PgBouncer reaches PostgreSQL over TCP: the URL needs a port"
     found = PgBouncer(
         Path(tempfile.mkdtemp(prefix="mxb-", dir="/tmp")),
         free_port(),

@@ -26,12 +26,21 @@ import pytest
 from app.cluster import processes
 from tests.realtime.apply import ShowState
 from tests.realtime.watch import Watcher, converge, eventually, hold, seat_order
-from tests.support import Cluster, ServerProcess, create_show, free_port, run_modex
+from tests.support import (
+    Cluster,
+    ServerProcess,
+    create_show,
+    free_port,
+    require_tool,
+    run_modex,
+)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-pytestmark = pytest.mark.skipif(
-    not (PG_BIN / "pg_basebackup").exists(), reason="PostgreSQL 15's binaries are not installed"
-)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def postgres_binaries_installed() -> None:
+    require_tool((PG_BIN / "pg_basebackup").exists(), "PostgreSQL 15's binaries")
 
 
 @dataclass

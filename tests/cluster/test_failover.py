@@ -32,14 +32,18 @@ from app.cluster import local, processes
 from app.cluster.patroni import Node, patroni_binary
 from app.realtime.frames import rle_decode
 from tests.realtime.watch import Watcher, converge, seat_order
+from tests.support import require_tool
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not patroni_binary(local.project()).exists() or shutil.which("etcd") is None,
-        reason="Patroni or etcd is not installed (make tools: .ci/cluster-tools.sh)",
-    ),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def patroni_and_etcd_installed() -> None:
+    require_tool(
+        patroni_binary(local.project()).exists() and shutil.which("etcd") is not None,
+        "Patroni or etcd (.ci/cluster-tools.sh)",
+    )
+
 
 ROWS, PER_ROW = 20, 20
 

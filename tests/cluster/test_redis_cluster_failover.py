@@ -28,13 +28,16 @@ from redis.crc import key_slot
 
 from app.cluster import redis_cluster
 from tests.realtime.watch import Watcher, converge, seat_order
-from tests.support import Cluster, ServerProcess, Services, auth, create_show
+from tests.support import Cluster, ServerProcess, Services, auth, create_show, require_tool
 from tests.test_concurrency import assert_never_oversold
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="make tools: redis-server"),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def redis_server_installed() -> None:
+    require_tool(shutil.which("redis-server") is not None, "redis-server (.ci/redis-tools.sh)")
+
 
 ROWS, PER_ROW = 10, 20
 

@@ -24,7 +24,7 @@ from app.realtime.broker_memory import MemoryBroker, MemoryBus
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.keys import RedisKeys, database_number
 from tests.realtime.watch import eventually
-from tests.support import Services
+from tests.support import Services, require_tool
 
 
 @dataclass
@@ -44,8 +44,7 @@ NewInstance = Callable[[], Awaitable[Instance]]
 
 @pytest.fixture(scope="module")
 def redis_cluster_url() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make tools: .ci/redis-tools.sh)")
+    require_tool(shutil.which("redis-server") is not None, "redis-server (.ci/redis-tools.sh)")
     folder = Path(tempfile.mkdtemp(prefix="mxrc-", dir="/tmp"))
     started = redis_cluster.start(folder)
     try:
