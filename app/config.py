@@ -6,7 +6,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal, cast, get_args
+
+# how WebSocket frames reach the socket (app/realtime/transport.py)
+WsTransport = Literal["asgi", "direct"]
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -91,7 +94,7 @@ class Settings:
     # how WebSocket frames reach the socket (app/realtime/transport.py): "direct" writes
     # them to uvicorn's connection where start-up checks allow it, "asgi" takes the ASGI
     # send always (the reference the tests run both against)
-    ws_transport: Literal["asgi", "direct"] = "direct"
+    ws_transport: WsTransport = "direct"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -106,7 +109,7 @@ class Settings:
                 " one standby per shard, in the same order ('-' for a shard without one)"
             )
         ws_transport = os.environ.get("MODEX_WS_TRANSPORT", "").strip().lower() or "direct"
-        if ws_transport not in ("asgi", "direct"):
+        if ws_transport not in get_args(WsTransport):
             raise RuntimeError(f"MODEX_WS_TRANSPORT is {ws_transport!r}: 'asgi' or 'direct'")
         return cls(
             database_url=database_url,
@@ -136,5 +139,5 @@ class Settings:
             booking_claim_idle=float(os.environ.get("MODEX_BOOKING_CLAIM_IDLE", "15")),
             booking_max_attempts=max(1, _int("MODEX_BOOKING_MAX_ATTEMPTS", 5)),
             booking_fault_delay=float(os.environ.get("MODEX_FAULT_BOOKING_DELAY", "0")),
-            ws_transport=cast(Literal["asgi", "direct"], ws_transport),
+            ws_transport=cast(WsTransport, ws_transport),
         )

@@ -153,7 +153,7 @@ class Connection:
         # nothing queued, no send in flight: a frame may be written at once
         self._idle = True
         # the reader is the endpoint's own task; a writer task exists only while frames
-        # wait for a full socket (two fewer tasks per idle watcher)
+        # wait in the queue (two fewer tasks per idle watcher than a reader and a writer)
         self._reader: asyncio.Task[Any] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._gone = False  # a send failed: the peer left, the reader will see it

@@ -17,12 +17,13 @@ import importlib.metadata
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from starlette.types import Receive, Send
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from app.config import WsTransport
 from app.realtime.frames import Outgoing
 from app.realtime.metrics import DIRECT_WRITES
 
@@ -32,8 +33,6 @@ log = logging.getLogger("modex.realtime.transport")
 # `transport`, `send`, `receive`, and that it writes whole frames only): from, up to
 # (excluded). pyproject.toml pins the same range; a test holds the two together.
 UVICORN_CHECKED = ((0, 55), (0, 56))
-
-TransportKind = Literal["asgi", "direct"]
 
 
 class Transport(Protocol):
@@ -102,7 +101,7 @@ class DirectTransport(AsgiTransport):
         return True
 
 
-def choose_transport(kind: TransportKind) -> TransportFactory:
+def choose_transport(kind: WsTransport) -> TransportFactory:
     """At start-up: the factory of each connection's transport. "direct" gives
     DirectTransport where the checks below hold (and logs once, then uses the ASGI
     send, where they do not); "asgi" gives AsgiTransport always."""
