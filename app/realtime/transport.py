@@ -13,11 +13,12 @@ exactly what it was checked against; anything else takes the ASGI send.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import Receive, Send
 from websockets.protocol import State
@@ -26,6 +27,9 @@ from websockets.server import ServerProtocol
 from app.config import WsTransport
 from app.realtime.frames import Outgoing
 from app.realtime.metrics import DIRECT_WRITES
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 log = logging.getLogger("modex.realtime.transport")
 
@@ -84,11 +88,11 @@ class DirectTransport(AsgiTransport):
 
     __slots__ = ("_conn", "_high_water", "_socket")
 
-    def __init__(self, connection: Any) -> None:
-        super().__init__(connection.send)
+    def __init__(self, connection: WebSocketsSansIOProtocol) -> None:
+        super().__init__(connection.send)  # type: ignore[arg-type]  # uvicorn's own ASGI types
         self._conn: ServerProtocol = connection.conn
-        self._socket = connection.transport
-        self._high_water: int = self._socket.get_write_buffer_limits()[1]
+        self._socket: asyncio.Transport = connection.transport
+        self._high_water = self._socket.get_write_buffer_limits()[1]
 
     def try_write(self, frame: Outgoing) -> bool:
         # once per frame per watcher: the fan-out's hot path, kept to two checks and a write
