@@ -11,9 +11,8 @@ from starlette.responses import Response
 
 from app import wire
 from app.auth import Principal, Role, principal_from_header, require_role
-from app.errors import InvalidBody
+from app.errors import InvalidBody, LiveUpdatesUnavailable
 from app.http.io import JSONResponse, decode_body, idempotency_key, path_show_id
-from app.realtime.service import LiveUpdatesUnavailable
 from app.reports import ShowReports, report_csv
 from app.services import services
 from app.shows import show_frame

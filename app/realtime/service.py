@@ -21,7 +21,7 @@ from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
 from app.config import Settings
-from app.errors import ModexError, ShowNotFound
+from app.errors import LiveUpdatesUnavailable, ShowNotFound
 from app.events import Committed
 from app.realtime import metrics
 from app.realtime.broker import Broker
@@ -51,13 +51,6 @@ PRESENCE_INTERVAL = 1.0
 # a show's last announcement reaches late joiners for this long, unless another replaces it
 ANNOUNCEMENT_TTL = 6 * 3600
 announcement_decoder = msgspec.json.Decoder(LastAnnouncement)
-
-
-class LiveUpdatesUnavailable(ModexError):
-    """Redis is away: a show change or announcement cannot reach watchers now."""
-
-    status = 503
-    code = "live_updates_unavailable"
 
 
 SHUTDOWN_GRACE = 2.0
