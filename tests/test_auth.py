@@ -44,6 +44,18 @@ BAD_TOKENS = {
             algorithm="HS256",
         )
     ),
+    "channels not a list": bearer(
+        jwt.encode(
+            {
+                "sub": "x",
+                "role": "customer",
+                "channels": "vip",
+                "exp": datetime.now(UTC) + timedelta(hours=1),
+            },
+            JWT_SECRET,
+            algorithm="HS256",
+        )
+    ),
     "alg none": bearer(
         jwt.encode(
             {"sub": "x", "role": "admin", "exp": datetime.now(UTC) + timedelta(hours=1)},
@@ -149,3 +161,15 @@ async def test_tokens_never_reach_the_server_log(server: ServerProcess) -> None:
     log = server.log_path.read_text()
     assert "WebSocket /ws" in log, "the handshake line is logged (without its query)"
     assert secret not in log and "token=" not in log
+
+
+async def test_a_websocket_refuses_every_token_the_http_api_refuses(server: ServerProcess) -> None:
+    """One verifier (app.auth.verify_token) for both: a token the API answers 401 closes
+    the socket with 4401."""
+    for case, headers in sorted(BAD_TOKENS.items()):
+        if not headers.get("Authorization", "").startswith("Bearer "):
+            continue  # no token to put in the query
+        value = headers["Authorization"].removeprefix("Bearer ")
+        async with websockets.connect(f"{server.ws_url}?token={value}") as ws:
+            await ws.wait_closed()
+            assert ws.close_code == 4401, case

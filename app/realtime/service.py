@@ -20,8 +20,9 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
+from app.auth import verify_token
 from app.config import Settings
-from app.errors import LiveUpdatesUnavailable, ShowNotFound
+from app.errors import LiveUpdatesUnavailable, ShowNotFound, Unauthorized
 from app.events import Committed
 from app.realtime import metrics
 from app.realtime.broker import Broker
@@ -40,7 +41,6 @@ from app.realtime.protocol import (
     WebSocketApp,
     direct_socket,
     origin_allowed,
-    verify_token,
 )
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
@@ -51,8 +51,6 @@ PRESENCE_INTERVAL = 1.0
 # a show's last announcement reaches late joiners for this long, unless another replaces it
 ANNOUNCEMENT_TTL = 6 * 3600
 announcement_decoder = msgspec.json.Decoder(LastAnnouncement)
-
-
 SHUTDOWN_GRACE = 2.0
 
 
@@ -193,11 +191,12 @@ class Realtime:
             return
         token = websocket.query_params.get("token")
         await websocket.accept()
-        claims = verify_token(token, self._settings.jwt_secret) if token is not None else None
-        if token is not None and claims is None:
+        try:
+            who = verify_token(self._settings.jwt_secret, token) if token is not None else None
+        except Unauthorized:
             await websocket.close(CLOSE_UNAUTHORIZED, "invalid token")
             return
-        user = str(claims["sub"]) if claims is not None else None
+        user = who.user_id if who is not None else None
         if self._stopping:
             await websocket.close(CLOSE_RESTART, "server restarting")
             return
