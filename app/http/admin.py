@@ -13,9 +13,10 @@ from app import wire
 from app.auth import Principal, Role, principal_from_header, require_role
 from app.errors import InvalidBody, LiveUpdatesUnavailable
 from app.http.io import JSONResponse, decode_body, idempotency_key, path_show_id
+from app.realtime.frames import AnnouncementEvent
 from app.reports import ShowReports, report_csv
 from app.services import services
-from app.shows import show_frame
+from app.shows import show_event
 
 log = logging.getLogger("app.admin")
 
@@ -50,7 +51,7 @@ async def update_show(request: Request) -> Response:
         await svc.waiting_rooms.configure(show_id, body.queue)
     show.queue = svc.waiting_rooms.info(show_id)
     try:
-        await svc.realtime.publish_show(show_id, show_frame(show))
+        await svc.realtime.publish_show(show_event(show))
     except LiveUpdatesUnavailable:
         # the change is saved; watchers see it when they next load the show
         log.warning("show change not broadcast: Redis unavailable", extra={"show_id": show_id})
@@ -63,8 +64,7 @@ async def broadcast(request: Request) -> Response:
     body = await decode_body(request, wire.BroadcastRequest)
     svc = services(request)
     await svc.router.show(show_id)  # 404 for an unknown show
-    frame = {"type": "announcement", "show_id": show_id, "message": body.message}
-    await svc.realtime.publish_show(show_id, frame)
+    await svc.realtime.publish_show(AnnouncementEvent(show_id=show_id, message=body.message))
     return JSONResponse(wire.Status("accepted"), status_code=202)
 
 

@@ -10,10 +10,8 @@ import os
 import secrets
 import socket
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -28,7 +26,7 @@ from app.realtime import metrics
 from app.realtime.broker import Broker
 from app.realtime.broker_cluster import RedisClusterBroker, is_cluster_url
 from app.realtime.broker_redis import RedisBroker
-from app.realtime.frames import LastAnnouncement, encoder
+from app.realtime.frames import AnnouncementEvent, LastAnnouncement, ShowEvent, encoder
 from app.realtime.hub import Hub, SeatStates
 from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
@@ -133,14 +131,14 @@ class Realtime:
             os._exit(137)
         self.outbox.queue_committed(c.show_id, c.shard, c.outbox_id, c.changes_json, c.committed_at)
 
-    async def publish_show(self, show_id: int, frame: dict[str, Any]) -> None:
+    async def publish_show(self, event: ShowEvent | AnnouncementEvent) -> None:
         """A show change or an announcement, to every watcher on every instance. Raises
         LiveUpdatesUnavailable (503, Retry-After) when Redis cannot take it."""
-        event = orjson.dumps({**frame, "show_id": show_id})
+        show_id = event.show_id
         try:
-            if frame["type"] == "announcement":
-                await self._keep_announcement(show_id, frame["message"])
-            await self.broker.publish(show_id, event, invalidate_availability=False)
+            if isinstance(event, AnnouncementEvent):
+                await self._keep_announcement(show_id, event.message)
+            await self.broker.publish(show_id, encoder.encode(event), invalidate_availability=False)
         except (RedisError, OSError) as exc:
             log.warning("publishing to show %s failed: %r", show_id, exc)
             raise LiveUpdatesUnavailable(
