@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from app.auth import Role
-from app.http.api import API
+from app.http.api import ADMIN, API
 from tests.support import JWT_SECRET, ServerProcess, auth, token
 
 
@@ -210,3 +210,13 @@ async def test_every_route_enforces_the_roles_its_table_entry_names(
                 assert error_code(answer) != "forbidden", where
             else:
                 assert answer.status_code == 403 and error_code(answer) == "forbidden", where
+
+
+def test_the_route_table_keeps_admin_routes_and_writes_behind_a_token() -> None:
+    """The table is what guards a route: an /admin route open to another role, or a write
+    open to anyone (but the guest token's), is a table entry gone wrong."""
+    for e in API:
+        if e.path.startswith("/admin/"):
+            assert e.auth == ADMIN, (e.method, e.path)
+        elif e.method != "GET" and e.path != "/auth/guest":
+            assert e.auth, (e.method, e.path)

@@ -1,4 +1,5 @@
-"""Admins create and change shows and talk to everyone watching one."""
+"""Admins create and change shows and talk to everyone watching one (the route table,
+app/http/api.py, lets only admins in)."""
 
 from __future__ import annotations
 
