@@ -106,8 +106,8 @@ class Snapshot(Struct, tag="snapshot", tag_field="type", omit_defaults=True):
 
 
 class RleSnapshot(Struct, tag="snapshot", tag_field="type", omit_defaults=True):
-    """Compact snapshot (docs/INTERFACES.md): seats in map order, statuses and versions
-    as runs: status "A200H2A18B5", version "1*200,3,2,1*18,4*5"."""
+    """Compact snapshot (subscribe with "encoding": "rle"): seats in map order, statuses
+    and versions as runs: status "A200H2A18B5", version "1*200,3,2,1*18,4*5"."""
 
     show_id: int
     offset: str
@@ -127,16 +127,15 @@ class Seats(Struct, tag="seats", tag_field="type", omit_defaults=True):
 
 
 class ShowChanged(ShowEvent, kw_only=True):
-    """An admin changed the show (PATCH /admin/shows/{id}): the published event with the
-    offset the hub splices in."""
+    """An admin changed the show (PATCH /admin/shows/{id})."""
 
-    offset: str
+    offset: str  # the published ShowEvent plus this
 
 
 class Announcement(AnnouncementEvent, kw_only=True):
     """An admin's message to everyone watching (POST /admin/shows/{id}/broadcast)."""
 
-    offset: str
+    offset: str  # the published AnnouncementEvent plus this
 
 
 class Presence(Struct, tag="presence", tag_field="type"):

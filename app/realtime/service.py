@@ -1,4 +1,4 @@
-"""The realtime layer's one face to the core (docs/INTERFACES.md): wires the Redis broker,
+"""The realtime layer's one face to the core (app/main.py): wires the Redis broker,
 the hub, the outbox publisher and the WebSocket endpoint, and owns their tasks."""
 
 from __future__ import annotations
