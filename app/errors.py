@@ -100,6 +100,13 @@ class DatabaseUnavailable(ModexError):
     code = "database_unavailable"
 
 
+class LiveUpdatesUnavailable(ModexError):
+    """Redis is away: a show change or announcement cannot reach watchers now."""
+
+    status = 503
+    code = "live_updates_unavailable"
+
+
 class Unauthorized(ModexError):
     status = 401
     code = "unauthorized"

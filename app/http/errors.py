@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -52,9 +53,31 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+async def socket_error(request: Request, exc: Exception) -> Response:
+    """OSError (TimeoutError among them) says nothing of whose socket or file failed: it is
+    the database's only when asyncpg raised it. A Redis socket, a file or anything else
+    of ours is an unexpected error, not a database to retry."""
+    if raised_by_asyncpg(exc):
+        return await database_unavailable(request, exc)
+    return await unexpected_error(request, exc)
+
+
+def raised_by_asyncpg(exc: BaseException) -> bool:
+    # the metadata pool is used directly in several modules, so the error is placed by
+    # where it was raised rather than caught at each use; only on the error path
+    return any(
+        str(frame.f_globals.get("__name__", "")).startswith("asyncpg.")
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+# asyncpg's own connection errors are the database's wherever they come from
+DATABASE_ERRORS = tuple(kind for kind in CONNECTION_ERRORS if not issubclass(kind, OSError))
+
 EXCEPTION_HANDLERS = {
     ModexError: modex_error,
     HTTPException: http_error,
-    **{kind: database_unavailable for kind in CONNECTION_ERRORS},
+    **{kind: database_unavailable for kind in DATABASE_ERRORS},
+    OSError: socket_error,
     Exception: unexpected_error,
 }
