@@ -1,5 +1,6 @@
 """Which failure becomes which answer (app/http/errors.py): a socket or file error is the
-database's (503 database_unavailable, retry) only when the database driver raised it."""
+database's (503 database_unavailable, retry) only when the database driver raised it, and
+Redis's (503 redis_unavailable) only when the Redis client did; anything else is a 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,6 +51,14 @@ async def failing(services: Services, tmp_path: Path) -> AsyncIterator[httpx.Asy
         await asyncio.open_connection("127.0.0.1", port)
         raise AssertionError("connected to a closed port")
 
+    async def redis_down(request: Request) -> Response:
+        client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=5)
+        try:
+            await client.get("anything")
+        finally:
+            await client.aclose()
+        raise AssertionError("connected to a closed port")
+
     async def missing_file(request: Request) -> Response:
         return Response((tmp_path / "missing.txt").read_bytes())
 
@@ -57,6 +67,7 @@ async def failing(services: Services, tmp_path: Path) -> AsyncIterator[httpx.Asy
             Route("/database-down", database_down),
             Route("/database-slow", database_slow),
             Route("/other-socket", other_socket),
+            Route("/redis-down", redis_down),
             Route("/missing-file", missing_file),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -72,10 +83,11 @@ async def failing(services: Services, tmp_path: Path) -> AsyncIterator[httpx.Asy
         ("/database-down", 503, "database_unavailable"),
         ("/database-slow", 503, "database_unavailable"),
         ("/other-socket", 500, "internal_error"),
+        ("/redis-down", 503, "redis_unavailable"),
         ("/missing-file", 500, "internal_error"),
     ],
 )
-async def test_only_the_database_drivers_socket_errors_are_database_unavailable(
+async def test_only_the_drivers_socket_errors_are_unavailable_and_retried(
     failing: httpx.AsyncClient, path: str, status: int, code: str
 ) -> None:
     response = await failing.get(path)
