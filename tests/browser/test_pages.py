@@ -185,9 +185,10 @@ async def test_big_venue_uses_canvas_and_row_picker(
     await expect(picker.locator('[data-seat="C50"]')).to_have_attribute("aria-pressed", "true")
     # a click on the canvas picks by hit testing: seat C52 sits two to the right of C50
     view = await page.evaluate(
-        "() => { const v = window.modexView; const i = v.store.index.get('C52');"
-        " return {x: v.view.tx + (v.store.x[i] - v.minX + 0.5) * v.view.s,"
-        " y: v.view.ty + (v.store.y[i] - v.minY + 0.5) * v.view.s}; }"
+        "() => { const m = window.modexView, v = m.renderer.view, g = m.geometry;"
+        " const i = m.store.index.get('C52');"
+        " return {x: v.tx + (m.store.x[i] - g.minX + 0.5) * v.s,"
+        " y: v.ty + (m.store.y[i] - g.minY + 0.5) * v.s}; }"
     )
     await page.locator("#seatmap canvas").click(position=view)
     await expect(picker.locator('[data-seat="C52"]')).to_have_attribute("aria-pressed", "true")
