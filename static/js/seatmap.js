@@ -54,6 +54,9 @@ export class SeatMap {
     this.root.replaceChildren();
     this.root.dataset.mode = mode;
     this.root.dataset.seatCount = String(n);
+    // A renderer is built with these, draws when asked (draw(dirty): the seats in a
+    // DirtySeats, all of them when dirty.all) and fits itself to root's size (resize());
+    // lookOf(i) is a seat's look (seats.js); redraw and redrawAll ask for a frame.
     const { seatState } = this.opts;
     const seats = {
       store,

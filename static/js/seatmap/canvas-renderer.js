@@ -14,8 +14,7 @@ import { Viewport } from "./viewport.js";
 const LABEL_EVERY = 30;
 
 export class CanvasRenderer {
-  // seats: {store, geometry, opts, lookOf(i)}; redraw(indices) and redrawAll() ask SeatMap
-  // for a frame
+  // seats: what SeatMap gives every renderer (see seatmap.js)
   constructor(root, { store, geometry, opts, lookOf, redraw, redrawAll }) {
     this.root = root;
     this.store = store;
@@ -220,10 +219,6 @@ export class CanvasRenderer {
       v.ty = this.height / 2 - (s.y[i0] - g.minY) * target;
       this._viewChanged();
     }
-  }
-
-  focusSeat(i) {
-    this.showRow(this.geometry.rowOf[i], i);
   }
 
   resize() {

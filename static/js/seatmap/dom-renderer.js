@@ -12,7 +12,7 @@ import { TOUCH, paintSeatElement } from "./seats.js";
 const TOUCH_CELL = 30; // a seat is 0.82 of its cell: 24.6 px
 
 export class DomRenderer {
-  // seats: {store, geometry, opts, lookOf(i)}, as SeatMap gives every renderer
+  // seats: what SeatMap gives every renderer (see seatmap.js)
   constructor(root, { store, geometry, opts, lookOf }) {
     this.root = root;
     this.store = store;
@@ -107,7 +107,7 @@ export class DomRenderer {
       const next = neighbour(this.geometry, i, e.key);
       if (next < 0) return;
       e.preventDefault();
-      this.focusSeat(next);
+      this._focus(next);
     });
     for (const type of ["focusin", "pointerover"]) {
       plane.addEventListener(type, (e) => {
@@ -135,7 +135,7 @@ export class DomRenderer {
     this.els[i].tabIndex = 0;
   }
 
-  focusSeat(i) {
+  _focus(i) {
     this._setRoving(i);
     this.els[i].focus();
     this.els[i].scrollIntoView({ block: "nearest", inline: "nearest" });
