@@ -16,18 +16,16 @@ from app import wire
 from app.compression import Body
 from app.shards import Shard, ShardRouter
 
-# the one definition of "what a seat looks like right now"
-# a lapsed hold is free at once: on general sale, or back with its channel (RESERVED)
-SEAT_STATUS_NOW = (
-    "CASE WHEN status = 'HELD' AND held_until <= now()"
-    " THEN CASE WHEN channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END ELSE status END"
-)
+# What a seat looks like right now is seat_status_now() on the shard (a lapsed hold is free
+# at once: on general sale, or back with its channel), the rule every claim goes by too;
+# PostgreSQL inlines it, so a map costs what the expression written out did.
+SEAT_STATUS_NOW = "seat_status_now(status, held_until, channel)"
 
 # the last column is how long a live hold has left (NULL for other seats): the map is good
 # until the first of them lapses
 SEATS_OF_SHOW = f"""
 SELECT label, {SEAT_STATUS_NOW} AS status, version, section, category, price_cents, x, y,
-       CASE WHEN status = 'HELD' AND held_until > now()
+       CASE WHEN {SEAT_STATUS_NOW} = 'HELD'
             THEN extract(epoch FROM held_until - now())::float8 END AS held_for
 FROM seats WHERE show_id = $1 ORDER BY ord
 """
