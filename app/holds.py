@@ -25,7 +25,7 @@ import msgspec
 from app import wire
 from app.batches import SeatBatches, SeatRequest
 from app.domain import BookingStatus, new_client_id
-from app.errors import Contention, ModexError, NotFound, ShardUnavailable, ShowNotFound
+from app.errors import Contention, NotFound, ShardUnavailable, ShowNotFound
 from app.events import Committed
 from app.ops.logs import request_id
 from app.ops.metrics import BOOKINGS_TOTAL, HOLDS_EXPIRED_TOTAL, HOLDS_TOTAL
@@ -133,17 +133,6 @@ def _alone(r: SeatRequest) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-def _hold_refusal(held: HoldResult, show_id: int, what: str) -> ModexError:
-    return refusal(
-        held.outcome,
-        show_id,
-        what,
-        seats=held.detail,
-        show_status=held.show_status,
-        seat_limit=held.seat_limit,
-    )
-
-
 _booking_decoder = msgspec.json.Decoder(wire.Booking, strict=False)
 _seat_changes = msgspec.json.Decoder(list[wire.SeatChange])
 
@@ -245,7 +234,7 @@ class BoxOffice:
         held = result_of(HoldResult, row)
         if held.outcome != Outcome.HELD:
             HOLDS_TOTAL.labels("conflict" if held.outcome == Outcome.TAKEN else "refused").inc()
-            raise _hold_refusal(held, show_id, "hold")
+            raise held.refusal(show_id, "hold")
         HOLDS_TOTAL.labels("created").inc()
         self._publish(show_id, shard, held.event_id, held.event)
         assert held.hold_until is not None
@@ -267,7 +256,7 @@ class BoxOffice:
         held = result_of(HoldResult, row)
         if held.outcome != Outcome.HELD:
             HOLDS_TOTAL.labels("refused").inc()
-            raise _hold_refusal(held, show_id, f"{best.count} seats")
+            raise held.refusal(show_id, f"{best.count} seats")
         HOLDS_TOTAL.labels("created").inc()
         self._publish(show_id, shard, held.event_id, held.event)
         assert held.detail is not None and held.hold_until is not None
@@ -367,14 +356,7 @@ class BoxOffice:
         booked = result_of(BookResult, row)
         if booked.outcome not in (Outcome.BOOKED, Outcome.EARLIER):
             BOOKINGS_TOTAL.labels(BookingStatus.FAILED).inc()
-            raise refusal(
-                booked.outcome,
-                show_id,
-                "booking",
-                seats=booked.detail,
-                show_status=booked.show_status,
-                seat_limit=booked.seat_limit,
-            )
+            raise booked.refusal(show_id, "booking")
         if booked.outcome == Outcome.BOOKED:
             BOOKINGS_TOTAL.labels(BookingStatus.CONFIRMED).inc()
             self._publish(show_id, shard, booked.event_id, booked.event)

@@ -67,13 +67,29 @@ class Outcome(StrEnum):
 
 
 # gc=False: a result holds no reference cycles and lives for one request
-class HoldResult(msgspec.Struct, frozen=True, gc=False):
-    """hold_seats() and best_seats()."""
+class ClaimResult(msgspec.Struct, frozen=True, gc=False):
+    """What a claim (hold, best available, one-step book) answers first: the columns its
+    refusals name."""
 
     outcome: Outcome
     detail: list[str] | None  # held: the seats; refused: the seats that refused it
     show_status: str | None  # not_on_sale
     seat_limit: int | None  # seat_limit
+
+    def refusal(self, show_id: int, what: str) -> ModexError:
+        return refusal(
+            self.outcome,
+            show_id,
+            what,
+            seats=self.detail,
+            show_status=self.show_status,
+            seat_limit=self.seat_limit,
+        )
+
+
+class HoldResult(ClaimResult, frozen=True, gc=False):
+    """hold_seats() and best_seats()."""
+
     hold_until: datetime | None
     event_id: int | None
     event: str | None
@@ -101,11 +117,7 @@ class ConfirmResult(msgspec.Struct, frozen=True, gc=False):
     event: str | None
 
 
-class BookResult(msgspec.Struct, frozen=True, gc=False):
-    outcome: Outcome
-    detail: list[str] | None
-    show_status: str | None
-    seat_limit: int | None
+class BookResult(ClaimResult, frozen=True, gc=False):
     booking: str | None
     event_id: int | None
     event: str | None
