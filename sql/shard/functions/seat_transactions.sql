@@ -14,11 +14,12 @@
 --     each other in a cycle, and there is never a show-wide lock;
 --   * a seat is written only if it is free (a claim) or still owned by the hold or
 --     booking doing the writing (a late confirm never takes a seat that was resold);
---   * every seat write is write_seats()' statement, which bumps each seat's version and
---     writes the outbox row that the realtime layer publishes after commit (hold_seats()
---     and release_hold() write that statement out: see hold_seats());
+--   * every seat write is one statement (app/seat_sql.py's seat_write), which bumps each
+--     seat's version and writes the outbox row that the realtime layer publishes after
+--     commit; write_seats() runs it, and hold_seats(), release_hold() and set_seats() have
+--     it put in place (see hold_seats());
 --   * an expired hold is as good as released: a HELD seat whose held_until has passed
---     counts as free.
+--     is free at once (seat_status_now(), which the seat maps read too).
 --   * a customer has at most the show's max_seats_per_customer seats in live holds and
 --     confirmed bookings together (customer_seats' count); a claim first takes the
 --     customer's lock on the show (customer_lock()), so one customer's claims on a show
@@ -34,8 +35,9 @@
 --   * a batch of requests (seat_batch(), at the end) locks every row it will write first,
 --     with SKIP LOCKED, and hands back whatever it could not lock: it does not wait for
 --     a row lock, so it is never part of a wait cycle either.
--- Each function answers with an `outcome` the caller maps to a response; a refusal
--- changes nothing. `moved` means an admin moved the show to another shard (its
+-- Each function answers with an `outcome` (app/outcomes.py's Outcome) the caller maps to a
+-- response, and the columns that outcome names (detail: seats; show_status; seat_limit);
+-- a refusal changes nothing. `moved` means an admin moved the show to another shard (its
 -- shard_shows row stays here as a tombstone): the caller routes again.
 
 -- This file is a template: each name in double braces is a statement or expression several
