@@ -57,6 +57,20 @@ def seat_write(
     RETURNING id, changes::text, json_array_length(changes) INTO event_id, event, v_written"""
 
 
+def earlier_booking(same_request: str) -> str:
+    """A retry under an Idempotency-Key the customer used before: the booking it made
+    (outcome earlier) if `same_request` holds of it (b), else key_reused."""
+    return f"""IF p_key IS NOT NULL THEN
+        SELECT * INTO b FROM bookings
+        WHERE show_id = p_show AND user_id = p_user AND idempotency_key = p_key;
+        IF FOUND THEN
+            outcome := CASE WHEN {same_request} THEN 'earlier' ELSE 'key_reused' END;
+            booking := row_to_json(b)::text;
+            RETURN;
+        END IF;
+    END IF;"""
+
+
 FRAGMENTS = {
     # write_seats(): any status; a claim writes only seats free to the caller
     "write_named_seats": seat_write(
@@ -104,6 +118,20 @@ FRAGMENTS = {
         action="'admin'",
         by="p_by",
     ),
+    "earlier_confirm": earlier_booking("b.hold_id IS NOT DISTINCT FROM p_hold"),
+    "earlier_book": earlier_booking(
+        "b.hold_id IS NULL AND b.seats @> p_labels AND b.seats <@ p_labels"
+    ),
+    # after reading the show's row (v_show_status): none here, or moved to another shard
+    # (its row stays here as a tombstone)
+    "refuse_missing_show": """IF NOT FOUND THEN
+        outcome := 'no_show';
+        RETURN;
+    END IF;
+    IF v_show_status = 'MOVED' THEN
+        outcome := 'moved';
+        RETURN;
+    END IF;""",
     # how many seats the customer has: in live holds and in confirmed bookings (a confirmed
     # hold counts once, as its booking; a lapsed one not at all). An expression with
     # subqueries: an SQL function of it would not be inlined

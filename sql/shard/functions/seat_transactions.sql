@@ -241,14 +241,7 @@ BEGIN
     INTO v_show_status, hold_seconds, v_limit, v_rule
     FROM shard_shows s WHERE s.show_id = p_show;
     {{lock_claim_rows}}
-    IF NOT FOUND THEN
-        outcome := 'no_show';
-        RETURN;
-    END IF;
-    IF v_show_status = 'MOVED' THEN
-        outcome := 'moved';
-        RETURN;
-    END IF;
+    {{refuse_missing_show}}
     IF NOT show_allows(v_show_status, p_action) THEN
         outcome := 'not_on_sale';
         show_status := v_show_status;
@@ -447,16 +440,7 @@ BEGIN
         outcome := not_here(p_show);
         RETURN;
     END IF;
-    IF p_key IS NOT NULL THEN
-        SELECT * INTO b FROM bookings
-        WHERE show_id = p_show AND user_id = p_user AND idempotency_key = p_key;
-        IF FOUND THEN
-            outcome := CASE WHEN b.hold_id IS NOT DISTINCT FROM p_hold
-                            THEN 'earlier' ELSE 'key_reused' END;
-            booking := row_to_json(b)::text;
-            RETURN;
-        END IF;
-    END IF;
+    {{earlier_confirm}}
     IF h.status = 'CONFIRMED' THEN
         SELECT * INTO b FROM bookings WHERE show_id = p_show AND hold_id = p_hold;
         outcome := 'earlier';
@@ -504,16 +488,7 @@ CREATE FUNCTION book_seats(
 DECLARE
     b bookings;
 BEGIN
-    IF p_key IS NOT NULL THEN
-        SELECT * INTO b FROM bookings
-        WHERE show_id = p_show AND user_id = p_user AND idempotency_key = p_key;
-        IF FOUND THEN
-            outcome := CASE WHEN b.hold_id IS NULL AND b.seats @> p_labels AND b.seats <@ p_labels
-                            THEN 'earlier' ELSE 'key_reused' END;
-            booking := row_to_json(b)::text;
-            RETURN;
-        END IF;
-    END IF;
+    {{earlier_book}}
     SELECT c.outcome, c.detail, c.show_status, c.seat_limit
     INTO outcome, detail, show_status, seat_limit
     FROM check_claim(p_show, p_labels, p_user, 'book', p_channels) c;
@@ -788,14 +763,7 @@ BEGIN
     SELECT s.status, s.hold_seconds, s.max_seats_per_customer
     INTO v_show_status, v_seconds, v_limit
     FROM shard_shows s WHERE s.show_id = p_show;
-    IF NOT FOUND THEN
-        outcome := 'no_show';
-        RETURN;
-    END IF;
-    IF v_show_status = 'MOVED' THEN
-        outcome := 'moved';
-        RETURN;
-    END IF;
+    {{refuse_missing_show}}
     IF NOT show_allows(v_show_status, 'hold') THEN
         outcome := 'not_on_sale';
         show_status := v_show_status;
@@ -915,14 +883,7 @@ DECLARE
     v_written int;
 BEGIN
     SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
-    IF NOT FOUND THEN
-        outcome := 'no_show';
-        RETURN;
-    END IF;
-    IF v_show_status = 'MOVED' THEN
-        outcome := 'moved';
-        RETURN;
-    END IF;
+    {{refuse_missing_show}}
     IF v_labels IS NULL THEN
         v_labels := ARRAY(SELECT label FROM seats WHERE show_id = p_show AND channel = p_channel);
     END IF;
