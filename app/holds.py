@@ -4,11 +4,11 @@ Each one is a function in sql/shard/functions/seat_transactions.sql, so a reques
 single round trip to the show's shard. Those functions keep the invariant (seats locked
 in label order, written only by the hold or booking that owns them, an outbox row with
 every change), the show's seat limit per customer and what the show's status allows
-(show_allows()); BoxOffice routes to the shard, retries a lost lock race, turns each
-refusal into its error (app/outcomes.py) and hands committed changes to the realtime
-layer. Holds,
-releases, confirms and one-step bookings that arrive together share a transaction
-(app/batches.py); one the batch hands back runs alone.
+(show_allows()); BoxOffice routes to the shard, retries a lost lock race, reads each
+answer as its typed result, turns each refusal into its error (app/outcomes.py) and hands
+committed changes to the realtime layer. Holds, releases, confirms and one-step bookings
+that arrive together share a transaction (app/batches.py); one the batch hands back runs
+alone.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ sql/shard/functions/seat_transactions.sql is a template: each `{{name}}` in it i
 the FRAGMENTS below, put in place when the file is applied (app/migrate.py). PL/pgSQL
 could share a statement by calling a function instead, but a nested call costs the hold
 about 65 us (measured with pgbench, see hold_seats()), so each function gets the text and
-the database runs the same statements as when they were copied by hand. Rules that are one
-expression (seat_free(), seat_status_now(), show_allows()) stay SQL functions in the
-file: PostgreSQL inlines those where they are called.
+runs the statement as if it were written out there. Rules that are one expression
+(seat_free(), seat_status_now(), show_allows()) stay SQL functions in the file: PostgreSQL
+inlines those where they are called.
 """
 
 from __future__ import annotations
