@@ -56,8 +56,9 @@ from app.realtime.frames import (
     client_decoder,
     encoder,
 )
-from app.realtime.hub import Hub, Subscription
+from app.realtime.hub import Hub
 from app.realtime.metrics import DIRECT_WRITES
+from app.realtime.subscription import Subscription
 
 log = logging.getLogger("modex.realtime.protocol")
 

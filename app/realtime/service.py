@@ -28,7 +28,7 @@ from app.realtime.broker import Broker
 from app.realtime.broker_cluster import RedisClusterBroker, is_cluster_url
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.frames import LastAnnouncement, encoder
-from app.realtime.hub import Hub, SeatStates
+from app.realtime.hub import Hub
 from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
 from app.realtime.protocol import (
@@ -42,6 +42,7 @@ from app.realtime.protocol import (
     origin_allowed,
     verify_token,
 )
+from app.realtime.sync import SeatStates
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
 

@@ -9,8 +9,8 @@ from websockets.frames import Frame, Opcode
 
 from app.realtime.broker import Position
 from app.realtime.frames import Outgoing, ws_text_frame
-from app.realtime.hub import resume_position
 from app.realtime.protocol import FrameBudget, Stalled, direct_socket
+from app.realtime.sync import resume_position
 
 
 async def test_a_send_started_by_hand_is_finished_by_the_writer() -> None:
