@@ -1,5 +1,5 @@
 """WebSocket frames as msgspec Structs: client frames are one tagged union on "type",
-decoded once at the edge; server frames are encoded once per event (see hub.py)."""
+decoded once at the edge; server frames are encoded once per event (see fanout.py)."""
 
 from __future__ import annotations
 

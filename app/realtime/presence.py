@@ -4,13 +4,11 @@ whenever it changes, one encoding per show."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from app.realtime.channel import ShowChannel
 from app.realtime.frames import Outgoing, Presence, encoder
-from app.realtime.subscription import Subscription, SubscriptionState
-
-Send = Callable[[Subscription, Outgoing], bool]
+from app.realtime.subscription import Send, Subscription, SubscriptionState
 
 
 class PresenceCounts:

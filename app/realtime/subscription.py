@@ -11,6 +11,7 @@ Starlette's `WebSocketState`: an enum and its transitions, nothing more).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,3 +77,8 @@ class Subscription:
             # ended one buffers nothing
             self.buffer = []
             self.overflowed = False
+
+
+# how the jobs send to a watcher: False when the frame did not go (dropped with the
+# backlog, or the sink raised and the watcher was unwatched)
+Send = Callable[[Subscription, Outgoing], bool]

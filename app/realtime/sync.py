@@ -30,7 +30,7 @@ from app.realtime.frames import (
     event_decoder,
     rle_encode,
 )
-from app.realtime.subscription import Subscription, SubscriptionState
+from app.realtime.subscription import Send, Subscription, SubscriptionState
 
 log = logging.getLogger("modex.realtime.sync")
 
@@ -38,7 +38,6 @@ SeatStates = Sequence[tuple[str, str, int]]  # (label, status, version) in map o
 SnapshotReader = Callable[[int], Awaitable[SeatStates]]
 # the show's last announcement, or None (a failure to read it must not stop a snapshot)
 AnnouncementReader = Callable[[int], Awaitable[LastAnnouncement | None]]
-Send = Callable[[Subscription, Outgoing], bool]  # False: not sent (dropped, or it failed)
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 
