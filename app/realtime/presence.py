@@ -37,7 +37,8 @@ class PresenceCounts:
                 continue
             channel.presence = total
             out: Outgoing | None = None
-            for sub in channel.subs:
+            # a copy: a sink that raises is unwatched, which takes it out of channel.subs
+            for sub in list(channel.subs):
                 if sub.state is SubscriptionState.LIVE and sub.presence_sent != total:
                     if out is None:
                         out = _presence_frame(show_id, total)

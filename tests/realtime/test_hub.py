@@ -427,3 +427,45 @@ async def test_the_check_leaves_watchers_that_resumed_by_offset_alone_and_still_
         resync = sink.frames[1]
         assert resync["type"] == "snapshot"
         assert {s["label"]: s["version"] for s in resync["seats"]}["E5"] == 2
+
+
+class Breaks(Collect):
+    """A sink whose socket fails on the next presence frame."""
+
+    failed = False
+
+    def send(self, frame: Outgoing) -> bool:
+        if '"type":"presence"' in frame.text:
+            raise OSError("the socket broke")
+        return super().send(frame)
+
+    def fail(self) -> None:
+        self.failed = True
+
+
+async def test_a_sink_that_fails_on_a_presence_frame_is_dropped_and_the_others_still_get_it(
+    router: ShardRouter,
+    services: Services,
+    redis_keys: RedisKeys,
+    show: dict[str, Any],
+) -> None:
+    show_id = show["id"]
+    changed = Signal()
+    reader = snapshot_reader(router)
+    async with running_hub(services, "hub-presence", reader, redis_keys, changed) as hub:
+        sinks = [Collect(changed), Breaks(changed), Collect(changed), Breaks(changed)]
+        subs = [await hub.watch(sink, show_id, None, None) for sink in sinks]
+        await changed.until(lambda: all(sub.state is SubscriptionState.LIVE for sub in subs))
+        hub.presence({show_id: 4})
+        for sink in sinks:
+            if isinstance(sink, Breaks):
+                assert sink.failed
+            else:
+                assert sink.frames[-1] == {"type": "presence", "show_id": show_id, "watchers": 4}
+        assert hub.watchers(show_id) == 2
+        assert [sub.state for sub in subs] == [
+            SubscriptionState.LIVE,
+            SubscriptionState.ENDED,
+            SubscriptionState.LIVE,
+            SubscriptionState.ENDED,
+        ]
