@@ -9,8 +9,8 @@ brought to the truth by replay or snapshot), `presence` (watcher counts), `check
 was lost), `channel` (one show's watchers), `subscription` (one watcher and its states),
 `batching` (events into frames),
 `protocol` (one connection: frames in, bounded queue out), `outbox` (publish after
-commit, relay rows left behind), `service` (the `Realtime` facade the core wires,
-docs/INTERFACES.md), `frames` (msgspec Structs).
+commit, relay rows left behind), `service` (the `Realtime` facade the core wires),
+`frames` (msgspec Structs; `contract` writes README's table of them).
 
 Wire protocol (`/ws`, JSON text frames; DESIGN.md "WebSocket /ws")
 - in: subscribe {show_id, offset?, encoding?: "rle"}, unsubscribe {show_id}, ping.
