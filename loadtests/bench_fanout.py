@@ -11,7 +11,7 @@ One run (issue 4's "Benchmark"):
      to CPU 0 (`taskset -c 0`), rate limits set too high to refuse; a 200-seat show for the
      fan-out and a 60,000-seat show (20 sections of 30 x 100) for the snapshot;
   2. snapshot: subscribe to the 60,000-seat show with "encoding":"rle" end to end (frame
-     size, time from subscribe to the frame), and `app.realtime.hub.snapshot_frame` timed
+     size, time from subscribe to the frame), and `app.realtime.sync.snapshot_frame` timed
      in-process on the same seat states (rle and plain);
   3. full protocol: watcher processes (loadtests/fanout_watchers.py, picows on uvloop,
      pinned to CPU 1) step up 1,000 at a time on the 200-seat show. At each step: server
@@ -439,7 +439,7 @@ class Bench:
         res["plain_e2e_ms"] = statistics.median(plain_times) * 1000
         # the frame builder itself, in this process, on the show's real seat states
         from app.realtime.broker import Position
-        from app.realtime.hub import snapshot_frame
+        from app.realtime.sync import snapshot_frame
 
         seats = self.seat_map(self.big_id)["seats"]
         states = [(s["label"], s["status"], s["version"]) for s in seats]

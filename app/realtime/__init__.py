@@ -3,7 +3,11 @@
 Modules (centrifuge's split): `broker` (the Broker protocol: publish with offsets, history
 and epoch, subscribe, presence counts; implemented by `broker_redis` for one Redis,
 `broker_cluster` for a Redis Cluster with sharded pub/sub, `broker_memory` in-process),
-`hub` (this process's watchers per show, frames encoded once, snapshots and resyncs),
+`hub` (this process's watchers per show, the registry that wires the jobs below),
+`fanout` (frames encoded once, sent to every watcher in passes), `sync` (a watcher
+brought to the truth by replay or snapshot), `presence` (watcher counts), `checks` (what
+was lost), `channel` (one show's watchers), `subscription` (one watcher and its states),
+`batching` (events into frames),
 `protocol` (one connection: frames in, bounded queue out), `outbox` (publish after
 commit, relay rows left behind), `service` (the `Realtime` facade the core wires),
 `frames` (msgspec Structs; `contract` writes README's table of them).

@@ -1,5 +1,5 @@
 """WebSocket frames as msgspec Structs: client frames are one tagged union on "type",
-decoded once at the edge; server frames are encoded once per event (see hub.py)."""
+decoded once at the edge; server frames are encoded once per event (see fanout.py)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ client_decoder = msgspec.json.Decoder(ClientFrame)
 # ---- events as published through Redis (JSON, without the offset) ----
 # Each is encoded once by its publisher with `encoder`. The hub merges seat events into
 # `Seats` frames and sends show changes and announcements on byte for byte, with the
-# offset spliced in first (hub.build_frames): ShowChanged and Announcement, below, are
+# offset spliced in first (batching.build_frames): ShowChanged and Announcement, below, are
 # these events plus `offset`.
 
 

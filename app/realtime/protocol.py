@@ -50,7 +50,8 @@ from app.realtime.frames import (
     client_decoder,
     encoder,
 )
-from app.realtime.hub import Hub, Subscription
+from app.realtime.hub import Hub
+from app.realtime.subscription import Subscription
 from app.realtime.transport import Transport
 
 log = logging.getLogger("modex.realtime.protocol")

@@ -27,7 +27,7 @@ from app.realtime.broker import Broker
 from app.realtime.broker_cluster import RedisClusterBroker, is_cluster_url
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.frames import AnnouncementEvent, LastAnnouncement, ShowEvent, encoder
-from app.realtime.hub import Hub, SeatStates
+from app.realtime.hub import Hub
 from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
 from app.realtime.protocol import (
@@ -39,6 +39,7 @@ from app.realtime.protocol import (
     WebSocketApp,
     origin_allowed,
 )
+from app.realtime.sync import SeatStates
 from app.realtime.transport import DirectTransport, choose_transport
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter

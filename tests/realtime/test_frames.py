@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
+from app.realtime.batching import RawEvent, build_frames
 from app.realtime.broker import Position
 from app.realtime.frames import (
     Announcement,
@@ -18,7 +19,6 @@ from app.realtime.frames import (
     encoder,
     event_decoder,
 )
-from app.realtime.hub import RawEvent, build_frames
 from app.realtime.outbox import seats_event
 
 live_decoder = msgspec.json.Decoder(LiveFrame)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from app.realtime.hub import CHECK_GRACE, CHECK_INTERVAL
+from app.realtime.checks import CHECK_GRACE, CHECK_INTERVAL
 from app.realtime.keys import RedisKeys
 from tests.realtime.watch import Watcher, converge, seat_order
 from tests.support import Cluster, ServerProcess

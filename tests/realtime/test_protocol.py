@@ -24,8 +24,8 @@ from websockets.frames import Frame, Opcode
 from app.realtime import transport
 from app.realtime.broker import Position
 from app.realtime.frames import Outgoing, ws_text_frame
-from app.realtime.hub import resume_position
 from app.realtime.protocol import FrameBudget
+from app.realtime.sync import resume_position
 from app.realtime.transport import UVICORN_CHECKED, choose_transport, fast_path_problem
 from tests.realtime.test_faults import announcement, non_reading_client, publisher_of
 from tests.realtime.watch import Watcher, converge, hold, seat_order

@@ -26,6 +26,7 @@ from app.realtime import protocol
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.hub import Hub
 from app.realtime.protocol import Connection, FrameBudget
+from app.realtime.sync import Sync
 from tests.realtime.watch import Watcher, eventually, seat_order
 from tests.support import Cluster, ServerProcess, free_port
 
@@ -195,8 +196,8 @@ STEPS = [
         "internal",
     ),
     Step(
-        "hub.request_snapshot, after it queued the watcher",
-        lambda mp: mp.setattr(Hub, "request_snapshot", after(Hub.request_snapshot)),
+        "sync.queue, after it queued the watcher for a snapshot",
+        lambda mp: mp.setattr(Sync, "queue", after(Sync.queue)),
         "internal",
     ),
     Step(
