@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import common
 import httpx
-from common import mint
+from common import mint, percentile
 from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -92,10 +91,6 @@ RECORDER = """
 """
 
 
-def pct(values: list[float], p: float) -> float:
-    return common.percentile(sorted(values), p)
-
-
 def labels_of(show_total_rows: int, per_row: int) -> list[str]:
     from app.domain import row_label
 
@@ -152,14 +147,15 @@ async def burst(
 
         await asyncio.gather(*(worker(w) for w in range(workers)))
     elapsed = time.monotonic() - start
+    latencies.sort()
     return {
         "cycles": ok,
         "failed": failed,
         "changes": changes,
         "seconds": elapsed,
         "rate": changes / elapsed,
-        "hold_p50_ms": pct(latencies, 50) * 1000,
-        "hold_p95_ms": pct(latencies, 95) * 1000,
+        "hold_p50_ms": percentile(latencies, 50) * 1000,
+        "hold_p95_ms": percentile(latencies, 95) * 1000,
     }
 
 
@@ -201,7 +197,7 @@ async def measure(
         v.updateAll(); })""")
     await page.evaluate(RECORDER)
     await asyncio.sleep(1.0)
-    idle = await page.evaluate("window.__bench.frames.splice(0).slice(1)")
+    idle = sorted(await page.evaluate("window.__bench.frames.splice(0).slice(1)"))
     await page.evaluate("window.__bench.draws.length = 0; window.__bench.changes = 0")
     load = await burst(url, secret, show_id, seconds, rate)
     await asyncio.sleep(1.0)
@@ -210,30 +206,31 @@ async def measure(
     )
     heap = await page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
     await ctx.close()
-    frames = rec["frames"][1:]
+    frames = sorted(rec["frames"][1:])
+    draws = sorted(rec["draws"])
     return {
         "page": kind,
         "mode": mode,
         "first_render_ms": render_ms,
         "live_ms": live_ms,
         "full_redraw_ms": full_ms,
-        "idle_frame_p50_ms": pct(idle, 50),
+        "idle_frame_p50_ms": percentile(idle, 50),
         "load": load,
         "changes_applied_in_page": rec["changes"],
         "frames": len(frames),
         "frame_ms": {
-            "p50": pct(frames, 50),
-            "p95": pct(frames, 95),
-            "p99": pct(frames, 99),
+            "p50": percentile(frames, 50),
+            "p95": percentile(frames, 95),
+            "p99": percentile(frames, 99),
             "max": max(frames) if frames else float("nan"),
             "over_50ms": sum(1 for f in frames if f > 50),
         },
         "draw_ms": {
-            "count": len(rec["draws"]),
-            "p50": pct(rec["draws"], 50),
-            "p95": pct(rec["draws"], 95),
-            "max": max(rec["draws"] or [float("nan")]),
-            "mean": statistics.fmean(rec["draws"]) if rec["draws"] else float("nan"),
+            "count": len(draws),
+            "p50": percentile(draws, 50),
+            "p95": percentile(draws, 95),
+            "max": max(draws or [float("nan")]),
+            "mean": statistics.fmean(draws) if draws else float("nan"),
         },
         "long_tasks": {"count": len(rec["longtasks"]), "max_ms": max(rec["longtasks"] or [0.0])},
         "js_heap_mb": heap / 2**20 if heap else None,

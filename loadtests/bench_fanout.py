@@ -55,7 +55,6 @@ from fanout_report import fmt_run, report
 from fanout_watchers import Watchers
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_PREFIX = "bench"  # the server's keys and channels: redis-sub names the show's channel
 FANOUT_ROWS, FANOUT_PER_ROW = 10, 20  # the fan-out show: 200 seats
 BIG_SECTIONS, BIG_ROWS, BIG_PER_ROW = 20, 30, 100  # 60,000 seats
@@ -571,7 +570,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument("--database-url", default=common.DEFAULT_DB, help="PostgreSQL admin URL")
     parser.add_argument("--redis-port", type=int, default=0, help="private redis-server port")
     parser.add_argument("--watchers-max", type=int, default=10_000)
     parser.add_argument("--step", type=int, default=1000)

@@ -240,13 +240,19 @@ def mint(secret: str, user: str, role: str = "customer", ttl: float = 6 * 3600) 
 
 
 def http_json(
-    method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 30
+    method: str,
+    url: str,
+    body: Any = None,
+    token: str | None = None,
+    timeout: float = 30,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    """A slow but simple request for set-up steps (urllib, no extra dependency)."""
+    """A slow but simple request for set-up and checking steps (urllib: also under Locust's
+    gevent); (status, the decoded JSON body or the text of a non-JSON error)."""
     import json
 
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", "application/json")
     if token:
@@ -436,6 +442,8 @@ class Lab:
     """What one benchmark run sets up and takes down again: a temporary folder (logs), a
     fresh migrated database of its own (`<prefix>_<random>`, dropped at the end), a JWT
     secret, and the processes it starts, each pinned to a CPU where the machine can pin.
+    `env` adds settings to the app's processes; `limits` are their rate-limit settings (by
+    default on, their cost is part of every request, but too high to refuse).
 
         with Lab(admin_url, redis_url) as lab:
             lab.create_database()
@@ -449,6 +457,7 @@ class Lab:
         *,
         prefix: str = "bench",
         env: dict[str, str] | None = None,
+        limits: dict[str, str] = NEVER_REFUSE,
         pin: bool = True,
         keep_logs: bool = False,
     ) -> None:
@@ -460,7 +469,7 @@ class Lab:
         self.folder = Path(tempfile.mkdtemp(prefix=f"mx{prefix}-", dir="/tmp"))
         self.pin = pin and has_taskset()
         self.keep_logs = keep_logs
-        self.settings = {**NEVER_REFUSE, **(env or {})}
+        self.settings = {**limits, **(env or {})}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.created = False
 
