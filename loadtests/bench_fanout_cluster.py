@@ -40,7 +40,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402
-from bench_fanout import REDIS_PREFIX, WatcherProc, Watchers, pct, raise_nofile  # noqa: E402
+from bench_fanout import REDIS_PREFIX  # noqa: E402
+from fanout_watchers import Watchers  # noqa: E402
 
 from app.cluster import local, processes, redis_cluster  # noqa: E402
 from app.realtime.keys import RedisKeys  # noqa: E402
@@ -185,29 +186,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def start_watchers(folder: Path, count: int) -> Watchers:
-    procs = []
-    for i in range(count):
-        proc = await asyncio.create_subprocess_exec(
-            PY, str(HERE / "fanout_watchers.py"),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=(folder / f"watchers-{i}.log").open("ab"), cwd=ROOT,
-        )  # fmt: skip
-        procs.append(WatcherProc(proc))
-    return Watchers(procs)
-
-
-async def stop_watchers(watchers: Watchers) -> None:
-    for p in watchers.procs:
-        try:
-            await asyncio.wait_for(p.ask({"cmd": "exit"}), 10)
-            await asyncio.wait_for(p.proc.wait(), 10)
-        except Exception:
-            if p.proc.returncode is None:
-                p.proc.kill()
-                await p.proc.wait()
-
-
 async def window(dep: Deployment, watchers: Watchers, args: argparse.Namespace) -> dict[str, Any]:
     """One measured window: drive changes through nginx, count what the watchers got."""
     start = time.time() + 1.0
@@ -261,8 +239,8 @@ async def window(dep: Deployment, watchers: Watchers, args: argparse.Namespace) 
         "changes_s": (drove.get("changes_in_window") or 0) / seconds,
         "deliveries_s": sum(s["frames"] for s in stats) / seconds,
         "change_deliveries_s": sum(s["changes"] for s in stats) / seconds,
-        "p50_ms": pct(hist, 50),
-        "p99_ms": pct(hist, 99),
+        "p50_ms": common.histogram_percentile(hist, 50),
+        "p99_ms": common.histogram_percentile(hist, 99),
         "missing": sum(s["missing"] for s in stats),
         "dupes": sum(s["dupes"] for s in stats),
         "not_converged": sum(c["wrong"] for c in checks),
@@ -288,7 +266,7 @@ async def run(args: argparse.Namespace, redis_kind: str) -> list[dict[str, Any]]
     results = []
     try:
         await dep.start()
-        watchers = await start_watchers(dep.folder, args.watcher_procs)
+        watchers = await Watchers.start(args.watcher_procs, [], dep.folder)
         await watchers.all({"cmd": "labels", "labels": dep.labels})  # map order
         ws_url = f"ws://127.0.0.1:{dep.port}/ws"
         joined = await watchers.add(args.watchers, ws_url, dep.show_id)
@@ -300,7 +278,7 @@ async def run(args: argparse.Namespace, redis_kind: str) -> list[dict[str, Any]]
             results.append(result)
     finally:
         if watchers is not None:
-            await stop_watchers(watchers)
+            await watchers.stop()
         await dep.close()
     return results
 
@@ -349,7 +327,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.watchers, args.seconds, args.repeat = 300, 5.0, 1
-    raise_nofile()
+    common.raise_nofile()
     sys.exit(asyncio.run(amain(args)))
 
 
