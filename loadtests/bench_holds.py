@@ -32,6 +32,7 @@ import argparse
 import json
 import secrets
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -252,10 +253,10 @@ def report(
     runs: list[tuple[Measurement, Measurement]], args: argparse.Namespace, info: dict
 ) -> dict:
     def med(getter: Any, which: int) -> float:
-        return common.median([getter(pair[which]) for pair in runs])
+        return statistics.median([getter(pair[which]) for pair in runs])
 
     ratios = [ratio_of(full, base) for full, base in runs]
-    ratio = common.median(ratios)
+    ratio = statistics.median(ratios)
     lines = []
     w = lines.append
     w("")

@@ -220,15 +220,6 @@ def histogram_percentile(counts: dict[int, int], p: float) -> float | None:
     return float(max(counts))
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        return float("nan")
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 # ---- tokens, set-up requests, shows ----
 
 
