@@ -38,7 +38,7 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, int] = {}
     counters = {"warmup_requests": 0}
 
-    def record(kind: str, t0: float, t1: float, status: int, expected: int, body: bytes) -> bool:
+    def record(kind: str, t0: float, t1: float, status: int, body: bytes, expected: int) -> bool:
         """Count one answered request (in the window, or as warm-up); True if it was the
         expected status."""
         in_window = w_start <= t1 < w_end
@@ -56,10 +56,15 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
                 samples.append(f"{key}: {body[:300].decode(errors='replace')}")
         return False
 
-    def lost(client: common.RawClient, exc: BaseException) -> None:
-        """A request that got no answer: count it and reconnect on the next send."""
-        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-        client.conn = None
+    async def send(client: common.RawClient, raw: bytes) -> tuple[int, bytes] | None:
+        """The answer; None for a request that got none (counted, and the client
+        reconnects on its next send)."""
+        try:
+            return await client.send(raw)
+        except (common.HTTPError, OSError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            client.conn = None
+            return None
 
     clients = []
     for spec in cfg["clients"]:
@@ -89,25 +94,18 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             t0 = perf()
             if t0 >= w_end:
                 return
-            try:
-                status, body = await client.send(hold_reqs[k & 1])
-            except (common.HTTPError, OSError) as exc:
-                lost(client, exc)
+            answer = await send(client, hold_reqs[k & 1])
+            if answer is None:
                 await asyncio.sleep(0.01)
                 continue
             t1 = perf()
             k += 1
-            if not record("hold", t0, t1, status, 201, body):
+            if not record("hold", t0, t1, *answer, expected=201):
                 continue
-            hold_id = orjson.loads(body)["hold_id"]
-            try:
-                status, body = await client.send(
-                    client.build("DELETE", f"/holds/{hold_id}", b"", auth_only)
-                )
-            except (common.HTTPError, OSError) as exc:
-                lost(client, exc)
-                continue
-            record("release", t1, perf(), status, 204, body)
+            hold_id = orjson.loads(answer[1])["hold_id"]
+            answer = await send(client, client.build("DELETE", f"/holds/{hold_id}", b"", auth_only))
+            if answer is not None:
+                record("release", t1, perf(), *answer, expected=204)
 
     async def run_baseline(client: common.RawClient, spec: dict[str, Any]) -> None:
         raw = client.build("POST", f"/bump/{cfg['show_id']}/{spec['seats'][0]}")
@@ -116,13 +114,11 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             t0 = perf()
             if t0 >= w_end:
                 return
-            try:
-                status, body = await client.send(raw)
-            except (common.HTTPError, OSError) as exc:
-                lost(client, exc)
+            answer = await send(client, raw)
+            if answer is None:
                 await asyncio.sleep(0.01)
                 continue
-            record("bump", t0, perf(), status, 200, body)
+            record("bump", t0, perf(), *answer, expected=200)
 
     # everyone starts together, at the wall-clock time the orchestrator chose
     delay = start_at - time.time()
