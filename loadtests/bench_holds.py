@@ -419,25 +419,18 @@ def main() -> None:
             flush=True,
         )
         for i in range(args.repeat):
-            full = base = None
-            if args.only != "baseline":
-                full = bench.measure("full")
-                print(
-                    f"run {i + 1} full:     {full.rps:8.0f} req/s  p50 {full.p50_ms:6.2f} ms  "
-                    f"p99 {full.p99_ms:6.2f} ms  failures {full.failure_count}  "
-                    f"server CPU {full.server_cpu_pct:.0f}%  gen CPU {full.gen_cpu_pct:.0f}%",
-                    flush=True,
-                )
-            if args.only != "full":
-                base = bench.measure("baseline")
-                print(
-                    f"run {i + 1} baseline: {base.rps:8.0f} req/s  p50 {base.p50_ms:6.2f} ms  "
-                    f"p99 {base.p99_ms:6.2f} ms  failures {base.failure_count}  "
-                    f"server CPU {base.server_cpu_pct:.0f}%  gen CPU {base.gen_cpu_pct:.0f}%",
-                    flush=True,
-                )
-            if full is not None and base is not None:
-                runs.append((full, base))
+            found: dict[str, Measurement] = {}
+            for target in ("full", "baseline"):
+                if args.only in (None, target):
+                    m = found[target] = bench.measure(target)
+                    print(
+                        f"run {i + 1} {target + ':':<10}{m.rps:8.0f} req/s  p50 {m.p50_ms:6.2f} ms"
+                        f"  p99 {m.p99_ms:6.2f} ms  failures {m.failure_count}  server CPU "
+                        f"{m.server_cpu_pct:.0f}%  gen CPU {m.gen_cpu_pct:.0f}%",
+                        flush=True,
+                    )
+            if len(found) == 2:
+                runs.append((found["full"], found["baseline"]))
         if args.hold_server_after:
             input("servers still running; press Enter to stop them ")
     finally:
