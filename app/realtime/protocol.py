@@ -37,7 +37,6 @@ from types import CoroutineType
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
 import msgspec
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -566,15 +565,3 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
         return origin.rstrip("/") in allowed
     host = websocket.headers.get("host", "")
     return urlsplit(origin).netloc.lower() == host.lower()
-
-
-def verify_token(token: str, secret: str) -> dict[str, Any] | None:
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
-        )
-    except jwt.PyJWTError:
-        return None
-    if claims.get("role") not in ("customer", "admin", "kiosk"):
-        return None
-    return claims
