@@ -37,9 +37,9 @@ from app.realtime.protocol import (
     Connection,
     Limits,
     WebSocketApp,
-    direct_socket,
     origin_allowed,
 )
+from app.realtime.transport import DirectTransport, choose_transport
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
 
@@ -76,6 +76,7 @@ class Realtime:
         self.hub = Hub(self.broker, self._read_snapshot, self._read_announcement)
         self.outbox = Outbox(router, self.broker)
         self.limits = Limits()
+        self._open_transport = choose_transport(settings.ws_transport)
         self._connections: set[Connection] = set()
         # sockets opened with a token, by user: per-customer frames (waiting room, queued
         # bookings) go to these
@@ -198,13 +199,14 @@ class Realtime:
         if self._stopping:
             await websocket.close(CLOSE_RESTART, "server restarting")
             return
-        direct = direct_socket(receive)
-        conn = Connection(websocket, send, self.hub, self._validate_show, self.limits, direct)
+        transport = self._open_transport(receive, send)
+        direct = isinstance(transport, DirectTransport)
+        conn = Connection(websocket, transport, self.hub, self._validate_show, self.limits)
         self._connections.add(conn)
         if user is not None:
             self.customers.setdefault(user, set()).add(conn)
         metrics.ws_connections.inc()
-        if direct is not None:
+        if direct:
             metrics.ws_direct_connections.inc()
         try:
             await conn.run()
@@ -215,7 +217,7 @@ class Realtime:
                 if not self.customers[user]:
                     del self.customers[user]
             metrics.ws_connections.dec()
-            if direct is not None:
+            if direct:
                 metrics.ws_direct_connections.dec()
             if self._stopping and not self._connections:
                 self._all_closed.set()
