@@ -24,177 +24,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import random
-import secrets
-import sys
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common
 import orjson
-from bench_onsale import DEFAULT_DB, DEFAULT_REDIS, DOUBLE_BOOKED, PER_ROW, sell_out
+from bench_onsale import PER_ROW, opens_in, run_sale, sold_right
 
 
-def _opens(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
-
-
-async def sell_out_queued(
-    port: int, secret: str, show_id: int, labels: list[str], args: Any
-) -> dict[str, Any]:
-    """Every customer joins the waiting room, waits its turn, then holds and confirms."""
-    free = set(labels)
-    booked: set[str] = set()
-    answers: dict[str, int] = {}
-    hold_latency: list[float] = []
-    sold_out = asyncio.Event()
-
-    def count(what: str) -> None:
-        answers[what] = answers.get(what, 0) + 1
-
-    async def customer(i: int, start_at: float) -> None:
-        client = common.RawClient("127.0.0.1", port)
-        token = common.mint(secret, f"fan-{i}")
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        rng = random.Random(i)
-        await client.connect()
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        try:
-            status, reply = await client.send(
-                client.build("POST", f"/shows/{show_id}/queue", b"", headers)
-            )
-            count(f"join {status}")
-            while not sold_out.is_set():
-                place = orjson.loads(reply)
-                if place.get("admitted"):
-                    headers["Admission-Token"] = place["admission"]
-                    break
-                await asyncio.sleep(args.poll * (0.5 + rng.random()))
-                status, reply = await client.send(
-                    client.build("GET", f"/shows/{show_id}/queue", b"", headers)
-                )
-                count(f"queue poll {status}")
-            while not sold_out.is_set() and free:
-                want = sorted(rng.sample(sorted(free), min(len(free), rng.choice((1, 2)))))
-                t0 = time.perf_counter()
-                status, reply = await client.send(
-                    client.build(
-                        "POST", f"/shows/{show_id}/holds", orjson.dumps({"seats": want}), headers
-                    )
-                )
-                hold_latency.append(time.perf_counter() - t0)
-                count(f"hold {status}")
-                if status == 409:
-                    continue
-                if status != 201:
-                    raise RuntimeError(f"hold answered {status}: {reply[:300]!r}")
-                free.difference_update(want)
-                hold_id = orjson.loads(reply)["hold_id"]
-                status, reply = await client.send(
-                    client.build(
-                        "POST",
-                        f"/holds/{hold_id}/confirm",
-                        b"",
-                        {**headers, "Idempotency-Key": secrets.token_hex(8)},
-                    )
-                )
-                count(f"confirm {status}")
-                if status != 201:
-                    raise RuntimeError(f"confirm answered {status}: {reply[:300]!r}")
-                booked.update(want)
-                if len(booked) == len(labels):
-                    sold_out.set()
-                return
-        finally:
-            client.close()
-
-    start_at = time.time() + 2.0
-    tasks = [asyncio.create_task(customer(i, start_at)) for i in range(args.customers)]
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(sold_out.wait(), args.limit + 2.0)
-    took = time.time() - start_at
-    await asyncio.sleep(0.5)  # customers mid-request finish their answer
-    for task in tasks:
-        task.cancel()
-    done = await asyncio.gather(*tasks, return_exceptions=True)
-    errors = [e for e in done if isinstance(e, Exception)]
-    hold_latency.sort()
-    return {
-        "seconds": took,
-        "answers": answers,
-        "requests": sum(answers.values()),
-        "booked": len(booked),
-        "errors": [repr(e) for e in errors[:3]],
-        "error_count": len(errors),
-        "unfinished": 0,
-        "hold_p50_ms": common.percentile(hold_latency, 50) * 1000,
-        "hold_p99_ms": common.percentile(hold_latency, 99) * 1000,
-    }
-
-
-def run_mode(args: argparse.Namespace, queued: bool) -> dict[str, Any]:
-    import asyncpg
-
-    with common.bench_server(args.database_url, args.redis_url) as server:
-        admin = common.mint(server.secret, "admin", "admin")
-        body = {
-            "title": "On sale",
-            "venue": "Hall",
-            "starts_at": "2030-01-01T20:00:00Z",
-            "rows": args.rows,
-            "seats_per_row": PER_ROW,
-            "hold_seconds": 600,
-        }
-        status, show = common.http_json("POST", f"{server.url}/admin/shows", body, token=admin)
-        assert status == 201, show
-        if queued:  # opens when the customers arrive: everyone is in the draw
-            queue = {"opens_at": _opens(2.5), "admit_per_minute": args.admit_per_minute}
-            status, _ = common.http_json(
-                "PATCH", f"{server.url}/admin/shows/{show['id']}", {"queue": queue}, token=admin
-            )
-            assert status == 200
-        status, seat_map = common.http_json("GET", f"{server.url}/shows/{show['id']}/seats")
-        labels = [seat["label"] for seat in seat_map["seats"]]
-        run = sell_out_queued if queued else sell_out
-        result: dict[str, Any] = asyncio.run(
-            run(server.port, server.secret, show["id"], labels, args)
-        )
-
-        async def check() -> tuple[int, int]:
-            conn = await asyncpg.connect(server.db_url)
-            try:
-                unbooked = await conn.fetchval(
-                    "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'BOOKED'",
-                    show["id"],
-                )
-                return unbooked, await conn.fetchval(DOUBLE_BOOKED, show["id"])
-            finally:
-                await conn.close()
-
-        result["unbooked_in_db"], result["double_booked"] = asyncio.run(check())
-        result["seats"] = len(labels)
-        return result
-
-
-async def adaptive_run(server: Any, args: argparse.Namespace) -> list[tuple[float, float, str]]:
+async def adaptive_run(
+    server: common.Server, args: argparse.Namespace
+) -> list[tuple[float, float, str]]:
     import asyncpg
 
     admin = common.mint(server.secret, "admin", "admin")
-    status, show = common.http_json(
-        "POST",
-        f"{server.url}/admin/shows",
-        {"title": "Adaptive", "venue": "Hall", "starts_at": "2030-01-01T20:00:00Z",
-         "rows": 40, "seats_per_row": PER_ROW},
-        token=admin,
-    )  # fmt: skip
-    assert status == 201
-    show_id = show["id"]
-    queue = {"opens_at": _opens(0), "admit_per_minute": 600, "adaptive": True}
+    show_id = common.create_show(
+        server.url, server.secret, title="Adaptive", venue="Hall", rows=40, seats_per_row=PER_ROW
+    )
+    queue = {"opens_at": opens_in(0), "admit_per_minute": 600, "adaptive": True}
     common.http_json("PATCH", f"{server.url}/admin/shows/{show_id}", {"queue": queue}, token=admin)
     stop = asyncio.Event()
     phase = {"now": "fast"}
@@ -261,8 +107,7 @@ async def adaptive_run(server: Any, args: argparse.Namespace) -> list[tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--database-url", default=DEFAULT_DB)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    common.add_service_options(parser)
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--rows", type=int, default=40, help=f"rows of {PER_ROW} seats")
     parser.add_argument("--admit-per-minute", type=int, default=3000)
@@ -274,11 +119,10 @@ def main() -> None:
     parser.add_argument("--slow-s", type=float, default=20.0)
     parser.add_argument("--recover-s", type=float, default=25.0)
     args = parser.parse_args()
-    if common.has_taskset():
-        os.sched_setaffinity(0, {1})  # the generator: CPU 1, the server CPU 0
+    common.pin_self(1)  # the generator: CPU 1, the server CPU 0
     common.use_uvloop()
     if not args.adaptive_only:
-        results = {"no room": run_mode(args, False), "room": run_mode(args, True)}
+        results = {"no room": run_sale(args), "room": run_sale(args, args.admit_per_minute)}
         print(
             f"\nOn sale: {args.customers} customers at once for {results['room']['seats']} "
             f"seats; the room admits {args.admit_per_minute}/min, queue polls every "
@@ -294,12 +138,7 @@ def main() -> None:
             holds = sum(v for k, v in r["answers"].items() if k.startswith("hold"))
             conflicts = r["answers"].get("hold 409", 0)
             polls = sum(v for k, v in r["answers"].items() if k.startswith("queue poll"))
-            ok = (
-                r["booked"] == r["seats"]
-                and r["unbooked_in_db"] == 0
-                and r["double_booked"] == 0
-                and not r["error_count"]
-            )
+            ok = sold_right(r)
             print(
                 f"{mode:<9}{r['seconds']:>11.2f}{r['hold_p99_ms']:>8.1f}ms"
                 f"{conflicts / max(1, holds):>10.1%}{r['requests'] / r['seats']:>9.2f}"

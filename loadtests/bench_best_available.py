@@ -1,11 +1,14 @@
 """Best-available holds per second against plain holds per second, on the same show, in
 the same run, through a running server.
 
+    .venv/bin/python loadtests/bench_best_available.py --seconds 10 --clients 32
     MODEX_JWT_SECRET=... .venv/bin/python loadtests/bench_best_available.py \
         --url http://127.0.0.1:4000 --seconds 10 --clients 32
 
-Creates a show (40 rows x 50 seats, hold 3600 s), then measures in turn, for --seconds
-each, --clients concurrent customers (each its own token and keep-alive connection):
+Without --url it starts one `modex serve` (pinned to CPU 0) on a database of its own
+(--database-url, --redis-url); with --url it measures that server, minting tokens with
+MODEX_JWT_SECRET. Creates a show (40 rows x 50 seats, hold 3600 s), then measures in turn,
+for --seconds each, --clients concurrent customers (each its own token and keep-alive connection):
   plain: POST /shows/{id}/holds {"seats": [two free seats side by side]} then DELETE it
   best:  POST /shows/{id}/holds {"best": {"count": 2}} then DELETE it
 A plain client picks its pair from a part of the show of its own, so plain holds never
@@ -19,30 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
+import common
 import httpx
-import jwt
+
+from app.domain import row_label
 
 ROWS, PER_ROW = 40, 50
 
 
-def token(secret: str, user: str, role: str = "customer") -> dict[str, str]:
-    exp = datetime.now(UTC) + timedelta(hours=2)
-    value = jwt.encode({"sub": user, "role": role, "exp": exp}, secret, algorithm="HS256")
-    return {"Authorization": f"Bearer {value}"}
-
-
-def row_label(index: int) -> str:
-    letters = ""
-    n = index + 1
-    while n:
-        n, rem = divmod(n - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
+def token(secret: str, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {common.mint(secret, user)}"}
 
 
 async def measure(
@@ -82,43 +74,42 @@ async def measure(
     return done, latencies, failures
 
 
-async def main(args: argparse.Namespace) -> None:
-    secret = os.environ["MODEX_JWT_SECRET"]
-    async with httpx.AsyncClient(base_url=args.url, timeout=60) as http:
-        created = await http.post(
-            "/admin/shows",
-            json={
-                "title": "best-available bench",
-                "venue": "bench",
-                "starts_at": "2030-01-01T20:00:00Z",
-                "rows": ROWS,
-                "seats_per_row": PER_ROW,
-                "hold_seconds": 3600,
-                "max_seats_per_customer": 10_000,
-            },
-            headers=token(secret, "bench-admin", "admin"),
-        )
-        created.raise_for_status()
-        show_id = created.json()["id"]
+def run(args: argparse.Namespace, url: str, secret: str) -> None:
+    show_id = common.create_show(
+        url, secret, title="best-available bench", venue="bench", rows=ROWS,
+        seats_per_row=PER_ROW, hold_seconds=3600, max_seats_per_customer=10_000,
+    )  # fmt: skip
     print(
         f"show {show_id}: {ROWS} x {PER_ROW} seats, {args.clients} clients, {args.seconds} s each"
     )
     for kind in ("plain", "best"):
-        holds, latencies, failures = await measure(
-            args.url, secret, show_id, kind, args.clients, args.seconds
+        holds, latencies, failures = asyncio.run(
+            measure(url, secret, show_id, kind, args.clients, args.seconds)
         )
-        q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+        latencies.sort()
+        p50, p99 = (common.percentile(latencies, p) * 1000 for p in (50, 99))
         print(
-            f"{kind:6} {holds / args.seconds:8.1f} holds/s  p50 {q[49] * 1000:6.1f} ms  "
-            f"p99 {q[98] * 1000:6.1f} ms  failures {dict(failures) or 'none'}"
+            f"{kind:6} {holds / args.seconds:8.1f} holds/s  p50 {p50:6.1f} ms  "
+            f"p99 {p99:6.1f} ms  failures {dict(failures) or 'none'}"
         )
 
 
-if __name__ == "__main__":
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", default="http://127.0.0.1:4000")
+    parser.add_argument("--url", help="a running server (default: start one)")
+    common.add_service_options(parser)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=32)
-    asyncio.run(main(parser.parse_args()))
+    args = parser.parse_args()
+    if args.url:
+        run(args, args.url, os.environ["MODEX_JWT_SECRET"])
+        return
+    with common.bench_server(args.database_url, args.redis_url) as server:
+        common.pin_self(1)
+        run(args, server.url, server.secret)
+
+
+if __name__ == "__main__":
+    main()

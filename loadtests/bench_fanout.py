@@ -34,163 +34,31 @@ One run (issue 4's "Benchmark"):
 The machine has 2 cores and is shared: treat every figure as noisy.
 """
 
-# ruff: noqa: E501, RUF005, ASYNC221, ASYNC240
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
 import os
-import resource
 import secrets
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import common
+from fanout_report import fmt_run, report
+from fanout_watchers import Watchers
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-PY = sys.executable
-DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_PREFIX = "bench"  # the server's keys and channels: redis-sub names the show's channel
 FANOUT_ROWS, FANOUT_PER_ROW = 10, 20  # the fan-out show: 200 seats
 BIG_SECTIONS, BIG_ROWS, BIG_PER_ROW = 20, 30, 100  # 60,000 seats
-
-TARGETS = {
-    "ratio": 0.8,  # full deliveries/s >= 0.8 x bare broadcast at 10k watchers
-    "p99_5k_hi_ms": 150.0,  # 5,000 watchers at 50 changes/s
-    "p99_max_lo_ms": 250.0,  # 10,000 watchers at 20 changes/s
-    "kb_per_watcher": 30.0,
-    "snapshot_bytes": 256 * 1024,
-    "snapshot_ms": 50.0,
-}
-
-
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for name in (
-        "uvicorn",
-        "starlette",
-        "websockets",
-        "picows",
-        "redis",
-        "hiredis",
-        "msgspec",
-        "orjson",
-        "uvloop",
-        "psutil",
-    ):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "-"
-    try:
-        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
-        found["redis-server"] = out.stdout.split()[2].removeprefix("v=")
-    except (OSError, IndexError):
-        found["redis-server"] = "?"
-    return found
-
-
-def pct(hist: dict[int, int], p: float) -> float | None:
-    total = sum(hist.values())
-    if not total:
-        return None
-    need = p / 100 * total
-    seen = 0
-    for ms in sorted(hist):
-        seen += hist[ms]
-        if seen >= need:
-            return float(ms)
-    return float(max(hist))
-
-
-# ---- the watcher processes ----
-
-
-class WatcherProc:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.count = 0
-
-    async def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-        await self.proc.stdin.drain()
-        line = await self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("a watcher process exited")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-
-class Watchers:
-    def __init__(self, procs: list[WatcherProc]) -> None:
-        self.procs = procs
-
-    @property
-    def count(self) -> int:
-        return sum(p.count for p in self.procs)
-
-    async def all(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(await asyncio.gather(*(p.ask(cmd) for p in self.procs)))
-
-    async def add(self, n: int, url: str, show_id: int) -> dict[str, Any]:
-        """n more watchers, spread so every process holds about as many."""
-        target = self.count + n
-        share = [target // len(self.procs)] * len(self.procs)
-        for i in range(target % len(self.procs)):
-            share[i] += 1
-        asks = []
-        for p, want in zip(self.procs, share, strict=True):
-            extra = want - p.count
-            if extra > 0:
-                asks.append((p, extra))
-        results = await asyncio.gather(
-            *(
-                p.ask(
-                    {
-                        "cmd": "connect",
-                        "url": url,
-                        "n": extra,
-                        "show_id": show_id,
-                        "encoding": "rle",
-                    }
-                )
-                for p, extra in asks
-            )
-        )
-        merged: dict[str, Any] = {"connected": 0, "ready": 0, "failed": {}, "ready_s": 0.0}
-        for (p, _), r in zip(asks, results, strict=True):
-            p.count += r["connected"]
-            merged["connected"] += r["connected"]
-            merged["ready"] += r["ready"]
-            merged["ready_s"] = max(merged["ready_s"], r["ready_s"])
-            for k, v in r["failed"].items():
-                merged["failed"][k] = merged["failed"].get(k, 0) + v
-        return merged
-
-    async def close(self) -> None:
-        await self.all({"cmd": "close"})
-        for p in self.procs:
-            p.count = 0
+PYSPY_OUT = Path("/tmp/fanout-pyspy.txt")
 
 
 def median_build_ms(times: int, build: Callable[[], str]) -> tuple[float, str]:
@@ -203,25 +71,19 @@ def median_build_ms(times: int, build: Callable[[], str]) -> tuple[float, str]:
     return statistics.median(took) * 1000, text
 
 
-# ---- the bench ----
-
-
 class Bench:
+    """One run: a Lab (private redis-server, database, the server and the baseline), the
+    watcher processes, and every figure measured so far (`results`)."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.name = f"fanout_{secrets.token_hex(4)}"
-        self.db_url = common.with_database(args.database_url, self.name)
-        self.secret = "bench-" + secrets.token_hex(24)
-        self.folder = Path(tempfile.mkdtemp(prefix="mxfanout-", dir="/tmp"))
-        self.pin = common.has_taskset() and not args.no_pin
-        self.redis_port = args.redis_port or common.free_port()
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.server_port = common.free_port()
-        self.base_port = common.free_port()
-        self.redis: subprocess.Popen[bytes] | None = None
-        self.server: subprocess.Popen[bytes] | None = None
+        self.lab = common.Lab(
+            args.database_url, prefix="fanout", env={"MODEX_REDIS_PREFIX": REDIS_PREFIX},
+            pin=not args.no_pin, keep_logs=args.keep_logs,
+        )  # fmt: skip
+        self.full: common.Server | None = None
         self.baseline: subprocess.Popen[bytes] | None = None
-        self.created_db = False
+        self.base_port = common.free_port()
         self.show_id = 0
         self.big_id = 0
         self.labels: list[str] = []
@@ -229,177 +91,58 @@ class Bench:
         self.watchers: Watchers | None = None
         self.results: dict[str, Any] = {"runs": [], "rss": {}, "notes": []}
 
-    def taskset(self, cpu: int) -> list[str]:
-        return ["taskset", "-c", str(cpu)] if self.pin else []
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "DATABASE_URL": self.db_url,
-            "SHARD_URLS": self.db_url,
-            "REDIS_URL": self.redis_url,
-            "MODEX_REDIS_PREFIX": REDIS_PREFIX,
-            "MODEX_JWT_SECRET": self.secret,
-            "MODEX_DEMO": "0",
-            "MODEX_DATA_DIR": str(self.folder / "data"),
-            "MODEX_RATE_LIMIT_USER": "100000/second",
-            "MODEX_RATE_LIMIT_IP": "100000/second",
-            "PYTHONUNBUFFERED": "1",
-        }
-
     # ---- set-up / tear-down ----
 
-    def start_redis(self) -> None:
-        log = (self.folder / "redis.log").open("ab")
-        self.redis = subprocess.Popen(
-            self.taskset(1)
-            + [
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        import redis as redis_sync
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis_sync.Redis.from_url(self.redis_url).ping()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    async def create_database(self) -> None:
-        await common.create_database(self.args.database_url, self.name)
-        self.created_db = True
-        await common.migrate(self.env(), ROOT)
-
-    def start_server(self) -> None:
-        log_path = self.folder / "server.log"
-        with log_path.open("ab") as log:
-            self.server = subprocess.Popen(
-                self.taskset(0)
-                + [PY, "-m", "app", "serve", "--port", str(self.server_port), "--workers", "1"],
-                env=self.env(),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        common.wait_healthy(self.server_url, self.server, str(log_path), timeout=60)
-
-    def start_baseline(self) -> None:
-        log_path = self.folder / "baseline.log"
-        with log_path.open("ab") as log:
-            self.baseline = subprocess.Popen(
-                self.taskset(0)
-                + [
-                    PY,
-                    str(HERE / "fanout_baseline.py"),
-                    "--port",
-                    str(self.base_port),
-                    "--seats",
-                    str(len(self.labels)),
-                ],
-                env=self.env(),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        common.wait_healthy(f"http://127.0.0.1:{self.base_port}", self.baseline, str(log_path), 30)
-
-    @property
-    def server_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}"
-
-    def create_fanout_show(self) -> None:
-        admin = common.mint(self.secret, "bench-admin", "admin")
-        body = {
-            "title": "Fan-out",
-            "venue": "Bench hall",
-            "starts_at": "2030-01-01T20:00:00Z",
-            "rows": FANOUT_ROWS,
-            "seats_per_row": FANOUT_PER_ROW,
-            "hold_seconds": 3600,
-        }
-        status, show = common.http_json("POST", f"{self.server_url}/admin/shows", body, admin)
-        if status != 201:
-            raise RuntimeError(f"creating the show failed: {status} {show}")
-        self.show_id = show["id"]
-        self.labels = [s["label"] for s in self.seat_map(self.show_id)["seats"]]
-        self.tokens = [common.mint(self.secret, f"fan-{i}") for i in range(len(self.labels))]
-
-    def create_shows(self) -> None:
+    def start(self) -> None:
+        self.lab.start_redis(cpu=1, port=self.args.redis_port)
+        self.lab.create_database()
+        self.restart_server()
         self.create_fanout_show()
-        admin = common.mint(self.secret, "bench-admin", "admin")
-        big = {
-            "title": "Stadium",
-            "venue": "Bench stadium",
-            "starts_at": "2030-01-01T20:00:00Z",
-            "hold_seconds": 3600,
-            "sections": [
+        self.big_id = common.create_show(
+            self.full.url, self.lab.secret, timeout=120, title="Stadium", venue="Bench stadium",
+            hold_seconds=3600,
+            sections=[
                 {"name": f"S{i + 1}", "rows": BIG_ROWS, "seats_per_row": BIG_PER_ROW}
                 for i in range(BIG_SECTIONS)
             ],
-        }
-        status, show = common.http_json("POST", f"{self.server_url}/admin/shows", big, admin, 120)
-        if status != 201:
-            raise RuntimeError(f"creating the 60,000-seat show failed: {status} {show}")
-        self.big_id = show["id"]
+        )  # fmt: skip
 
-    def seat_map(self, show_id: int) -> dict[str, Any]:
-        status, seat_map = common.http_json("GET", f"{self.server_url}/shows/{show_id}/seats")
-        if status != 200:
-            raise RuntimeError(f"seat map: {status} {seat_map}")
-        result: dict[str, Any] = seat_map
-        return result
+    def restart_server(self) -> None:
+        """A fresh `modex serve` on CPU 0 (the old one, if any, stopped first)."""
+        if self.full is not None:
+            self.lab.stop(self.full.proc)
+        self.full = self.lab.start_server(
+            cpu=0, command=[sys.executable, "-m", "app", "serve", "--workers", "1"]
+        )
 
-    async def start_watchers(self, n_procs: int) -> None:
-        procs = []
-        for i in range(n_procs):
-            proc = await asyncio.create_subprocess_exec(
-                *self.taskset(1), PY, str(HERE / "fanout_watchers.py"),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=(self.folder / f"watchers-{i}.log").open("ab"), cwd=ROOT,
-            )  # fmt: skip
-            procs.append(WatcherProc(proc))
-        self.watchers = Watchers(procs)
+    def start_baseline(self) -> None:
+        url = f"http://127.0.0.1:{self.base_port}"
+        argv = [sys.executable, str(HERE / "fanout_baseline.py"), "--port", str(self.base_port),
+                "--seats", str(len(self.labels))]  # fmt: skip
+        self.baseline = self.lab.start(argv, "baseline.log", cpu=0, health_url=url)
 
-    async def stop_watchers(self) -> None:
-        if self.watchers is None:
-            return
-        for p in self.watchers.procs:
-            try:
-                await asyncio.wait_for(p.ask({"cmd": "exit"}), 10)
-                await asyncio.wait_for(p.proc.wait(), 10)
-            except Exception:
-                if p.proc.returncode is None:
-                    p.proc.kill()
-                    await p.proc.wait()
-        self.watchers = None
+    def process(self, target: str) -> subprocess.Popen[bytes]:
+        proc = self.full.proc if target == "full" and self.full else self.baseline
+        assert proc is not None
+        return proc
+
+    def create_fanout_show(self) -> None:
+        assert self.full is not None
+        self.show_id = common.create_show(
+            self.full.url, self.lab.secret, title="Fan-out", rows=FANOUT_ROWS,
+            seats_per_row=FANOUT_PER_ROW, hold_seconds=3600,
+        )  # fmt: skip
+        self.labels = common.seat_labels(self.full.url, self.show_id)
+        self.tokens = [common.mint(self.lab.secret, f"fan-{i}") for i in range(len(self.labels))]
 
     async def close(self) -> None:
-        await self.stop_watchers()
-        for proc in (self.server, self.baseline, self.redis):
-            common.stop_process(proc)
-        if self.created_db:
-            try:
-                await common.drop_database(self.args.database_url, self.name)
-            except Exception as exc:
-                print(f"dropping {self.name} failed: {exc!r}")
-        if not self.args.keep_logs:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if self.watchers is not None:
+            await self.watchers.stop()
+            self.watchers = None
+        try:
+            self.lab.close()
+        except Exception as exc:  # the figures are printed already: say so, do not lose them
+            print(f"cleaning up {self.lab.name} failed: {exc!r}")
 
     # ---- the snapshot ----
 
@@ -407,41 +150,32 @@ class Bench:
         from websockets.asyncio.client import connect
 
         res: dict[str, Any] = {"seats": BIG_SECTIONS * BIG_ROWS * BIG_PER_ROW}
-        url = f"ws://127.0.0.1:{self.server_port}/ws"
-        times: list[float] = []
-        plain_times: list[float] = []
+        url = f"ws://127.0.0.1:{self.full.port}/ws"
         async with connect(url, compression=None, max_size=None, ping_interval=None) as ws:
-            for i in range(6):
-                t0 = time.perf_counter()
-                await ws.send(
-                    json.dumps({"type": "subscribe", "show_id": self.big_id, "encoding": "rle"})
-                )
-                while True:
-                    frame = await ws.recv()
-                    if '"snapshot"' in frame[:40]:
-                        break
-                dt = time.perf_counter() - t0
-                if i:  # the first one is the cold one
-                    times.append(dt)
-                else:
-                    res["rle_e2e_cold_ms"] = dt * 1000
-                res["rle_bytes"] = len(frame)
-            for _ in range(3):
-                t0 = time.perf_counter()
-                await ws.send(json.dumps({"type": "subscribe", "show_id": self.big_id}))
-                while True:
-                    frame = await ws.recv()
-                    if '"snapshot"' in frame[:40]:
-                        break
-                plain_times.append(time.perf_counter() - t0)
-                res["plain_bytes"] = len(frame)
-        res["rle_e2e_ms"] = statistics.median(times) * 1000
-        res["plain_e2e_ms"] = statistics.median(plain_times) * 1000
+
+            async def subscribe(times: int, **extra: str) -> tuple[list[float], int]:
+                """Seconds from each subscribe to its snapshot frame; the frame's size."""
+                took = []
+                for _ in range(times):
+                    t0 = time.perf_counter()
+                    await ws.send(
+                        json.dumps({"type": "subscribe", "show_id": self.big_id, **extra})
+                    )
+                    while '"snapshot"' not in (frame := await ws.recv())[:40]:
+                        pass
+                    took.append(time.perf_counter() - t0)
+                return took, len(frame)
+
+            rle, res["rle_bytes"] = await subscribe(6, encoding="rle")
+            plain, res["plain_bytes"] = await subscribe(3)
+        res["rle_e2e_cold_ms"] = rle.pop(0) * 1000  # the first one is the cold one
+        res["rle_e2e_ms"] = statistics.median(rle) * 1000
+        res["plain_e2e_ms"] = statistics.median(plain) * 1000
         # the frame builder itself, in this process, on the show's real seat states
         from app.realtime.broker import Position
         from app.realtime.sync import snapshot_frame
 
-        seats = self.seat_map(self.big_id)["seats"]
+        seats = common.seat_map(self.full.url, self.big_id)["seats"]
         states = [(s["label"], s["status"], s["version"]) for s in seats]
         pos = Position(secrets.token_hex(6), 12345)
         ms, text = median_build_ms(7, lambda: snapshot_frame(self.big_id, pos, states, "rle"))
@@ -476,8 +210,7 @@ class Bench:
         start = time.time() + 1.0
         w_start = start + lead
         w_end = w_start + seconds
-        server = self.server if target == "full" else self.baseline
-        assert server is not None
+        server = self.process(target)
         sproc = psutil.Process(server.pid)
         await self.watchers.all({"cmd": "window", "start": w_start, "end": w_end})
         procs: list[asyncio.subprocess.Process] = []
@@ -486,7 +219,7 @@ class Bench:
         if target == "full":
             cfg = {
                 "host": "127.0.0.1",
-                "port": self.server_port,
+                "port": self.full.port,
                 "show_id": self.show_id,
                 "rate": rate,
                 "hold_time": args.hold_time,
@@ -499,17 +232,18 @@ class Bench:
                 "connections": 16,
             }
             for mode in ("drive", "redis-sub"):
-                out = self.folder / f"{mode}-{secrets.token_hex(3)}.json"
-                cfg_path = self.folder / f"{mode}-cfg-{secrets.token_hex(3)}.json"
+                out = self.lab.folder / f"{mode}-{secrets.token_hex(3)}.json"
+                cfg_path = self.lab.folder / f"{mode}-cfg-{secrets.token_hex(3)}.json"
                 extra = {
                     "out": str(out),
-                    "redis_url": self.redis_url,
+                    "redis_url": self.lab.redis_url,
                     "channel": RedisKeys(REDIS_PREFIX).channel(self.show_id),
                 }
                 cfg_path.write_text(json.dumps({**cfg, **extra}))
                 proc = await asyncio.create_subprocess_exec(
-                    *self.taskset(1), PY, str(HERE / "fanout_driver.py"), mode, str(cfg_path),
-                    cwd=ROOT, stderr=(self.folder / f"{mode}.log").open("ab"),
+                    *self.lab.taskset(1), sys.executable, str(HERE / "fanout_driver.py"), mode,
+                    str(cfg_path), cwd=common.ROOT,
+                    stderr=(self.lab.folder / f"{mode}.log").open("ab"),
                 )  # fmt: skip
                 procs.append(proc)
                 outs.append(out)
@@ -528,9 +262,9 @@ class Bench:
         w_cpu0 = [p.cpu_times() for p in wprocs]
         spy = None
         if profile:
-            spy_out = self.folder / "py-spy-raw.txt"
+            spy_out = self.lab.folder / "py-spy-raw.txt"
             spy = await asyncio.create_subprocess_exec(
-                str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(server.pid),
+                str(common.ROOT / ".venv/bin/py-spy"), "record", "-p", str(server.pid),
                 "-d", str(max(1, int(seconds) - 1)), "-f", "raw", "-o", str(spy_out),
                 "--nonblocking",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -543,7 +277,7 @@ class Bench:
         rss = sproc.memory_info().rss
         if spy is not None:
             await spy.wait()
-            self.results["profile"] = str(self.folder / "py-spy-raw.txt")
+            self.results["profile"] = str(self.lab.folder / "py-spy-raw.txt")
         driver: dict[str, Any] = {}
         redis_sub: dict[str, Any] = {}
         if procs:
@@ -560,7 +294,7 @@ class Bench:
         converge: dict[str, Any] = {}
         if target == "full":
             await asyncio.sleep(2.5)  # the hold cycles' last releases + fan-out
-            truth_map = self.seat_map(self.show_id)["seats"]
+            truth_map = common.seat_map(self.full.url, self.show_id)["seats"]
             truth = [s["version"] for s in truth_map]
             checks = await self.watchers.all({"cmd": "check", "versions": truth})
             converge = {
@@ -591,9 +325,9 @@ class Bench:
             "change_deliveries_s": changes / seconds,
             "frames_per_watcher_s": frames / seconds / watchers if watchers else 0,
             "avg_frame_bytes": nbytes / frames if frames else 0,
-            "p50_ms": pct(hist, 50),
-            "p95_ms": pct(hist, 95),
-            "p99_ms": pct(hist, 99),
+            "p50_ms": common.histogram_percentile(hist, 50),
+            "p95_ms": common.histogram_percentile(hist, 95),
+            "p99_ms": common.histogram_percentile(hist, 99),
             "max_ms": max(hist) if hist else None,
             "missing": sum(s["missing"] for s in stats),
             "dupes": sum(s["dupes"] for s in stats),
@@ -611,8 +345,11 @@ class Bench:
             "tool_cpu_pct": sum(watcher_cpu),
             "cores_pct": cores,
             "loadavg": [round(x, 2) for x in loadavg],
-            "changes_sent": driver.get("changes_in_window", rate * seconds if target != "full" else None),
-            "driver": {k: driver.get(k) for k in ("req_p50_ms", "req_p99_ms", "failures", "samples", "skipped_no_free_seat", "cpu_s")},
+            "changes_sent": driver.get(
+                "changes_in_window", rate * seconds if target != "full" else None
+            ),
+            "driver": {k: driver.get(k) for k in ("req_p50_ms", "req_p99_ms", "failures",
+                                                  "samples", "skipped_no_free_seat", "cpu_s")},
             "redis_sub": redis_sub,
             "frame_size": frame_size,
         }  # fmt: skip
@@ -626,8 +363,7 @@ class Bench:
         import psutil
 
         assert self.watchers is not None
-        proc = self.server if target == "full" else self.baseline
-        assert proc is not None
+        proc = self.process(target)
         points = {}
         for level in sorted(
             {0, min(1000, self.args.watchers_max), min(5000, self.args.watchers_max)}
@@ -650,12 +386,12 @@ class Bench:
         """Outbox rows still there, and the server log's relay lines since the last call."""
         import asyncpg
 
-        conn = await asyncpg.connect(self.db_url)
+        conn = await asyncpg.connect(self.lab.db_url)
         try:
             left = await conn.fetchval("SELECT count(*) FROM outbox")
         finally:
             await conn.close()
-        text = (self.folder / "server.log").read_text(errors="replace")
+        text = (self.lab.folder / "server.log").read_text(errors="replace")
         relayed = text.count("relayed ")
         failed = text.count("outbox relay on shard")
         prev = self.results.setdefault("_relay_seen", [0, 0])
@@ -666,8 +402,7 @@ class Bench:
     async def rss_at(self, target: str) -> float:
         import psutil
 
-        proc = self.server if target == "full" else self.baseline
-        assert proc is not None
+        proc = self.process(target)
         await asyncio.sleep(1.5)
         rss = float(psutil.Process(proc.pid).memory_info().rss)
         self.results["rss"].setdefault(target, {})[self.watchers.count if self.watchers else 0] = (
@@ -708,8 +443,8 @@ class Bench:
                 print(
                     f"[{target}] {self.watchers.count} watchers ({added['ready']} new ready in "
                     f"{added['ready_s']:.1f}s, failed {added['failed'] or 0}); server RSS "
-                    f"{rss / 2**20:.1f} MB = {(rss - rss0) / max(1, self.watchers.count) / 1024:.1f}"
-                    f" KB/watcher over 0",
+                    f"{rss / 2**20:.1f} MB = "
+                    f"{(rss - rss0) / max(1, self.watchers.count) / 1024:.1f} KB/watcher over 0",
                     flush=True,
                 )
                 size = self.frame_size(level, args.rate)
@@ -737,7 +472,7 @@ class Bench:
 
     def ws_url(self, target: str) -> str:
         if target == "full":
-            return f"ws://127.0.0.1:{self.server_port}/ws"
+            return f"ws://127.0.0.1:{self.full.port}/ws"
         return f"ws://127.0.0.1:{self.base_port}/"
 
     def ws_show(self, target: str) -> int:
@@ -751,12 +486,11 @@ class Bench:
     async def restart(self, target: str) -> None:
         """A fresh process; for the full server also a fresh show."""
         if target == "full":
-            common.stop_process(self.server)
-            self.start_server()
+            self.restart_server()
             self.create_fanout_show()
             await self.set_labels(target)
         else:
-            common.stop_process(self.baseline)
+            self.lab.stop(self.process(target))
             self.start_baseline()
 
     def frame_size(self, watchers: int, rate: float) -> int:
@@ -776,271 +510,49 @@ class Bench:
         return int(statistics.median(pick)) if pick else 200
 
 
-def fmt_run(r: dict[str, Any]) -> str:
-    def ms(x: Any) -> str:
-        return "-" if x is None else f"{x:.0f}"
-
-    rs = r.get("redis_sub") or {}
-    return (
-        f"  {r['target']:<8} {r['watchers']:>6} w {r['rate']:>4.0f}/s {r['seconds']:>3.0f}s | "
-        f"p50/p95/p99 {ms(r['p50_ms'])}/{ms(r['p95_ms'])}/{ms(r['p99_ms'])} ms | "
-        f"{r['deliveries_s']:>8.0f} frames/s {r['change_deliveries_s']:>8.0f} changes/s "
-        f"({r['frames_per_watcher_s']:.1f}/w/s, {r['avg_frame_bytes']:.0f} B) | "
-        f"missing {r['missing']} dupes {r['dupes']} stale frames {r['stale_frames']} "
-        f"resyncs {r['resyncs']} closed {r['closed']}"
-        f" notconv {r['not_converged']} | server CPU {r['server_cpu_pct']:.0f}% tool "
-        f"{r['tool_cpu_pct']:.0f}% cores {'/'.join(f'{c:.0f}' for c in r['cores_pct'])} "
-        f"load {r['loadavg'][0]}"
-        + (
-            f" | sent {r['changes_sent']} redis-sub p50/p99 {ms(rs.get('p50_ms'))}/"
-            f"{ms(rs.get('p99_ms'))} ms"
-            if r["target"] == "full"
-            else ""
-        )
-        + (f" | driver fail {r['driver']['failures']}" if r["driver"].get("failures") else "")
-        + (
-            f" | outbox left {r['outbox_left']}, relay lines {r['relayed']} ok"
-            f" {r['relay_failed']} failed"
-            if r.get("relayed") or r.get("relay_failed") or r.get("outbox_left")
-            else ""
-        )
-    )
-
-
-def med(values: list[Any]) -> Any:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def report(bench: Bench, info: dict[str, Any]) -> dict[str, Any]:
-    args = bench.args
-    res = bench.results
-    runs = [r for r in res["runs"] if not r.get("warmup")]
-    lines: list[str] = []
-    w = lines.append
-    w("")
-    w("=" * 100)
-    w(
-        f"fan-out benchmark: one `modex serve` (CPU 0) vs bare websockets.broadcast(); median of {args.runs} run(s)"
-    )
-    w("=" * 100)
-
-    def key(target: str, name: str) -> dict[str, Any]:
-        group = [r for r in runs if r["target"] == target and r.get("key") == name]
-        if not group:
-            return {}
-        out = {
-            f: med([r[f] for r in group])
-            for f in ("watchers", "rate", "p50_ms", "p95_ms", "p99_ms", "deliveries_s",
-                      "change_deliveries_s", "frames_per_watcher_s", "avg_frame_bytes",
-                      "missing", "dupes", "stale_frames", "resyncs", "closed", "not_converged",
-                      "server_cpu_pct", "tool_cpu_pct")
-        }  # fmt: skip
-        out["redis_p99_ms"] = med([(r.get("redis_sub") or {}).get("p99_ms") for r in group])
-        out["redis_p50_ms"] = med([(r.get("redis_sub") or {}).get("p50_ms") for r in group])
-        out["n"] = len(group)
-        return out
-
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    w(f"{'point':<26}{'target':<9}{'p50':>6}{'p95':>6}{'p99':>7}{'frames/s':>10}{'changes/s':>11}"
-      f"{'B/frame':>8}{'miss':>6}{'dup':>5}{'resync':>7}{'srvCPU':>7}{'toolCPU':>8}{'redis p99':>10}")  # fmt: skip
-    for name, label in (
-        ("hi", "5k-ish @ rate-hi"),
-        ("max_lo", "max @ rate"),
-        ("max_hi", "max @ rate-hi"),
-    ):
-        for target in ("full", "baseline"):
-            k = key(target, name)
-            if not k:
-                continue
-            table.setdefault(name, {})[target] = k
-
-            def f(x: Any, d: int = 0) -> str:
-                return "-" if x is None else f"{x:.{d}f}"
-
-            w(
-                f"{label + ' ' + str(int(k['watchers'])) + 'w ' + str(int(k['rate'])) + '/s':<26}"
-                f"{target:<9}{f(k['p50_ms']):>6}{f(k['p95_ms']):>6}{f(k['p99_ms']):>7}"
-                f"{f(k['deliveries_s']):>10}{f(k['change_deliveries_s']):>11}"
-                f"{f(k['avg_frame_bytes']):>8}{f(k['missing']):>6}{f(k['dupes']):>5}"
-                f"{f(k['resyncs']):>7}{f(k['server_cpu_pct']):>6}%{f(k['tool_cpu_pct']):>7}%"
-                f"{f(k['redis_p99_ms']):>10}"
-            )
-    w("")
-    w("step-up (one run per step at --rate):")
-    for r in runs:
-        if r.get("step"):
-            w(fmt_run(r))
-    w("")
-    # memory
-    mem: dict[str, Any] = {}
-    for target, points in res.get("rss_idle", {}).items():
-        pts = sorted((int(k), v) for k, v in points.items())
-        base = dict(pts)[0]
-        slope = {n: (v - base) / n / 1024 for n, v in pts if n}
-        mem[target + " idle"] = {
-            "points_mb": {n: v / 2**20 for n, v in pts},
-            "kb_per_watcher": slope,
-        }
-        w(
-            f"server RSS {target} idle (fresh process, no change ever sent): "
-            + ", ".join(f"{n}: {v / 2**20:.1f} MB" for n, v in pts)
-        )
-        w("   KB per idle watcher over 0: " + ", ".join(f"{n}w {s:.1f}" for n, s in slope.items()))
-    for target, points in res["rss"].items():
-        pts = sorted((int(k), v) for k, v in points.items())
-        base = dict(pts).get(0)
-        if base is None:
-            continue
-        desc = ", ".join(f"{n}: {v / 2**20:.0f} MB" for n, v in pts)
-        slope = {}
-        for n in (1000, 5000):
-            if n in dict(pts):
-                slope[n] = (dict(pts)[n] - base) / n / 1024
-        mem[target] = {"points_mb": {n: v / 2**20 for n, v in pts}, "kb_per_watcher": slope}
-        w(f"server RSS {target:<8} during the step-up (after runs): {desc}")
-        w("   KB per idle watcher over 0: " + ", ".join(f"{n}w {s:.1f}" for n, s in slope.items()))
-    w("")
-    snap = res.get("snapshot", {})
-    if snap:
-        w(
-            f"60,000-seat snapshot: rle frame {snap['rle_bytes']} B "
-            f"(target < {TARGETS['snapshot_bytes']}), subscribe->frame end to end "
-            f"{snap['rle_e2e_ms']:.1f} ms (cold {snap['rle_e2e_cold_ms']:.1f} ms), "
-            f"snapshot_frame() build {snap['rle_build_ms']:.1f} ms (target < {TARGETS['snapshot_ms']:.0f}); "
-            f"mixed map (1/7 held, 1/5 booked): {snap['rle_mixed_bytes']} B in {snap['rle_mixed_build_ms']:.1f} ms; "
-            f"plain frame {snap['plain_bytes']} B, build {snap['plain_build_ms']:.1f} ms, e2e {snap['plain_e2e_ms']:.1f} ms"
-        )  # fmt: skip
-    w("")
-    # verdicts
-    verdicts = []
-    full_max = table.get("max_hi", table.get("hi", {}))
-    if full_max.get("full") and full_max.get("baseline"):
-        fb, bb = full_max["full"], full_max["baseline"]
-        ratio_frames = fb["deliveries_s"] / bb["deliveries_s"] if bb["deliveries_s"] else 0
-        ratio_changes = (
-            fb["change_deliveries_s"] / bb["change_deliveries_s"]
-            if bb["change_deliveries_s"]
-            else 0
-        )
-        verdicts.append(
-            f"deliveries at {int(fb['watchers'])} watchers, {int(fb['rate'])}/s: full/bare frames/s "
-            f"{ratio_frames:.2f}, seat changes delivered/s {ratio_changes:.2f} (target >= {TARGETS['ratio']})"
-        )
-        res["ratio_frames"], res["ratio_changes"] = ratio_frames, ratio_changes
-    hi = table.get("hi", {}).get("full")
-    if hi:
-        ok = hi["p99_ms"] is not None and hi["p99_ms"] < TARGETS["p99_5k_hi_ms"]
-        verdicts.append(
-            f"p99 {int(hi['watchers'])} watchers @ {int(hi['rate'])}/s: {hi['p99_ms']} ms "
-            f"(target < {TARGETS['p99_5k_hi_ms']:.0f}) {'MEETS' if ok else 'MISSES'}"
-        )
-    lo = table.get("max_lo", {}).get("full")
-    if lo:
-        ok = lo["p99_ms"] is not None and lo["p99_ms"] < TARGETS["p99_max_lo_ms"]
-        verdicts.append(
-            f"p99 {int(lo['watchers'])} watchers @ {int(lo['rate'])}/s: {lo['p99_ms']} ms "
-            f"(target < {TARGETS['p99_max_lo_ms']:.0f}) {'MEETS' if ok else 'MISSES'}"
-        )
-    mkey = "full idle" if "full idle" in mem else "full"
-    if mkey in mem and mem[mkey]["kb_per_watcher"]:
-        kb = mem[mkey]["kb_per_watcher"]
-        worst = max(kb.values())
-        verdicts.append(
-            f"server memory per idle watcher ({mkey}): {', '.join(f'{n}w {v:.1f} KB' for n, v in kb.items())} "
-            f"(target < {TARGETS['kb_per_watcher']:.0f}) {'MEETS' if worst < TARGETS['kb_per_watcher'] else 'MISSES'}"
-        )
-    if snap:
-        ok = (
-            snap["rle_bytes"] < TARGETS["snapshot_bytes"]
-            and snap["rle_build_ms"] < TARGETS["snapshot_ms"]
-        )
-        verdicts.append(
-            f"60k snapshot: {snap['rle_bytes']} B, built in {snap['rle_build_ms']:.1f} ms "
-            f"{'MEETS' if ok else 'MISSES'}"
-        )
-    for v in verdicts:
-        w("  * " + v)
-    tool_max = max((r["tool_cpu_pct"] for r in runs), default=0)
-    w("")
-    w(
-        f"load tool: {len(bench.watchers.procs) if bench.watchers else args.watcher_procs} watcher "
-        f"process(es) on CPU 1, peak {tool_max:.0f}% of a core"
-        + (
-            " -- over 70%: SATURATED, latencies include the tool's queueing"
-            if tool_max > 70
-            else " (< 70%)"
-        )
-    )
-    v = info["versions"]
-    w("versions: " + ", ".join(f"{k} {v[k]}" for k in v))
-    c = info["cpu"]
-    w(
-        f"app code measured: HEAD {info['git']['head']}; uncommitted in app/ sql/: {info['git']['uncommitted'] or 'none'}"
-    )
-    w(f"cpu: {c['model']}, {c['cpus']} CPUs; load average before {c['loadavg_before']}, "
-      f"after {[round(x, 2) for x in os.getloadavg()]}")  # fmt: skip
-    for note in res["notes"]:
-        w("note: " + note)
-    print("\n".join(lines), flush=True)
-    res["table"] = table
-    res["memory"] = mem
-    res["verdicts"] = verdicts
-    return res
-
-
-async def amain(args: argparse.Namespace) -> None:
-    info = {"versions": versions(), "cpu": common.cpu_info(), "nofile": raise_nofile()}
-    git = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--short", "app", "sql"], cwd=ROOT, capture_output=True, text=True
-    )
-    info["git"] = {"head": git.stdout.strip(), "uncommitted": dirty.stdout.split("\n")[:-1]}
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole run; what the report printed, with the machine's description."""
+    info = {
+        "versions": common.versions(),
+        "cpu": common.cpu_info(),
+        "nofile": common.raise_nofile(),
+        "git": common.git_state(),
+    }
     print(
-        f"app code: HEAD {info['git']['head']}, uncommitted in app/ sql/: {info['git']['uncommitted'] or 'none'}",
+        f"app code: HEAD {info['git']['head']}, uncommitted in app/ sql/: "
+        f"{info['git']['uncommitted'] or 'none'}",
         flush=True,
     )
-    if common.has_taskset() and not args.no_pin:
-        os.sched_setaffinity(0, {1})
+    common.pin_self(1, not args.no_pin)
     bench = Bench(args)
     try:
-        bench.start_redis()
-        await bench.create_database()
-        bench.start_server()
-        bench.create_shows()
+        bench.start()
+        assert bench.full is not None
         print(
-            f"database {bench.name}, redis :{bench.redis_port}, server pid {bench.server.pid if bench.server else '?'}"
-            f" :{bench.server_port}, show {bench.show_id} ({len(bench.labels)} seats), "
-            f"60k show {bench.big_id}, logs {bench.folder}",
+            f"database {bench.lab.name}, redis {bench.lab.redis_url}, server pid "
+            f"{bench.full.proc.pid} :{bench.full.port}, show {bench.show_id} "
+            f"({len(bench.labels)} seats), 60k show {bench.big_id}, logs {bench.lab.folder}",
             flush=True,
-        )  # fmt: skip
+        )
         if not args.skip_snapshot:
             bench.results["snapshot"] = await bench.snapshot_bench()
             print(f"snapshot: {bench.results['snapshot']}", flush=True)
             # idle memory is measured on a fresh process: the 60,000-seat snapshot's
             # freed memory would otherwise absorb the first watchers and flatter the slope
-            common.stop_process(bench.server)
-            bench.start_server()
+            bench.restart_server()
         n_procs = args.watcher_procs or max(1, -(-args.watchers_max // 5000))
-        await bench.start_watchers(n_procs)
+        bench.watchers = await Watchers.start(n_procs, bench.lab.taskset(1), bench.lab.folder)
         await bench.phase("full")
         if not args.skip_baseline:
             bench.start_baseline()
             await bench.phase("baseline")
-        result = report(bench, info)
-        if args.json:
-            Path(args.json).write_text(json.dumps({**result, **info}, indent=2, default=str))
-            print(f"written {args.json}")
+        result = report(args, bench.results, info, len(bench.watchers.procs))
         if args.profile and bench.results.get("profile"):
-            dest = (
-                Path(args.json).with_suffix(".pyspy.txt")
-                if args.json
-                else Path("/tmp/fanout-pyspy.txt")
-            )
+            # out of the folder the run removes at the end
+            dest = Path(args.json).with_suffix(".pyspy.txt") if args.json else PYSPY_OUT
             shutil.copy(bench.results["profile"], dest)
             print(f"py-spy raw profile copied to {dest}")
+        return {**result, **info}
     finally:
         await bench.close()
 
@@ -1049,7 +561,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument("--database-url", default=common.DEFAULT_DB, help="PostgreSQL admin URL")
     parser.add_argument("--redis-port", type=int, default=0, help="private redis-server port")
     parser.add_argument("--watchers-max", type=int, default=10_000)
     parser.add_argument("--step", type=int, default=1000)
@@ -1076,7 +588,10 @@ def main() -> None:
         args.step_seconds = 4.0
         args.warmup = 2.0
     common.use_uvloop()
-    asyncio.run(amain(args))
+    result = asyncio.run(amain(args))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+        print(f"written {args.json}")
 
 
 if __name__ == "__main__":

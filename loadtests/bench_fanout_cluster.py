@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402
-from bench_fanout import REDIS_PREFIX, WatcherProc, Watchers, pct, raise_nofile  # noqa: E402
+from bench_fanout import REDIS_PREFIX  # noqa: E402
+from fanout_watchers import Watchers  # noqa: E402
 
 from app.cluster import local, processes, redis_cluster  # noqa: E402
 from app.realtime.keys import RedisKeys  # noqa: E402
@@ -55,59 +55,40 @@ class Deployment:
     def __init__(self, args: argparse.Namespace, redis_kind: str) -> None:
         self.args = args
         self.redis_kind = redis_kind
-        self.folder = Path(tempfile.mkdtemp(prefix=f"mxfc-{redis_kind}-", dir="/tmp"))
-        self.name = f"fanc_{secrets.token_hex(4)}"
-        self.db_url = common.with_database(args.database_url, self.name)
-        self.secret = "bench-" + secrets.token_hex(24)
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.lab = common.Lab(
+            args.database_url, prefix="fanc", pin=False, keep_logs=args.keep_logs,
+            env={"MODEX_REDIS_PREFIX": REDIS_PREFIX, "MODEX_TRUSTED_PROXIES": "127.0.0.1"},
+            limits={"MODEX_RATE_LIMIT_USER": "100000/second", "MODEX_RATE_LIMIT_IP": "off"},
+        )  # fmt: skip
+        self.folder = self.lab.folder
         self.instances: list[subprocess.Popen[bytes]] = []
         self.redis_pids: list[int] = []
         self.nginx: subprocess.Popen[bytes] | None = None
-        self.created_db = False
-        self.redis_url = ""
         self.url = ""
         self.port = 0
         self.show_id = 0
         self.labels: list[str] = []
         self.tokens: list[str] = []
 
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "DATABASE_URL": self.db_url,
-            "SHARD_URLS": self.db_url,
-            "REDIS_URL": self.redis_url,
-            "MODEX_REDIS_PREFIX": REDIS_PREFIX,
-            "MODEX_JWT_SECRET": self.secret,
-            "MODEX_DEMO": "0",
-            "MODEX_TRUSTED_PROXIES": "127.0.0.1",
-            "MODEX_RATE_LIMIT_USER": "100000/second",
-            "MODEX_RATE_LIMIT_IP": "off",
-            "PYTHONUNBUFFERED": "1",
-        }
+    @property
+    def redis_url(self) -> str:
+        return self.lab.redis_url
 
     async def start(self) -> None:
-        redis_url, nodes = local.start_redis(self.redis_kind, self.folder / "redis")
-        self.redis_url = redis_url
+        lab = self.lab
+        lab.redis_url, nodes = local.start_redis(self.redis_kind, self.folder / "redis")
         for node, proc in nodes:
             self.redis_pids.append(node["pid"])
             if proc is not None:
-                self.procs.append(proc)
-        await common.create_database(self.args.database_url, self.name)
-        self.created_db = True
-        await common.migrate(self.env(), ROOT)
+                lab.procs.append(proc)
+        lab.create_database()
         ports = [processes.free_port() for _ in range(self.args.instances)]
-        for index, port in enumerate(ports):
+        for index, port in enumerate(ports):  # all start at once, then each is waited for
             folder = self.folder / f"app{index}"
             folder.mkdir()
-            proc = processes.spawn(
-                [PY, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                folder / "app.log",
-                env={**self.env(), "MODEX_DATA_DIR": str(folder)},
-                cwd=ROOT,
-            )
-            self.procs.append(proc)
-            self.instances.append(proc)
+            argv = [PY, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            log = f"app{index}/app.log"
+            self.instances.append(lab.start(argv, log, env={"MODEX_DATA_DIR": str(folder)}))
         for index, (port, proc) in enumerate(zip(ports, self.instances, strict=True)):
             log = self.folder / f"app{index}" / "app.log"
             common.wait_healthy(f"http://127.0.0.1:{port}", proc, str(log), timeout=60)
@@ -120,34 +101,18 @@ class Deployment:
             [nginx, "-c", str(nginx_dir / "nginx.conf"), "-p", str(nginx_dir)],
             nginx_dir / "nginx.out",
         )
-        self.procs.append(self.nginx)
+        lab.procs.append(self.nginx)
         processes.wait_for_port(self.port, self.nginx.pid, "nginx", nginx_dir / "error.log")
         self.url = f"http://127.0.0.1:{self.port}"
-        self.create_show()
-
-    def create_show(self) -> None:
-        admin = common.mint(self.secret, "bench-admin", "admin")
-        body = {
-            "title": "Fan-out over a cluster",
-            "venue": "Bench hall",
-            "starts_at": "2030-01-01T20:00:00Z",
-            "rows": ROWS,
-            "seats_per_row": PER_ROW,
-            "hold_seconds": 3600,
-            "max_seats_per_customer": 10,
-        }
-        status, show = common.http_json("POST", f"{self.url}/admin/shows", body, admin)
-        if status != 201:
-            raise RuntimeError(f"creating the show failed: {status} {show}")
-        self.show_id = show["id"]
-        self.labels = [s["label"] for s in self.seat_map()]
-        self.tokens = [common.mint(self.secret, f"fan-{i}") for i in range(len(self.labels))]
+        self.show_id = common.create_show(
+            self.url, lab.secret, title="Fan-out over a cluster", rows=ROWS,
+            seats_per_row=PER_ROW, hold_seconds=3600, max_seats_per_customer=10,
+        )  # fmt: skip
+        self.labels = common.seat_labels(self.url, self.show_id)
+        self.tokens = [common.mint(lab.secret, f"fan-{i}") for i in range(len(self.labels))]
 
     def seat_map(self) -> list[dict[str, Any]]:
-        status, seat_map = common.http_json("GET", f"{self.url}/shows/{self.show_id}/seats")
-        if status != 200:
-            raise RuntimeError(f"seat map: {status} {seat_map}")
-        seats: list[dict[str, Any]] = seat_map["seats"]
+        seats: list[dict[str, Any]] = common.seat_map(self.url, self.show_id)["seats"]
         return seats
 
     def measured_pids(self) -> dict[str, list[int]]:
@@ -161,17 +126,14 @@ class Deployment:
         }
 
     async def close(self) -> None:
-        for proc in reversed(self.procs):
+        for proc in reversed(self.lab.procs):  # nginx and the instances before Redis
             common.stop_process(proc)
         if self.redis_kind == "cluster":
             redis_cluster.stop(self.folder / "redis")
-        if self.created_db:
-            try:
-                await common.drop_database(self.args.database_url, self.name)
-            except Exception as exc:
-                print(f"dropping {self.name} failed: {exc!r}")
-        if not self.args.keep_logs:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.lab.close()
+        except Exception as exc:  # the figures are printed already: say so, do not lose them
+            print(f"cleaning up {self.lab.name} failed: {exc!r}")
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -183,29 +145,6 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += times.user + times.system
     return total
-
-
-async def start_watchers(folder: Path, count: int) -> Watchers:
-    procs = []
-    for i in range(count):
-        proc = await asyncio.create_subprocess_exec(
-            PY, str(HERE / "fanout_watchers.py"),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=(folder / f"watchers-{i}.log").open("ab"), cwd=ROOT,
-        )  # fmt: skip
-        procs.append(WatcherProc(proc))
-    return Watchers(procs)
-
-
-async def stop_watchers(watchers: Watchers) -> None:
-    for p in watchers.procs:
-        try:
-            await asyncio.wait_for(p.ask({"cmd": "exit"}), 10)
-            await asyncio.wait_for(p.proc.wait(), 10)
-        except Exception:
-            if p.proc.returncode is None:
-                p.proc.kill()
-                await p.proc.wait()
 
 
 async def window(dep: Deployment, watchers: Watchers, args: argparse.Namespace) -> dict[str, Any]:
@@ -261,8 +200,8 @@ async def window(dep: Deployment, watchers: Watchers, args: argparse.Namespace) 
         "changes_s": (drove.get("changes_in_window") or 0) / seconds,
         "deliveries_s": sum(s["frames"] for s in stats) / seconds,
         "change_deliveries_s": sum(s["changes"] for s in stats) / seconds,
-        "p50_ms": pct(hist, 50),
-        "p99_ms": pct(hist, 99),
+        "p50_ms": common.histogram_percentile(hist, 50),
+        "p99_ms": common.histogram_percentile(hist, 99),
         "missing": sum(s["missing"] for s in stats),
         "dupes": sum(s["dupes"] for s in stats),
         "not_converged": sum(c["wrong"] for c in checks),
@@ -288,7 +227,7 @@ async def run(args: argparse.Namespace, redis_kind: str) -> list[dict[str, Any]]
     results = []
     try:
         await dep.start()
-        watchers = await start_watchers(dep.folder, args.watcher_procs)
+        watchers = await Watchers.start(args.watcher_procs, [], dep.folder)
         await watchers.all({"cmd": "labels", "labels": dep.labels})  # map order
         ws_url = f"ws://127.0.0.1:{dep.port}/ws"
         joined = await watchers.add(args.watchers, ws_url, dep.show_id)
@@ -300,7 +239,7 @@ async def run(args: argparse.Namespace, redis_kind: str) -> list[dict[str, Any]]
             results.append(result)
     finally:
         if watchers is not None:
-            await stop_watchers(watchers)
+            await watchers.stop()
         await dep.close()
     return results
 
@@ -349,7 +288,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.watchers, args.seconds, args.repeat = 300, 5.0, 1
-    raise_nofile()
+    common.raise_nofile()
     sys.exit(asyncio.run(amain(args)))
 
 

@@ -7,18 +7,18 @@ What it does, in one run:
   1. creates a fresh `bench_<random>` database on --database-url's PostgreSQL and runs
      `python -m app migrate` on it (dropped again at the end);
   2. starts ONE `python -m app serve` process (one worker; rate limits on, set too high to
-     refuse) pinned to CPU 0
-     with `taskset -c 0`, creates a show with two seats per client through the admin API;
+     refuse) pinned to CPU 0 with `taskset -c 0`, creates a show with two seats per client
+     through the admin API;
   3. starts `loadtests/baseline_app.py` (Starlette + asyncpg, same uvicorn settings), also
      pinned to CPU 0, whose one endpoint runs one `UPDATE seats ... version + 1` on one seat;
   4. drives each of them in turn with --clients concurrent clients (64), each on its own
      keep-alive connection, with its own customer JWT and its own seats:
        full:     POST /shows/{id}/holds {"seats": [1 or 2 seats]} -> 201, DELETE /holds/{id} -> 204
        baseline: POST /bump/{show}/{seat} -> 200
-     The load generator is a raw asyncio/uvloop HTTP/1.1 client (loadtests/common.py) in
-     --gen-procs processes pinned to CPU 1 with `taskset -c 1`. Requests are counted after a
-     --warmup (3 s) for --seconds (20 s): every request (a hold and a release count as two),
-     req/s, p50, p99, failures (any other status, by status code);
+     The load generator (loadtests/holds_driver.py: common.py's raw asyncio/uvloop HTTP/1.1
+     client) runs in --gen-procs processes pinned to CPU 1 with `taskset -c 1`. Requests are
+     counted after a --warmup (3 s) for --seconds (20 s): every request (a hold and a
+     release count as two), req/s, p50, p99, failures (any other status, by status code);
   5. prints both, the ratio full/baseline (target >= 0.6), the CPU use of the server, the
      generator and each CPU during the window, library versions and the CPU model.
 
@@ -29,177 +29,21 @@ reported. PostgreSQL is shared with whatever else runs on the machine: figures a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import secrets
+import shlex
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import common
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 TARGET_RATIO = 0.6
-DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
-
-
-# =====================================================================================
-# The generator: runs in its own process (`bench_holds.py --drive CONFIG_FILE`).
-# =====================================================================================
-
-
-async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
-    host, port = cfg["host"], cfg["port"]
-    mode = cfg["mode"]
-    start_at = cfg["start_at"]
-    window_start = start_at + cfg["warmup"]
-    window_end = window_start + cfg["seconds"]
-    perf_offset = time.time() - time.perf_counter()  # wall clock <-> perf_counter
-    w_start = window_start - perf_offset
-    w_end = window_end - perf_offset
-
-    latencies: list[float] = []  # seconds, requests completed in the window
-    kinds: dict[str, list[float]] = {"hold": [], "release": [], "bump": []}
-    failures: dict[str, int] = {}
-    samples: list[str] = []
-    errors: dict[str, int] = {}
-    counters = {"warmup_requests": 0}
-
-    def record(kind: str, t0: float, t1: float, status: int, expected: int, body: bytes) -> bool:
-        """Count one answered request (in the window, or as warm-up); True if it was the
-        expected status."""
-        in_window = w_start <= t1 < w_end
-        if in_window:
-            latencies.append(t1 - t0)
-            kinds[kind].append(t1 - t0)
-        else:
-            counters["warmup_requests"] += 1
-        if status == expected:
-            return True
-        if in_window:
-            key = f"{kind} {status}"
-            failures[key] = failures.get(key, 0) + 1
-            if len(samples) < 5:
-                samples.append(f"{key}: {body[:300].decode(errors='replace')}")
-        return False
-
-    def lost(client: common.RawClient, exc: BaseException) -> None:
-        """A request that got no answer: count it and reconnect on the next send."""
-        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-        client.conn = None
-
-    clients = []
-    for spec in cfg["clients"]:
-        client = common.RawClient(host, port)
-        await client.connect()
-        clients.append((client, spec))
-
-    async def run_full(client: common.RawClient, spec: dict[str, Any]) -> None:
-        import orjson
-
-        show_id = cfg["show_id"]
-        headers = {"Authorization": f"Bearer {spec['token']}", "Content-Type": "application/json"}
-        seats = spec["seats"]
-        hold_reqs = [
-            client.build(
-                "POST",
-                f"/shows/{show_id}/holds",
-                orjson.dumps({"seats": seats[: 1 + (k % 2)]}),
-                headers,
-            )
-            for k in range(2)
-        ]
-        auth_only = {"Authorization": headers["Authorization"]}
-        k = 0
-        perf = time.perf_counter
-        while True:
-            t0 = perf()
-            if t0 >= w_end:
-                return
-            try:
-                status, body = await client.send(hold_reqs[k & 1])
-            except (common.HTTPError, OSError) as exc:
-                lost(client, exc)
-                await asyncio.sleep(0.01)
-                continue
-            t1 = perf()
-            k += 1
-            if not record("hold", t0, t1, status, 201, body):
-                continue
-            hold_id = orjson.loads(body)["hold_id"]
-            try:
-                status, body = await client.send(
-                    client.build("DELETE", f"/holds/{hold_id}", b"", auth_only)
-                )
-            except (common.HTTPError, OSError) as exc:
-                lost(client, exc)
-                continue
-            record("release", t1, perf(), status, 204, body)
-
-    async def run_baseline(client: common.RawClient, spec: dict[str, Any]) -> None:
-        raw = client.build("POST", f"/bump/{cfg['show_id']}/{spec['seats'][0]}")
-        perf = time.perf_counter
-        while True:
-            t0 = perf()
-            if t0 >= w_end:
-                return
-            try:
-                status, body = await client.send(raw)
-            except (common.HTTPError, OSError) as exc:
-                lost(client, exc)
-                await asyncio.sleep(0.01)
-                continue
-            record("bump", t0, perf(), status, 200, body)
-
-    # everyone starts together, at the wall-clock time the orchestrator chose
-    delay = start_at - time.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    runner = run_full if mode == "full" else run_baseline
-    tasks = [asyncio.create_task(runner(c, s)) for c, s in clients]
-
-    # the generator's own CPU during the measured window
-    await asyncio.sleep(max(0.0, window_start - time.time()))
-    cpu0 = time.process_time()
-    await asyncio.sleep(max(0.0, window_end - time.time()))
-    cpu1 = time.process_time()
-    await asyncio.gather(*tasks)
-    for client, _ in clients:
-        client.close()
-    return {
-        "requests": len(latencies),
-        "latencies": latencies,
-        "kinds": {k: v for k, v in kinds.items() if v},
-        "failures": failures,
-        "failure_samples": samples,
-        "connection_errors": errors,
-        "cpu_seconds": cpu1 - cpu0,
-        "warmup_requests": counters["warmup_requests"],
-    }
-
-
-def drive_main(config_path: str) -> None:
-    loop_name = common.use_uvloop()
-    with open(config_path) as f:
-        cfg = json.load(f)
-    result = asyncio.run(_drive(cfg))
-    result["loop"] = loop_name
-    with open(cfg["out"], "w") as f:
-        json.dump(result, f)
-
-
-# =====================================================================================
-# The orchestrator.
-# =====================================================================================
 
 
 @dataclass
@@ -241,134 +85,59 @@ def _postgres_cpu() -> dict[int, float]:
 
 
 class Bench:
+    """The two targets on one Lab: the full server and the one-UPDATE baseline, both on
+    CPU 0, on one fresh database with one show of two seats per client."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.name = f"bench_{secrets.token_hex(4)}"
-        self.db_url = common.with_database(args.database_url, self.name)
-        self.secret = "bench-" + secrets.token_hex(24)
-        self.folder = Path(tempfile.mkdtemp(prefix="mxbench-", dir="/tmp"))
-        self.pin = common.has_taskset() and not args.no_pin
-        self.server: subprocess.Popen[bytes] | None = None
-        self.baseline: subprocess.Popen[bytes] | None = None
-        self.server_port = common.free_port()
-        self.baseline_port = common.free_port()
+        self.lab = common.Lab(
+            args.database_url, args.redis_url, pin=not args.no_pin, keep_logs=args.keep_logs
+        )
+        self.servers: dict[str, common.Server] = {}  # by target: "full", "baseline"
         self.show_id = 0
         self.seats: list[str] = []
-        self.created_db = False
 
-    # ---- set-up ----
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "DATABASE_URL": self.db_url,
-            "SHARD_URLS": self.db_url,
-            "REDIS_URL": self.args.redis_url,
-            "MODEX_JWT_SECRET": self.secret,
-            "MODEX_DEMO": "0",
-            "MODEX_DATA_DIR": str(self.folder / "data"),
-            # limits stay on (their cost is part of the hold path) but never refuse
-            "MODEX_RATE_LIMIT_USER": "100000/second",
-            "MODEX_RATE_LIMIT_IP": "100000/second",
-            "PYTHONUNBUFFERED": "1",
-            "BASELINE_DATABASE_URL": self.db_url,
-        }
-
-    def taskset(self, cpu: int) -> list[str]:
-        return ["taskset", "-c", str(cpu)] if self.pin else []
-
-    def create_database(self) -> None:
-        asyncio.run(common.create_database(self.args.database_url, self.name))
-        self.created_db = True
-        asyncio.run(common.migrate(self.env(), ROOT))
-        if self.args.apply_sql:
-            # an experiment on the benchmark's own database only (see loadtests/variants/)
-            asyncio.run(common.run_sql(self.db_url, Path(self.args.apply_sql).read_text()))
-        asyncio.run(common.start_show_ids_apart(self.db_url))
-
-    def drop_database(self) -> None:
-        if self.created_db:
-            asyncio.run(common.drop_database(self.args.database_url, self.name))
-
-    def _start(
-        self, argv: list[str], port: int, log_name: str, cpu: int
-    ) -> subprocess.Popen[bytes]:
-        log_path = self.folder / log_name
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                self.taskset(cpu) + argv,
-                env=self.env(),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        common.wait_healthy(f"http://127.0.0.1:{port}", proc, str(log_path), timeout=60)
-        return proc
-
-    def start_server(self) -> None:
-        import shlex
-
-        base = (
-            shlex.split(self.args.server_cmd)
-            if self.args.server_cmd
-            else [sys.executable, "-m", "app", "serve"]
+    def start(self) -> None:
+        self.lab.create_database(
+            Path(self.args.apply_sql).read_text() if self.args.apply_sql else None
         )
-        self.server = self._start(
-            [*base, "--port", str(self.server_port), "--workers", "1"],
-            self.server_port,
-            "server.log",
-            cpu=0,
+        self.servers["full"] = self.start_server()
+        self.servers["baseline"] = self.lab.start_server(
+            command=[sys.executable, str(HERE / "baseline_app.py")],
+            env={"BASELINE_DATABASE_URL": self.lab.db_url},
+            log_name="baseline.log",
         )
+        self.create_show()
 
-    def start_baseline(self) -> None:
-        self.baseline = self._start(
-            [sys.executable, str(HERE / "baseline_app.py"), "--port", str(self.baseline_port)],
-            self.baseline_port,
-            "baseline.log",
-            cpu=0,
-        )
+    def start_server(self, env: dict[str, str] | None = None) -> common.Server:
+        """One more `python -m app serve` (or --server-cmd) on the run's database."""
+        cmd = self.args.server_cmd
+        command = [*shlex.split(cmd), "--workers", "1"] if cmd else None
+        return self.lab.start_server(command=command, env=env)
 
     def create_show(self) -> None:
         per_row = 20
         need = 2 * self.args.clients
-        rows = (need + per_row - 1) // per_row
-        admin = common.mint(self.secret, "bench-admin", "admin")
-        url = f"http://127.0.0.1:{self.server_port}"
-        status, show = common.http_json(
-            "POST",
-            f"{url}/admin/shows",
-            {
-                "title": "Benchmark",
-                "venue": "Bench hall",
-                "starts_at": "2030-01-01T20:00:00Z",
-                "rows": rows,
-                "seats_per_row": per_row,
-                "hold_seconds": 600,
-            },
-            token=admin,
-        )
-        if status != 201:
-            raise RuntimeError(f"creating the show failed: {status} {show}")
-        self.show_id = show["id"]
-        status, seat_map = common.http_json("GET", f"{url}/shows/{self.show_id}/seats")
-        if status != 200:
-            raise RuntimeError(f"reading the seat map failed: {status} {seat_map}")
-        self.seats = [seat["label"] for seat in seat_map["seats"]]
+        url = self.servers["full"].url
+        self.show_id = common.create_show(
+            url, self.lab.secret, rows=(need + per_row - 1) // per_row, seats_per_row=per_row,
+            hold_seconds=600,
+        )  # fmt: skip
+        self.seats = common.seat_labels(url, self.show_id)
         if len(self.seats) < need:
             raise RuntimeError(f"the show has {len(self.seats)} seats, {need} needed")
 
     # ---- measuring ----
 
-    def measure(self, mode: str) -> Measurement:
+    def measure(self, mode: str, server: common.Server | None = None) -> Measurement:
+        """One window of load on `mode`'s server (or on `server`)."""
         import psutil
 
         args = self.args
-        port = self.server_port if mode == "full" else self.baseline_port
-        server = self.server if mode == "full" else self.baseline
-        assert server is not None
+        server = server or self.servers[mode]
         clients = [
             {
-                "token": common.mint(self.secret, f"bench-user-{i}"),
+                "token": common.mint(self.lab.secret, f"bench-user-{i}"),
                 "seats": self.seats[2 * i : 2 * i + 2],
             }
             for i in range(args.clients)
@@ -381,11 +150,11 @@ class Bench:
         drivers = []
         outs = []
         for p in range(procs):
-            out = self.folder / f"drive-{mode}-{p}-{secrets.token_hex(3)}.json"
+            out = self.lab.folder / f"drive-{mode}-{p}-{secrets.token_hex(3)}.json"
             cfg_path = out.with_suffix(".cfg.json")
             cfg = {
                 "host": "127.0.0.1",
-                "port": port,
+                "port": server.port,
                 "mode": mode,
                 "show_id": self.show_id,
                 "clients": clients[p::procs],
@@ -395,21 +164,13 @@ class Bench:
                 "out": str(out),
             }
             cfg_path.write_text(json.dumps(cfg))
+            argv = [sys.executable, str(HERE / "holds_driver.py"), str(cfg_path)]
             drivers.append(
-                subprocess.Popen(
-                    [
-                        *self.taskset(args.gen_cpu),
-                        sys.executable,
-                        __file__,
-                        "--drive",
-                        str(cfg_path),
-                    ],
-                    cwd=ROOT,
-                )
+                subprocess.Popen([*self.lab.taskset(args.gen_cpu), *argv], cwd=common.ROOT)
             )
             outs.append(out)
 
-        server_ps = psutil.Process(server.pid)
+        server_ps = psutil.Process(server.proc.pid)
         time.sleep(max(0.0, window_start - time.time()))
         s0 = server_ps.cpu_times()
         c0 = psutil.cpu_times(percpu=True)
@@ -474,23 +235,8 @@ class Bench:
             by_kind=by_kind,
         )
 
-    # ---- lifecycle ----
 
-    def close(self) -> None:
-        common.stop_process(self.server)
-        common.stop_process(self.baseline)
-        try:
-            self.drop_database()
-        finally:
-            if not self.args.keep_logs:
-                import shutil
-
-                shutil.rmtree(self.folder, ignore_errors=True)
-
-
-# =====================================================================================
-# Reporting.
-# =====================================================================================
+# ---- reporting ----
 
 
 def ratio_of(full: Measurement, base: Measurement) -> float:
@@ -507,10 +253,10 @@ def report(
     runs: list[tuple[Measurement, Measurement]], args: argparse.Namespace, info: dict
 ) -> dict:
     def med(getter: Any, which: int) -> float:
-        return common.median([getter(pair[which]) for pair in runs])
+        return statistics.median([getter(pair[which]) for pair in runs])
 
     ratios = [ratio_of(full, base) for full, base in runs]
-    ratio = common.median(ratios)
+    ratio = statistics.median(ratios)
     lines = []
     w = lines.append
     w("")
@@ -624,14 +370,10 @@ def _as_dict(m: Measurement) -> dict[str, Any]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--drive":
-        drive_main(sys.argv[2])
-        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database-url", default=DEFAULT_DB, help="PostgreSQL admin URL")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    common.add_service_options(parser)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per target")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=64)
@@ -662,48 +404,37 @@ def main() -> None:
     info = {
         "versions": common.versions(),
         "cpu": common.cpu_info(),
-        "pinned": common.has_taskset() and not args.no_pin,
+        # the orchestrator mostly sleeps: off CPU 0, with the generator
+        "pinned": common.pin_self(args.gen_cpu, not args.no_pin),
     }
-    if common.has_taskset() and not args.no_pin:
-        os.sched_setaffinity(0, {args.gen_cpu})  # the orchestrator mostly sleeps, off CPU 0
     bench = Bench(args)
     runs: list[tuple[Measurement, Measurement]] = []
     try:
-        bench.create_database()
-        bench.start_server()
-        bench.start_baseline()
-        bench.create_show()
+        bench.start()
+        full, base = bench.servers["full"], bench.servers["baseline"]
         print(
-            f"database {bench.name}, server pid {bench.server.pid if bench.server else '?'} "
-            f"on :{bench.server_port}, baseline pid {bench.baseline.pid if bench.baseline else '?'}"
-            f" on :{bench.baseline_port}, show {bench.show_id} ({len(bench.seats)} seats), "
-            f"logs in {bench.folder}",
+            f"database {bench.lab.name}, server pid {full.proc.pid} on :{full.port}, baseline "
+            f"pid {base.proc.pid} on :{base.port}, show {bench.show_id} ({len(bench.seats)} "
+            f"seats), logs in {bench.lab.folder}",
             flush=True,
         )
         for i in range(args.repeat):
-            full = base = None
-            if args.only != "baseline":
-                full = bench.measure("full")
-                print(
-                    f"run {i + 1} full:     {full.rps:8.0f} req/s  p50 {full.p50_ms:6.2f} ms  "
-                    f"p99 {full.p99_ms:6.2f} ms  failures {full.failure_count}  "
-                    f"server CPU {full.server_cpu_pct:.0f}%  gen CPU {full.gen_cpu_pct:.0f}%",
-                    flush=True,
-                )
-            if args.only != "full":
-                base = bench.measure("baseline")
-                print(
-                    f"run {i + 1} baseline: {base.rps:8.0f} req/s  p50 {base.p50_ms:6.2f} ms  "
-                    f"p99 {base.p99_ms:6.2f} ms  failures {base.failure_count}  "
-                    f"server CPU {base.server_cpu_pct:.0f}%  gen CPU {base.gen_cpu_pct:.0f}%",
-                    flush=True,
-                )
-            if full is not None and base is not None:
-                runs.append((full, base))
+            found: dict[str, Measurement] = {}
+            for target in ("full", "baseline"):
+                if args.only in (None, target):
+                    m = found[target] = bench.measure(target)
+                    print(
+                        f"run {i + 1} {target + ':':<10}{m.rps:8.0f} req/s  p50 {m.p50_ms:6.2f} ms"
+                        f"  p99 {m.p99_ms:6.2f} ms  failures {m.failure_count}  server CPU "
+                        f"{m.server_cpu_pct:.0f}%  gen CPU {m.gen_cpu_pct:.0f}%",
+                        flush=True,
+                    )
+            if len(found) == 2:
+                runs.append((found["full"], found["baseline"]))
         if args.hold_server_after:
             input("servers still running; press Enter to stop them ")
     finally:
-        bench.close()
+        bench.lab.close()
     if runs:
         result = report(runs, args, info)
         if args.json:

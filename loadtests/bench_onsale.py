@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import secrets
-import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common
 import orjson
 
-DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 PER_ROW = 25
 
 DOUBLE_BOOKED = """
@@ -41,6 +36,11 @@ SELECT count(*) FROM (
     SELECT label FROM bookings, unnest(seats) AS label
     WHERE show_id = $1 AND status = 'CONFIRMED' GROUP BY label HAVING count(*) > 1) twice
 """
+BATCH_METRICS = (
+    ("batches", "seat_batch_size_count"),
+    ("in batches", "seat_batch_size_sum"),
+    ("handed back busy", 'seat_requests_alone_total{reason="busy"}'),
+)
 
 
 def metric(text: str, name: str) -> float:
@@ -50,12 +50,39 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-async def sell_out(port: int, secret: str, show_id: int, labels: list[str], args: Any) -> dict:
+async def sell_out(
+    port: int, secret: str, show_id: int, labels: list[str], customers: int, limit: float,
+    poll: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Every customer at once, each on its own keep-alive connection with its own token:
+    with `poll`, it joins the waiting room and asks for its place every ~poll seconds until
+    admitted; then it holds 1-2 seats it believes free (409: picks again), confirms and is
+    done. Ends when every seat is booked, every customer gave up, or after `limit` s."""
     free = set(labels)
     booked: set[str] = set()
     answers: dict[str, int] = {}
     hold_latency: list[float] = []
     sold_out = asyncio.Event()
+
+    def count(what: str) -> None:
+        answers[what] = answers.get(what, 0) + 1
+
+    async def wait_turn(client: common.RawClient, headers: dict[str, str], rng: Any) -> None:
+        status, reply = await client.send(
+            client.build("POST", f"/shows/{show_id}/queue", b"", headers)
+        )
+        count(f"join {status}")
+        while not sold_out.is_set():
+            place = orjson.loads(reply)
+            if place.get("admitted"):
+                headers["Admission-Token"] = place["admission"]
+                return
+            assert poll is not None
+            await asyncio.sleep(poll * (0.5 + rng.random()))
+            status, reply = await client.send(
+                client.build("GET", f"/shows/{show_id}/queue", b"", headers)
+            )
+            count(f"queue poll {status}")
 
     async def customer(i: int, start_at: float) -> None:
         client = common.RawClient("127.0.0.1", port)
@@ -65,6 +92,8 @@ async def sell_out(port: int, secret: str, show_id: int, labels: list[str], args
         await client.connect()
         await asyncio.sleep(max(0.0, start_at - time.time()))
         try:
+            if poll is not None:
+                await wait_turn(client, headers, rng)
             while not sold_out.is_set() and free:
                 want = sorted(rng.sample(sorted(free), min(len(free), rng.choice((1, 2)))))
                 body = orjson.dumps({"seats": want})
@@ -73,22 +102,18 @@ async def sell_out(port: int, secret: str, show_id: int, labels: list[str], args
                     client.build("POST", f"/shows/{show_id}/holds", body, headers)
                 )
                 hold_latency.append(time.perf_counter() - t0)
-                answers[f"hold {status}"] = answers.get(f"hold {status}", 0) + 1
+                count(f"hold {status}")
                 if status == 409:
                     continue
                 if status != 201:
                     raise RuntimeError(f"hold answered {status}: {reply[:300]!r}")
                 free.difference_update(want)
-                hold_id = reply.split(b'"hold_id":"', 1)[1].split(b'"', 1)[0].decode()
+                hold_id = orjson.loads(reply)["hold_id"]
+                once = {**headers, "Idempotency-Key": secrets.token_hex(8)}
                 status, reply = await client.send(
-                    client.build(
-                        "POST",
-                        f"/holds/{hold_id}/confirm",
-                        b"",
-                        {**headers, "Idempotency-Key": secrets.token_hex(8)},
-                    )
+                    client.build("POST", f"/holds/{hold_id}/confirm", b"", once)
                 )
-                answers[f"confirm {status}"] = answers.get(f"confirm {status}", 0) + 1
+                count(f"confirm {status}")
                 if status != 201:
                     raise RuntimeError(f"confirm answered {status}: {reply[:300]!r}")
                 booked.update(want)
@@ -99,11 +124,17 @@ async def sell_out(port: int, secret: str, show_id: int, labels: list[str], args
             client.close()
 
     start_at = time.time() + 2.0
-    tasks = [asyncio.create_task(customer(i, start_at)) for i in range(args.customers)]
-    done, pending = await asyncio.wait(tasks, timeout=args.limit + 2.0)
+    tasks = [asyncio.create_task(customer(i, start_at)) for i in range(customers)]
+    everyone = asyncio.gather(*tasks, return_exceptions=True)
+    sold = asyncio.create_task(sold_out.wait())
+    await asyncio.wait([everyone, sold], timeout=limit + 2.0, return_when=asyncio.FIRST_COMPLETED)
     took = time.time() - start_at
+    sold.cancel()
+    # customers mid-request finish their answer; those still waiting their turn stop
+    done, pending = await asyncio.wait(tasks, timeout=0.5)
     for task in pending:
         task.cancel()
+    await everyone
     errors = [t.exception() for t in done if t.exception() is not None]
     hold_latency.sort()
     return {
@@ -119,75 +150,84 @@ async def sell_out(port: int, secret: str, show_id: int, labels: list[str], args
     }
 
 
-def run_mode(args: argparse.Namespace, batch: int) -> dict:
+async def check_booked(db_url: str, show_id: int) -> tuple[int, int]:
+    """(seats not booked, seats booked twice) as the database has them."""
     import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        unbooked = await conn.fetchval(
+            "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'BOOKED'", show_id
+        )
+        return unbooked, await conn.fetchval(DOUBLE_BOOKED, show_id)
+    finally:
+        await conn.close()
+
+
+def opens_in(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def run_sale(
+    args: argparse.Namespace, admit_per_minute: int | None = None, **env: str
+) -> dict[str, Any]:
+    """One sale on a server of its own (`env` adds settings): a show of --rows x 25 seats,
+    --customers customers, then the database's checks. With `admit_per_minute` the show
+    has a waiting room, opening when the customers arrive: everyone is in the draw."""
     import psutil
 
-    with common.bench_server(
-        args.database_url, args.redis_url, MODEX_SEAT_BATCH=str(batch)
-    ) as server:
-        status, show = common.http_json(
-            "POST",
-            f"{server.url}/admin/shows",
-            {
-                "title": "On sale",
-                "venue": "Hall",
-                "starts_at": "2030-01-01T20:00:00Z",
-                "rows": args.rows,
-                "seats_per_row": PER_ROW,
-                "hold_seconds": 600,
-            },
-            token=common.mint(server.secret, "admin", "admin"),
-        )
-        assert status == 201, show
-        status, seat_map = common.http_json("GET", f"{server.url}/shows/{show['id']}/seats")
-        labels = [seat["label"] for seat in seat_map["seats"]]
+    with common.bench_server(args.database_url, args.redis_url, **env) as server:
+        show_id = common.create_show(
+            server.url, server.secret, title="On sale", venue="Hall", rows=args.rows,
+            seats_per_row=PER_ROW, hold_seconds=600,
+        )  # fmt: skip
+        if admit_per_minute:
+            queue = {"opens_at": opens_in(2.5), "admit_per_minute": admit_per_minute}
+            admin = common.mint(server.secret, "admin", "admin")
+            status, _ = common.http_json(
+                "PATCH", f"{server.url}/admin/shows/{show_id}", {"queue": queue}, token=admin
+            )
+            assert status == 200
+        labels = common.seat_labels(server.url, show_id)
         cpu0 = psutil.Process(server.proc.pid).cpu_times()
-        result = asyncio.run(sell_out(server.port, server.secret, show["id"], labels, args))
+        poll = args.poll if admit_per_minute else None
+        result = asyncio.run(
+            sell_out(server.port, server.secret, show_id, labels, args.customers, args.limit, poll)
+        )
         cpu1 = psutil.Process(server.proc.pid).cpu_times()
         result["server_cpu_s"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
         with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
             metrics = response.read().decode()
-        result["batches"] = {
-            what: metric(metrics, name)
-            for what, name in (
-                ("batches", "seat_batch_size_count"),
-                ("in batches", "seat_batch_size_sum"),
-                ("handed back busy", 'seat_requests_alone_total{reason="busy"}'),
-            )
-        }
-
-        async def check() -> tuple[int, int]:
-            conn = await asyncpg.connect(server.db_url)
-            try:
-                unbooked = await conn.fetchval(
-                    "SELECT count(*) FROM seats WHERE show_id = $1 AND status <> 'BOOKED'",
-                    show["id"],
-                )
-                twice = await conn.fetchval(DOUBLE_BOOKED, show["id"])
-                return unbooked, twice
-            finally:
-                await conn.close()
-
-        result["unbooked_in_db"], result["double_booked"] = asyncio.run(check())
+        result["batches"] = {what: metric(metrics, name) for what, name in BATCH_METRICS}
+        result["unbooked_in_db"], result["double_booked"] = asyncio.run(
+            check_booked(server.db_url, show_id)
+        )
         result["seats"] = len(labels)
         return result
 
 
+def sold_right(r: dict[str, Any]) -> bool:
+    """Every seat booked once, none twice, no customer failed."""
+    return (
+        r["booked"] == r["seats"]
+        and r["unbooked_in_db"] == 0
+        and r["double_booked"] == 0
+        and not r["error_count"]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--database-url", default=DEFAULT_DB)
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    common.add_service_options(parser)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=20, help=f"rows of {PER_ROW} seats")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds before giving up")
     args = parser.parse_args()
-    if common.has_taskset():
-        os.sched_setaffinity(0, {1})  # the generator: CPU 1, the server CPU 0
+    common.pin_self(1)  # the generator: CPU 1, the server CPU 0
     common.use_uvloop()
     results = {}
     for mode, batch in (("batched", 32), ("alone", 1)):
-        results[mode] = run_mode(args, batch)
+        results[mode] = run_sale(args, MODEX_SEAT_BATCH=str(batch))
     print(
         f"\nOn sale: {args.customers} customers at once, {results['batched']['seats']} seats, "
         "each customer holds 1-2 seats it believes free, confirms, done; 409: pick again"
@@ -206,18 +246,12 @@ def main() -> None:
             f"{answers}"
         )
     for mode, r in results.items():
-        ok = (
-            r["booked"] == r["seats"]
-            and r["unbooked_in_db"] == 0
-            and r["double_booked"] == 0
-            and not r["error_count"]
-        )
         print(
             f"{mode}: booked {r['booked']}/{r['seats']}, unbooked in the database "
             f"{r['unbooked_in_db']}, seats booked twice {r['double_booked']}, errors "
             f"{r['error_count']} {r['errors']}, unfinished customers {r['unfinished']}; "
             + ", ".join(f"{k} {v:.0f}" for k, v in r["batches"].items())
-            + f" -> {'OK' if ok else 'FAILED'}"
+            + f" -> {'OK' if sold_right(r) else 'FAILED'}"
         )
     b, a = results["batched"], results["alone"]
     print(f"sell-out time batched/alone: {b['seconds'] / a['seconds']:.2f}")

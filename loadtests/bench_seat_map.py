@@ -25,24 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import re
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import common
 
-DEFAULT_DB = os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
 # the last commit before forced reads were checked and seat maps compressed
 BEFORE = "8af3b92c8fa38a061463ecbd0a01b5494b8c00df"
 READS = re.compile(rb'^db_query_duration_seconds_count\{query_type="read_seats"\} (\S+)$', re.M)
@@ -185,54 +176,27 @@ def print_header(title: str) -> None:
     )
 
 
-@contextlib.contextmanager
-def before_server(
-    server: common.BenchServer, redis_url: str, rev: str
-) -> Iterator[common.BenchServer]:
-    """The code at `rev` (git archive of app/, sql/ and static/), served on the same
-    database and Redis as `server`; it leaves sweeping to `server`."""
-    folder = tempfile.mkdtemp(prefix="mxbench-before-", dir="/tmp")
+def start_before(lab: common.Lab, rev: str) -> common.Server:
+    """The code at `rev` (git archive of app/, sql/ and static/), served on the lab's
+    database and Redis beside this code's server; it leaves sweeping to that one."""
+    folder = lab.folder / "before"
+    folder.mkdir()
     archive = subprocess.run(
-        ["git", "-C", common.ROOT, "archive", rev, "app", "sql", "static"],
+        ["git", "-C", str(common.ROOT), "archive", rev, "app", "sql", "static"],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
-    port = common.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": server.db_url,
-        "SHARD_URLS": server.db_url,
-        "REDIS_URL": redis_url,
-        "MODEX_JWT_SECRET": server.secret,
-        "MODEX_DEMO": "0",
-        "MODEX_DATA_DIR": os.path.join(folder, "data"),
-        "MODEX_RATE_LIMIT_USER": "100000/second",
-        "MODEX_RATE_LIMIT_IP": "100000/second",
-        "MODEX_SWEEP_INTERVAL": "0",
-    }
-    pin = ["taskset", "-c", "0"] if common.has_taskset() else []
-    log_path = os.path.join(folder, "server.log")
-    proc = None
-    try:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [*pin, sys.executable, "-m", "app", "serve", "--port", str(port)],
-                env=env, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        common.wait_healthy(url, proc, log_path, timeout=60)
-        yield common.BenchServer(url, port, proc, server.secret, server.db_url)
-    finally:
-        common.stop_process(proc)
-        shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return lab.start_server(
+        cwd=folder, log_name="before.log",
+        env={"MODEX_SWEEP_INTERVAL": "0", "MODEX_DATA_DIR": str(folder / "data")},
+    )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database-url", default=DEFAULT_DB, help="PostgreSQL admin URL")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    common.add_service_options(parser)
     parser.add_argument("--rows", type=int, default=60)
     parser.add_argument("--per-row", type=int, default=100)
     parser.add_argument("--clients", type=int, default=16)
@@ -247,23 +211,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    with common.bench_server(args.database_url, args.redis_url) as server:
-        status, show = common.http_json(
-            "POST",
-            f"{server.url}/admin/shows",
-            {
-                "title": "Seat map bench",
-                "venue": "Arena",
-                "starts_at": "2030-01-01T20:00:00Z",
-                "rows": args.rows,
-                "seats_per_row": args.per_row,
-            },
-            token=common.mint(server.secret, "bench-admin", "admin"),
-        )
-        assert status == 201, show
-        show_id = int(show["id"])
-        if common.has_taskset():
-            os.sched_setaffinity(0, {1})
+    with common.Lab(args.database_url, args.redis_url) as lab:
+        lab.create_database()
+        server = lab.start_server()
+        show_id = common.create_show(
+            server.url, lab.secret, title="Seat map bench", venue="Arena", rows=args.rows,
+            seats_per_row=args.per_row,
+        )  # fmt: skip
+        common.pin_self(1)
         common.use_uvloop()
         before, after = targets(args.changes)
         print(
@@ -271,11 +226,12 @@ def main() -> None:
             f"{args.seconds:g} s a target"
         )
         if args.before:
-            with before_server(server, args.redis_url, args.before) as old:
-                print_header(f"before: the code at {args.before}")
-                asyncio.run(measure(args, old.port, old.proc.pid, show_id, old.secret, before))
+            old = start_before(lab, args.before)
+            print_header(f"before: the code at {args.before}")
+            asyncio.run(measure(args, old.port, old.proc.pid, show_id, lab.secret, before))
+            lab.stop(old.proc)
         print_header("after: this code")
-        asyncio.run(measure(args, server.port, server.proc.pid, show_id, server.secret, after))
+        asyncio.run(measure(args, server.port, server.proc.pid, show_id, lab.secret, after))
         print(f"\nversions: {common.versions()}\ncpu: {common.cpu_info()}")
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import time
 from http import HTTPStatus
 from typing import Any
 
+import common
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 CLIENTS: set[ServerConnection] = set()
@@ -31,8 +31,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seats", type=int, default=200)
     args = parser.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    common.raise_nofile()
     import uvloop
 
     uvloop.run(run(args))

@@ -14,28 +14,17 @@ event, receive time - the event's `ts` (commit time): Redis pub/sub -> Python de
 Both write a JSON result to cfg["out"].
 """
 
-# ruff: noqa: ASYNC230
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import resource
 import sys
 import time
 from collections import deque
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import common
 import orjson
-
-
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +141,6 @@ async def redis_sub(cfg: dict[str, Any]) -> dict[str, Any]:
     w_start, w_end = cfg["w_start"], cfg["w_end"]
     lat: list[float] = []
     n_total = 0
-    if cfg.get("ready_file"):
-        with open(cfg["ready_file"], "w") as f:
-            f.write("ready")
 
     async def read() -> None:
         nonlocal n_total
@@ -190,7 +176,7 @@ async def redis_sub(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    raise_nofile()
+    common.raise_nofile()
     mode, path = sys.argv[1], sys.argv[2]
     with open(path) as f:
         cfg = json.load(f)

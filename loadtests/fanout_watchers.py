@@ -30,24 +30,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import sys
 import time
 from array import array
+from pathlib import Path
 from typing import Any
 
+import common
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 MAX_MS = 60_000
 TEXT = WSMsgType.TEXT  # an enum attribute lookup per frame showed up in the profile
-
-
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def rle_versions(version: str) -> list[int]:
@@ -299,7 +293,7 @@ async def window(start: float, end: float) -> None:
 
 
 async def main() -> None:
-    raise_nofile()
+    common.raise_nofile()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -350,6 +344,86 @@ async def main() -> None:
         elif name == "exit":
             reply({"ok": True})
             break
+
+
+# ---- the orchestrator's side: watcher processes driven over their stdin/stdout ----
+
+
+class WatcherProc:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.count = 0
+
+    async def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        await self.proc.stdin.drain()
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("a watcher process exited")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+
+class Watchers:
+    """Watcher processes as one pool: commands go to all of them, new watchers are spread
+    so every process holds about as many."""
+
+    def __init__(self, procs: list[WatcherProc]) -> None:
+        self.procs = procs
+
+    @classmethod
+    async def start(cls, n_procs: int, taskset: list[str], logs: Path) -> Watchers:
+        procs = []
+        for i in range(n_procs):
+            proc = await asyncio.create_subprocess_exec(
+                *taskset, sys.executable, __file__,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=(logs / f"watchers-{i}.log").open("ab"), cwd=common.ROOT,
+            )  # fmt: skip
+            procs.append(WatcherProc(proc))
+        return cls(procs)
+
+    @property
+    def count(self) -> int:
+        return sum(p.count for p in self.procs)
+
+    async def all(self, cmd: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(p.ask(cmd) for p in self.procs)))
+
+    async def add(self, n: int, url: str, show_id: int) -> dict[str, Any]:
+        target = self.count + n
+        share = [target // len(self.procs)] * len(self.procs)
+        for i in range(target % len(self.procs)):
+            share[i] += 1
+        asks = [(p, want - p.count) for p, want in zip(self.procs, share, strict=True)]
+        asks = [(p, extra) for p, extra in asks if extra > 0]
+        connect = {"cmd": "connect", "url": url, "show_id": show_id, "encoding": "rle"}
+        results = await asyncio.gather(*(p.ask({**connect, "n": extra}) for p, extra in asks))
+        merged: dict[str, Any] = {"connected": 0, "ready": 0, "failed": {}, "ready_s": 0.0}
+        for (p, _), r in zip(asks, results, strict=True):
+            p.count += r["connected"]
+            merged["connected"] += r["connected"]
+            merged["ready"] += r["ready"]
+            merged["ready_s"] = max(merged["ready_s"], r["ready_s"])
+            for k, v in r["failed"].items():
+                merged["failed"][k] = merged["failed"].get(k, 0) + v
+        return merged
+
+    async def close(self) -> None:
+        await self.all({"cmd": "close"})
+        for p in self.procs:
+            p.count = 0
+
+    async def stop(self) -> None:
+        for p in self.procs:
+            try:
+                await asyncio.wait_for(p.ask({"cmd": "exit"}), 10)
+                await asyncio.wait_for(p.proc.wait(), 10)
+            except (TimeoutError, RuntimeError, OSError):
+                if p.proc.returncode is None:
+                    p.proc.kill()
+                    await p.proc.wait()
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ import itertools
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import common
 import gevent
 import orjson
 from locust import events, runners
@@ -170,44 +169,16 @@ def admin_token(env: Environment) -> str:
     secret = os.environ.get("MODEX_JWT_SECRET", "")
     if not secret:
         return ""
-    import jwt
-
-    exp = datetime.now(UTC) + timedelta(hours=12)
-    return jwt.encode({"sub": "locust-admin", "role": "admin", "exp": exp}, secret, "HS256")
+    return common.mint(secret, "locust-admin", "admin", ttl=12 * 3600)
 
 
 # ---- plain HTTP for setting up and checking (not counted in Locust's statistics) ----
 
 
-def api(
-    method: str, url: str, body: Any = None, token: str = "", headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else orjson.dumps(body),
-        method=method,
-        headers={
-            "Content-Type": "application/json",
-            **({"Authorization": f"Bearer {token}"} if token else {}),
-            **(headers or {}),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return response.status, orjson.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return exc.code, raw.decode(errors="replace")
-
-
 def read_map(host: str, show_id: int) -> Seats | None:
     """The show's seats read now (not a map a server keeps), or None if unreadable."""
     try:
-        status, body = api(
+        status, body = common.http_json(
             "GET", f"{host}/shows/{show_id}/seats", headers={"Cache-Control": "no-cache"}
         )
     except OSError:
@@ -343,7 +314,7 @@ def create_show(env: Environment, host: str, token: str, scheduled: bool) -> int
         "hold_seconds": int(option(env, "hold_seconds")),
         "status": "SCHEDULED" if scheduled else "ON_SALE",
     }
-    status, show = api("POST", f"{host}/admin/shows", body, token)
+    status, show = common.http_json("POST", f"{host}/admin/shows", body, token)
     if status != 201:
         raise RuntimeError(f"creating the run's show failed: {status} {show}")
     return int(show["id"])
@@ -354,7 +325,7 @@ def open_sale(env: Environment) -> None:
     run = run_of(env)
     host = http_hosts(env)[0]
     for show_id in run.created_shows:
-        status, body = api(
+        status, body = common.http_json(
             "PATCH", f"{host}/admin/shows/{show_id}", {"status": "ON_SALE"}, admin_token(env)
         )
         if status != 200:

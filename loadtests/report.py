@@ -20,15 +20,12 @@ PostgreSQL and Redis must be running (--database-url, --redis-url); nothing else
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,8 +36,6 @@ from typing import Any
 import common
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DB = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-DEFAULT_REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NUMBER = r"([0-9][0-9,]*\.?[0-9]*)"
 
 
@@ -206,49 +201,19 @@ def stampede(args: argparse.Namespace, out: Path) -> str:
 
 
 @contextmanager
-def two_servers(args: argparse.Namespace, folder: Path) -> Iterator[tuple[list[str], str]]:
-    """A database of its own and two `modex serve` on it; (their URLs, the JWT secret)."""
-    name = f"locust_{secrets.token_hex(4)}"
-    db_url = common.with_database(args.database_url, name)
-    secret = secrets.token_hex(24)
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "SHARD_URLS": db_url,
-        "REDIS_URL": args.redis_url,
-        "MODEX_JWT_SECRET": secret,
-        "MODEX_DEMO": "0",
-        "MODEX_DATA_DIR": str(folder / "data"),
-        "MODEX_RATE_LIMIT_IP": "off",
-        "MODEX_GUEST_TOKENS_PER_IP": "off",
-    }
-    asyncio.run(common.create_database(args.database_url, name))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        asyncio.run(common.migrate(env, common.ROOT))
-        asyncio.run(common.start_show_ids_apart(db_url))
-        urls = []
-        for i in range(2):
-            port = common.free_port()
-            log_path = str(folder / f"server-{i}.log")
-            with open(log_path, "ab") as log:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "app", "serve", "--port", str(port)],
-                    env=env, cwd=common.ROOT, stdout=log, stderr=subprocess.STDOUT,
-                ))  # fmt: skip
-            urls.append(f"http://127.0.0.1:{port}")
-            common.wait_healthy(urls[-1], procs[-1], log_path, timeout=60)
-        yield urls, secret
-    finally:
-        for proc in procs:
-            common.stop_process(proc)
-        asyncio.run(common.drop_database(args.database_url, name))
+def two_servers(args: argparse.Namespace) -> Iterator[tuple[list[str], str]]:
+    """A database of its own and two `modex serve` on it, unpinned, with the app's own
+    user rate limit; (their URLs, the JWT secret)."""
+    limits = {"MODEX_RATE_LIMIT_IP": "off", "MODEX_GUEST_TOKENS_PER_IP": "off"}
+    with common.Lab(args.database_url, args.redis_url, prefix="locust", limits=limits) as lab:
+        lab.create_database()
+        servers = [lab.start_server(cpu=None, log_name=f"server-{i}.log") for i in range(2)]
+        yield [server.url for server in servers], lab.secret
 
 
 def locust(args: argparse.Namespace, out: Path) -> str:
     users, seconds = (300, 45) if args.quick else (1000, 120)
-    folder = Path(tempfile.mkdtemp(prefix="mxreport-", dir="/tmp"))
-    with two_servers(args, folder) as (urls, secret):
+    with two_servers(args) as (urls, secret):
         os.environ["MODEX_JWT_SECRET"] = secret  # the suite mints its admin token from it
         argv = [
             "-m", "locust", "-f", "loadtests/locustfile.py,loadtests/locust_onsale.py",
@@ -327,8 +292,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--database-url", default=DEFAULT_DB, help="PostgreSQL admin URL")
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    common.add_service_options(parser)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--quick", action="store_true", help="short windows, fewer points")
     parser.add_argument("--only", default=",".join(STEPS), help="comma-separated steps")
