@@ -7,6 +7,7 @@ PostgreSQL and an embedded Valkey are started under a short temporary folder.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
 import shutil
@@ -16,10 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -30,6 +32,45 @@ from app.realtime.keys import RedisKeys, deployment_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "test-secret-" + "x" * 32
+T = TypeVar("T")
+
+
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]],
+    within: float = 5.0,
+    what: str = "the condition",
+    every: float = 0.02,
+) -> T:
+    """predicate()'s first true result (it may be a coroutine function); fails after
+    `within` s. Tests wait on a condition like this, never for a guessed time: other tasks
+    (watchers, load) run meanwhile."""
+    deadline = time.monotonic() + within
+    while True:
+        found = predicate()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return found  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def wait_until_blocking(
+    predicate: Callable[[], T],
+    within: float = 5.0,
+    what: str = "the condition",
+    every: float = 0.05,
+) -> T:
+    """wait_until() for code outside an event loop (starting processes, sync tests)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = predicate()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        time.sleep(every)
 
 
 def metric(text: str, name: str) -> float:
