@@ -33,6 +33,8 @@ from app.realtime.keys import RedisKeys, deployment_keys
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "test-secret-" + "x" * 32
 T = TypeVar("T")
+# conftest's `show_on` fixture: `await show_on(shard, **fields)`, a new show on that shard
+ShowOn = Callable[..., Awaitable[dict[str, Any]]]
 
 
 async def wait_until(
@@ -231,6 +233,17 @@ class Cluster:
             await meta.close()
 
 
+async def admin_execute(services: Services, *statements: str) -> None:
+    """Statements run as the PostgreSQL superuser on its `postgres` database (CREATE,
+    ALTER or DROP DATABASE, ending other sessions)."""
+    conn = await asyncpg.connect(services.pg_admin_url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 class PrivateRedis:
     """A Redis-compatible server of the test's own (Valkey from its wheel), on a fixed port,
     so a test can stop and restart it under running servers."""
@@ -336,4 +349,17 @@ async def create_show(
     response = await client.post("/admin/shows", json=body, headers=auth("admin", "admin"))
     assert response.status_code == 201, response.text
     show: dict[str, Any] = response.json()
+    return show
+
+
+async def create_show_on(
+    client: httpx.AsyncClient, cluster: Cluster, shard: int, **fields: Any
+) -> dict[str, Any]:
+    """A new show on `shard`, whatever placement chose. Placement follows the seats that
+    earlier tests left on each shard, so a test that needs a given shard asks for it here
+    (moving the show with `modex move-show`) rather than relying on the order tests ran in."""
+    show = await create_show(client, **fields)
+    if show["shard"] != shard:
+        await run_modex(cluster.env(), "move-show", str(show["id"]), "--to", str(shard))
+        show["shard"] = shard
     return show

@@ -10,20 +10,9 @@ from typing import Any
 
 import httpx
 
-from tests.support import Cluster, ServerProcess, auth, create_show
+from tests.support import Cluster, ServerProcess, ShowOn, auth, create_show
 
 SEAT_POOL = [f"{row}{n}" for row in "AB" for n in range(1, 11)]  # 20 hotly contested seats
-
-
-async def shows_on_both_shards(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    """New shows go to the least-loaded shard, so a few creations cover both."""
-    by_shard: dict[int, dict[str, Any]] = {}
-    for _ in range(6):
-        show = await create_show(client, rows=2, seats_per_row=10)
-        by_shard.setdefault(show["shard"], show)
-        if len(by_shard) == 2:
-            return [by_shard[0], by_shard[1]]
-    raise AssertionError(f"placement never used both shards: {sorted(by_shard)}")
 
 
 async def assert_never_oversold(cluster: Cluster, show: dict[str, Any]) -> None:
@@ -66,12 +55,12 @@ async def assert_never_oversold(cluster: Cluster, show: dict[str, Any]) -> None:
 
 
 async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
-    servers: list[ServerProcess], cluster: Cluster
+    servers: list[ServerProcess], cluster: Cluster, show_on: ShowOn
 ) -> None:
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     clients = [httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers]
     try:
-        shows = await shows_on_both_shards(clients[0])
+        shows = [await show_on(shard, rows=2, seats_per_row=10) for shard in (0, 1)]
         rng = random.Random(7)
         requests = [
             (

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -20,7 +19,17 @@ import websockets
 
 from app.booking_queue import GROUP, prefers_async
 from app.realtime.keys import RedisKeys
-from tests.support import Cluster, ServerProcess, Services, auth, create_show, metric, token
+from tests.support import (
+    Cluster,
+    ServerProcess,
+    Services,
+    admin_execute,
+    auth,
+    create_show,
+    create_show_on,
+    metric,
+    token,
+)
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -45,23 +54,6 @@ async def pair(queue_cluster: Cluster, log_dir: Path) -> AsyncIterator[list[Serv
     yield started
     for s in started:
         s.stop()
-
-
-@pytest.fixture
-async def clients(pair: list[ServerProcess]) -> AsyncIterator[list[httpx.AsyncClient]]:
-    found = [httpx.AsyncClient(base_url=s.url, timeout=20) for s in pair]
-    yield found
-    for c in found:
-        await c.aclose()
-
-
-async def admin_execute(services: Services, *statements: str) -> None:
-    conn = await asyncpg.connect(services.pg_admin_url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 15) -> None:
@@ -204,9 +196,7 @@ async def test_dead_letter_after_repeated_shard_failures(
     redis: aioredis.Redis,
 ) -> None:
     keys: RedisKeys = await queue_cluster.redis_keys()
-    show = await create_show(clients[0])
-    while show["shard"] != 1:  # placement fills the emptier shard
-        show = await create_show(clients[0])
+    show = await create_show_on(clients[0], queue_cluster, 1)
     database = queue_cluster.databases[1]
     await admin_execute(
         services,
