@@ -75,6 +75,14 @@ def wait_until_blocking(
         time.sleep(every)
 
 
+def answers_ok(url: str) -> bool:
+    """A GET of `url` answers 200 (a server still starting refuses or fails: False)."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def metric(text: str, name: str) -> float:
     """A sample's value in /metrics text (`name` with its labels), 0 if it is not there."""
     for line in text.splitlines():
@@ -305,17 +313,20 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+            return answers_ok(f"{self.url}/health")
+
+        try:
+            wait_until_blocking(healthy, timeout, "/health", every=0.1)
+        except AssertionError:
+            raise RuntimeError(
+                f"server did not start: {self.log_path.read_text()[-3000:]}"
+            ) from None
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -25,7 +25,7 @@ import pytest
 
 from app.cluster import processes
 from tests.realtime.apply import ShowState
-from tests.realtime.watch import Watcher, converge, eventually, hold, seat_order
+from tests.realtime.watch import Watcher, converge, hold, seat_order
 from tests.support import (
     Cluster,
     ServerProcess,
@@ -33,6 +33,7 @@ from tests.support import (
     free_port,
     require_tool,
     run_modex,
+    wait_until,
 )
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -194,7 +195,7 @@ async def test_a_standby_behind_the_offset_is_skipped_and_a_watcher_misses_nothi
             state = watcher.states[show_id] = _state_from(order, seat_map)
             await watcher.subscribe(show_id, order, offset=seat_map["offset"])
             await hold(client, show_id, f"{user}-2", ["C3"])
-            await eventually(lambda: state.seats["C3"][0] == "HELD")
+            await wait_until(lambda: state.seats["C3"][0] == "HELD")
             await converge([watcher], client, show)
     finally:
         await on_standby(standby, "SELECT pg_wal_replay_resume()")

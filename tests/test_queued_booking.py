@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.support import (
     create_show_on,
     metric,
     token,
+    wait_until,
 )
 
 ASYNC = {"Prefer": "respond-async"}
@@ -56,13 +56,6 @@ async def pair(queue_cluster: Cluster, log_dir: Path) -> AsyncIterator[list[Serv
         s.stop()
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 15) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def settled(client: httpx.AsyncClient, booking_id: str, user: str) -> dict[str, Any]:
     """Poll GET /bookings/{id} until it is no longer PENDING."""
     found: dict[str, Any] = {}
@@ -76,7 +69,7 @@ async def settled(client: httpx.AsyncClient, booking_id: str, user: str) -> dict
         found.update(r.json())
         return bool(found["status"] != "PENDING")
 
-    await wait_for(done)
+    await wait_until(done, 15)
     return found
 
 
@@ -185,7 +178,7 @@ async def test_a_message_processed_twice_books_once(
         pending = await redis.xpending(keys.booking_queue("queue"), GROUP)
         return bool(pending["pending"] == 0)
 
-    await wait_for(drained)
+    await wait_until(drained, 15)
     assert await booked_seats(queue_cluster, show["shard"], show["id"]) == {"D1": booking_id}
 
 
@@ -216,7 +209,7 @@ async def test_dead_letter_after_repeated_shard_failures(
         async def given_up() -> bool:  # GET /bookings/{id} answers 503 while the shard is away
             return bool(await redis.hget(status, "status") == b"FAILED")
 
-        await wait_for(given_up)
+        await wait_until(given_up, 15)
     finally:
         await admin_execute(services, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     failed = await settled(clients[0], r.json()["booking_id"], "unlucky")
@@ -235,7 +228,7 @@ async def test_dead_letter_after_repeated_shard_failures(
             and max(metric(t, "queued_bookings_dead_letters") for t in texts) >= 1
         )
 
-    await wait_for(counted)
+    await wait_until(counted, 15)
 
 
 @pytest.mark.slow
@@ -265,7 +258,7 @@ async def test_a_consumer_killed_mid_message_loses_nothing(
             pending = await redis.xpending(keys.booking_queue("queue"), GROUP)
             return bool(pending["pending"] == 6)
 
-        await wait_for(all_in_hand)
+        await wait_until(all_in_hand, 15)
     finally:
         stuck.kill()
     rescuer = ServerProcess(own_cluster, log_dir, MODEX_BOOKING_CLAIM_IDLE="1")

@@ -20,8 +20,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import PageErrors
 from tests.browser.test_pages import create_sections_show, seat, wait_live
-from tests.realtime.watch import eventually
-from tests.support import Cluster, ServerProcess, auth, token
+from tests.support import Cluster, ServerProcess, auth, token, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -91,7 +90,7 @@ async def test_the_violation_detector_sees_what_the_policy_blocks(
             document.head.append(st);
         }"""
     )
-    await eventually(lambda: len(page_errors.csp_violations) >= 2)
+    await wait_until(lambda: len(page_errors.csp_violations) >= 2)
     assert await page.evaluate("window.__inlineRan === undefined")
     found = " ".join(page_errors.csp_violations)
     assert "script-src" in found and "style-src" in found, found
