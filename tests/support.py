@@ -328,6 +328,18 @@ class ServerProcess:
             ) from None
         return self
 
+    def connections(self) -> int:
+        """Open TCP connections to the server's port: a burst of requests is in when each
+        has its own (a client opens one per request under way)."""
+        import psutil
+
+        assert self.proc is not None
+        return sum(
+            1
+            for c in psutil.Process(self.proc.pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port
+        )
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -361,6 +373,14 @@ async def create_show(
     assert response.status_code == 201, response.text
     show: dict[str, Any] = response.json()
     return show
+
+
+async def lock_waiters(conn: asyncpg.Connection, table: str) -> int:
+    """Queries waiting for a lock on `table` (one a test holds to keep them under way)."""
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass", table
+    )
+    return waiting
 
 
 async def create_show_on(
