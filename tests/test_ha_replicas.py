@@ -8,7 +8,6 @@ with pg_basebackup, both on free ports, run as the service user."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import shutil
@@ -164,11 +163,8 @@ async def test_seat_maps_are_read_from_a_caught_up_standby(
         assert {s["label"]: s["status"] for s in seats}["A1"] == "HELD"
         return await standby_reads(client) > before
 
-    for _ in range(50):  # the server learns the standby's lag within a check or two
-        if await read_there():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("no seat map was read from the standby")
+    # the server learns the standby's lag within a check or two
+    await wait_until(read_there, 5, "a seat map read from the standby", every=0.1)
 
 
 async def test_a_standby_behind_the_offset_is_skipped_and_a_watcher_misses_nothing(
@@ -223,9 +219,10 @@ async def test_a_standby_that_is_down_is_skipped_for_the_primary(
     finally:
         standby.start()
     before = await standby_reads(client)
-    for _ in range(50):  # and it is used again once it is back and caught up
+
+    async def read_there_again() -> bool:
         await fresh_map(client, show["id"])
-        if await standby_reads(client) > before:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the standby was not used again after it came back")
+        return await standby_reads(client) > before
+
+    # and it is used again once it is back and caught up
+    await wait_until(read_there_again, 5, "the standby to be used again", every=0.1)

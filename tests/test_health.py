@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -11,7 +10,7 @@ from starlette.routing import Route
 
 from app.domain import SEAT_LABEL
 from app.http.api import API, api_routes, markdown_table
-from tests.support import Cluster, PrivateRedis, ServerProcess, auth, create_show_on
+from tests.support import Cluster, PrivateRedis, ServerProcess, auth, create_show_on, wait_until
 
 
 async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
@@ -68,12 +67,11 @@ async def test_ready_names_the_redis_and_the_shard_that_failed(
             down = await client.get("/ready")
             assert down.status_code == 503 and "redis" in down.json()["failed"]
             redis.start()
-            for _ in range(50):
-                if (await client.get("/ready")).status_code == 200:
-                    break
-                await asyncio.sleep(0.2)
-            else:
-                raise AssertionError("not ready again after Redis came back")
+
+            async def ready() -> bool:
+                return (await client.get("/ready")).status_code == 200
+
+            await wait_until(ready, 10, "/ready after Redis came back")
 
             admin = await asyncpg.connect(own_cluster.services.pg_admin_url)
             try:

@@ -8,7 +8,6 @@ one, and that framing follows MODEX_FRAME_ANCESTORS.
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -156,11 +155,10 @@ async def test_kiosks_may_be_framed_only_where_configured(
         # Chromium puts its error page in place of a frame its CSP refuses (once the frame's
         # navigation has settled: it starts as "")
         refused = ["chrome-error://chromewebdata/"]
-        for _ in range(100):
-            if [frame.url for frame in page.frames[1:]] == refused:
-                break
-            await asyncio.sleep(0.05)
-        assert [frame.url for frame in page.frames[1:]] == refused
+        await wait_until(
+            lambda: [frame.url for frame in page.frames[1:]] == refused,
+            what="Chromium's error page in place of the refused frame",
+        )
     finally:
         await page.context.close()
 

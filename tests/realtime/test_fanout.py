@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from app.realtime.keys import RedisKeys
 from tests.realtime.watch import Watcher, converge, hold, seat_order
-from tests.support import Cluster, ServerProcess, auth, create_show, metric, token
+from tests.support import Cluster, ServerProcess, auth, create_show, metric, token, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +108,13 @@ async def test_an_unusable_offset_gets_a_snapshot(
     order = await seat_order(client, show_id)
     for seat in ("C1", "C2", "C3"):
         await hold(client, show_id, user, [seat])
+
     # the publish follows the response: wait until all three have their offsets
-    for _ in range(100):
-        position = (await client.get(f"/shows/{show_id}/seats")).json()["offset"]
-        epoch, _, n = position.rpartition(":")
-        if int(n) == 3:
-            break
-        await asyncio.sleep(0.02)
-    assert int(n) == 3
+    async def offset() -> str | None:
+        position: str = (await client.get(f"/shows/{show_id}/seats")).json()["offset"]
+        return position if position.endswith(":3") else None
+
+    epoch, _, n = (await wait_until(offset, what="the third event's offset")).rpartition(":")
     if kind == "trimmed":
         await redis.xtrim(redis_keys.stream(show_id), maxlen=1, approximate=False)
         offset = f"{epoch}:1"  # 2 is gone

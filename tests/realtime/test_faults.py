@@ -29,6 +29,7 @@ from tests.support import (
     auth,
     create_show,
     metric,
+    wait_until,
 )
 
 COUNT_OUTBOX = "SELECT count(*) FROM outbox WHERE show_id = $1"
@@ -61,10 +62,11 @@ async def outbox_drains(cluster: Cluster, show: dict[str, Any], within: float = 
     publishing, so watchers may see an event a moment before its row is gone)."""
     shard = await cluster.connect_shard(show["shard"])
     try:
-        deadline = time.monotonic() + within
-        while await shard.fetchval(COUNT_OUTBOX, show["id"]):
-            assert time.monotonic() < deadline, "outbox rows left behind"
-            await asyncio.sleep(0.1)
+
+        async def drained() -> bool:
+            return not await shard.fetchval(COUNT_OUTBOX, show["id"])
+
+        await wait_until(drained, within, "the outbox rows to go", every=0.1)
     finally:
         await shard.close()
 
@@ -121,13 +123,11 @@ async def test_every_watcher_converges_after_redis_restarts_empty(
             # while Redis is away, PostgreSQL still takes holds; their outbox rows wait
             await hold(client_a, show_id, user, ["B1", "B2"])
             await hold(client_b, show_id, user, ["C1"])
-            ready = await client_a.get("/ready")
-            for _ in range(40):
-                if ready.status_code == 503:
-                    break
-                await asyncio.sleep(0.1)
-                ready = await client_a.get("/ready")
-            assert ready.status_code == 503
+
+            async def not_ready() -> bool:
+                return (await client_a.get("/ready")).status_code == 503
+
+            await wait_until(not_ready, 4, "/ready to say Redis is away", every=0.1)
             # the seat map stays readable, without an offset
             away = await client_b.get(f"/shows/{show_id}/seats")
             assert away.status_code == 200 and away.json()["offset"] == ""
