@@ -75,6 +75,20 @@ def wait_until_blocking(
         time.sleep(every)
 
 
+class Clock:
+    """Time that moves only when a test moves it (`clock.now += 1.0`), for code that takes
+    a clock (RateLimits) or reads `time.monotonic()` (CircuitBreaker)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 def answers_ok(url: str) -> bool:
     """A GET of `url` answers 200 (a server still starting refuses or fails: False)."""
     try:
