@@ -71,7 +71,8 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
             )
             for i in range(600)
         ]
-        start = asyncio.Event()
+        # every attempt is ready before any is sent: the storm starts at once
+        start = asyncio.Barrier(len(requests) + 1)
 
         async def attempt(
             show: dict[str, Any], client: httpx.AsyncClient, user: str, seats: list[str]
@@ -83,8 +84,7 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
             return show, user, seats, response
 
         tasks = [asyncio.create_task(attempt(*request)) for request in requests]
-        await asyncio.sleep(0.2)
-        start.set()
+        await start.wait()
         results = await asyncio.gather(*tasks)
 
         codes = Counter(response.status_code for *_, response in results)
@@ -177,13 +177,13 @@ async def test_a_storm_with_the_shards_connections_cut_never_oversells(
                        WHERE datname = current_database() AND pid <> pg_backend_pid()
                          AND backend_type = 'client backend'"""
                 )
-                await asyncio.sleep(0.04)
+                await asyncio.sleep(0.04)  # cuts spread over the storm: the fault itself
             return cut
 
         async def storm(i: int) -> tuple[str, str, list[str], httpx.Response]:
             client, user = clients[i % 2], f"cut-{i}"
             seats = rng.sample(SEAT_POOL, rng.randint(1, 3))
-            await asyncio.sleep(rng.uniform(0, 0.3))
+            await asyncio.sleep(rng.uniform(0, 0.3))  # the storm's spread, not a wait
             if i % 5 == 0:
                 url = f"/shows/{show['id']}/seats"
                 return "map", user, [], await client.get(url, headers={"Cache-Control": "no-cache"})
@@ -214,7 +214,7 @@ async def test_a_storm_with_the_shards_connections_cut_never_oversells(
 
         # the winners confirm (with a key) or release, while the connections are cut again
         async def finish(k: int, hold_id: str, user: str) -> httpx.Response:
-            await asyncio.sleep(rng.uniform(0, 0.3))
+            await asyncio.sleep(rng.uniform(0, 0.3))  # the storm's spread, not a wait
             client = clients[k % 2]
             if k % 3 == 2:
                 return await client.delete(f"/holds/{hold_id}", headers=auth(user))

@@ -4,7 +4,6 @@ what it drops from another namespace."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -195,10 +194,15 @@ async def test_subscribe_is_acknowledged_and_unsubscribe_stops_delivery(
     await wait_until(lambda: received)
     assert len(received) == 1
     await b.unsubscribe(show_id)
-    await asyncio.sleep(0.05)
+    # Redis answers one connection's commands in order and delivers one connection's
+    # publishes in order: once a later subscription is acknowledged the unsubscribe is done,
+    # and once an event published after show_id's arrives, show_id's would have arrived
+    marker = show_id + 1
+    await b.subscribe(marker)
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    await asyncio.sleep(0.2)
-    assert len(received) == 1
+    await b.publish(marker, b"{}", invalidate_availability=False)
+    await wait_until(lambda: any(show == marker for show, _, _ in received))
+    assert [show for show, _, _ in received] == [show_id, marker]
 
 
 async def test_the_reader_reconnects_resubscribes_and_reports_it(
