@@ -57,6 +57,13 @@ async def private_servers(
         server.stop()
 
 
+async def subscribed(server: ServerProcess, count: int) -> bool:
+    """The server holds `count` show subscriptions (a server of the test's own: no other
+    test's watchers are counted)."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        return metric((await client.get("/metrics")).text, "ws_watchers") == count
+
+
 async def outbox_drains(cluster: Cluster, show: dict[str, Any], within: float = 5.0) -> None:
     """Every outbox row of the show is published and deleted (the relay commits after
     publishing, so watchers may see an event a moment before its row is gone)."""
@@ -229,7 +236,7 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
 
         async with Watcher(server.ws_url) as healthy:
             await healthy.subscribe(show_id, order)
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: subscribed(server, 2), what="both subscriptions")
             rss_before = process.memory_info().rss
 
             # 32 MiB of announcements through the real publish script
@@ -292,7 +299,7 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
             order = await seat_order(own, show_id)
             lagging = await non_reading_client(server.port, server.ws_url)
             await lagging.send(f'{{"type":"subscribe","show_id":{show_id}}}')
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: subscribed(server, 1), what="the subscription")
 
             # it stops reading; announcements pile up until its queue overflows once
             publisher = await publisher_of(cluster, redis)
