@@ -566,7 +566,7 @@ async def test_a_paused_redis_slows_the_fan_out_and_fires_fanout_lag_high(
     async def pause_publishing() -> None:
         # publishes (EVALSHA, PUBLISH) wait 1.5 s, then a moment to flush
         await redis.client_pause(1500, all=False)
-        await asyncio.sleep(1.6)
+        await asyncio.sleep(1.6)  # the fault lasts this long: it is what the alert sees
 
     try:
         async with Watcher(alert_servers[1].ws_url) as watcher:

@@ -370,7 +370,7 @@ async def test_three_instances_admit_at_the_configured_rate_and_survive_a_kill(
                 changes.append((time.monotonic(), now_served))
                 last = now_served
             holders.add(await redis.get(keys.waiting_room(show_id, "lease")) or b"")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # sampling the admission rate over 8 s: the measurement
         (t0, s0), (t1, s1) = changes[1], changes[-1]
         measured = (s1 - s0) / (t1 - t0) * 60
         assert abs(measured - rate) / rate < 0.10, measured

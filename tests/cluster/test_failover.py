@@ -111,7 +111,7 @@ class Storm:
                 client, shard, "hold", f"/shows/{show_id}/holds", {"seats": [seat]}, headers
             )
             if answer is None or answer.status_code != 201:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a buyer's pace: this is the load, not a wait
                 continue
             hold_id = answer.json()["hold_id"]
             for _ in range(50):  # a confirm answered 503 is tried again (same hold)
@@ -125,7 +125,7 @@ class Storm:
                 )
                 if answer is not None and answer.status_code != 503:
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # a buyer's retry pace
             if answer is not None and answer.status_code == 201:
                 self.bookings[answer.json()["id"]] = (shard, answer.json()["seats"])
 
@@ -346,6 +346,7 @@ async def run_storm(
             for shard, show_id in storm.shows.items()
             for i in range(buyers_per_shard)
         ]
+        # the storm's traffic before and after the fault is what is measured
         await asyncio.sleep(before)
         moment = time.monotonic()
         fault()
