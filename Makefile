@@ -36,9 +36,11 @@ bench: $(STAMP)
 
 # A local cluster (nginx, 3 instances, PgBouncer, Patroni primary + sync standby per shard,
 # etcd, Redis) from Debian and PyPI packages; `make cluster-down` stops it.
+# `make cluster CLUSTER_REDIS=cluster`: a six-node Redis Cluster instead of one Redis.
 CLUSTER_DIR ?= /tmp/modex-cluster
+CLUSTER_REDIS ?= single
 cluster: tools
-	$(VENV)/bin/modex cluster up --dir $(CLUSTER_DIR)
+	$(VENV)/bin/modex cluster up --dir $(CLUSTER_DIR) --redis $(CLUSTER_REDIS)
 
 cluster-down: $(STAMP)
 	$(VENV)/bin/modex cluster down --dir $(CLUSTER_DIR)

@@ -162,7 +162,8 @@ class Services:
             from app.ops import embedded
 
             self._pg = embedded.start_postgres(self.folder / "pg")
-            self.pg_admin_url = embedded.postgres_url(self._pg, "postgres")
+            # over TCP, as the machine's: PgBouncer and multi-host URLs need host:port
+            self.pg_admin_url = embedded.listen_on_tcp(self._pg, free_port())
         if not self.redis_url:
             from app.ops import embedded
 

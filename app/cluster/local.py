@@ -131,6 +131,20 @@ def start_redis(kind: str, folder: Path) -> tuple[str, list[tuple[dict[str, Any]
     return f"redis://127.0.0.1:{port}/0", [(node, proc)]
 
 
+def restart_redis(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start the cluster's killed Redis Cluster node on `port` again, as a replica of the
+    master that took its slots (app/cluster/redis_cluster.py: restart), and record its pid
+    in cluster.json (what `down` stops). Returns its Popen for the caller to keep."""
+    from app.cluster import redis_cluster
+    from app.cluster.supervise import record_pid
+
+    folder = folder.resolve()
+    node = redis_cluster.restart(folder / "redis", port)
+    record_pid(folder / "cluster.json", f"redis-{port}", node.pid)
+    assert node.proc is not None
+    return node.proc
+
+
 async def _create_database(port: int) -> None:
     import asyncpg
 

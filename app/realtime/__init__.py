@@ -5,8 +5,8 @@ and epoch, subscribe, presence counts; implemented by `broker_redis` for one Red
 `broker_cluster` for a Redis Cluster with sharded pub/sub, `broker_memory` in-process),
 `hub` (this process's watchers per show, frames encoded once, snapshots and resyncs),
 `protocol` (one connection: frames in, bounded queue out), `outbox` (publish after
-commit, relay rows left behind), `service` (the `Realtime` facade the core wires,
-docs/INTERFACES.md), `frames` (msgspec Structs).
+commit, relay rows left behind), `service` (the `Realtime` facade the core wires),
+`frames` (msgspec Structs; `contract` writes README's table of them).
 
 Wire protocol (`/ws`, JSON text frames; DESIGN.md "WebSocket /ws")
 - in: subscribe {show_id, offset?, encoding?: "rle"}, unsubscribe {show_id}, ping.

@@ -1,13 +1,17 @@
-"""Fault tests on a local cluster (`modex cluster up`): kill -9, in turn, each database's
-primary PostgreSQL, PgBouncer and an app instance, during a storm of holds and confirms on
-every instance with WebSocket watchers on every instance. After each: no 500, every booking
-answered 201 is CONFIRMED, no seat sold twice, the failed part's writes resume (measured),
-the other shard never stops selling, and every watcher converges within 5 s of the storm's
-end without a seat ever going back to an older version."""
+"""Fault tests on a local cluster (`modex cluster up --redis cluster`: two instances behind
+nginx, PgBouncer, a Patroni primary + synchronous standby per database, a six-node Redis
+Cluster): kill -9, in turn, each database's primary PostgreSQL, a Redis master (twice: the
+master of each storm show), an app instance and PgBouncer, during a storm of holds and
+confirms on every instance with WebSocket watchers on every instance. After each: no 500,
+every booking answered 201 is CONFIRMED, no seat sold twice, the failed part's writes or
+live updates resume (measured and printed), the other shard never stops selling, and every
+watcher converges within 5 s of the storm's end without a seat ever going back to an older
+version. A watcher whose instance dies reconnects through nginx at once, as the page does."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -26,9 +30,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from redis.crc import key_slot
+from websockets.exceptions import WebSocketException
 
 from app.auth import Role, mint_token
-from app.cluster import local, processes
+from app.cluster import local, processes, redis_cluster
 from app.cluster.patroni import Node, patroni_binary
 from app.realtime.frames import rle_decode
 from tests.realtime.watch import Watcher, converge, seat_order
@@ -38,22 +44,28 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", autouse=True)
-def patroni_and_etcd_installed() -> None:
+def patroni_etcd_and_redis_installed() -> None:
     require_tool(
         patroni_binary(local.project()).exists() and shutil.which("etcd") is not None,
         "Patroni or etcd (.ci/cluster-tools.sh)",
     )
+    require_tool(shutil.which("redis-server") is not None, "redis-server (.ci/redis-tools.sh)")
 
 
 ROWS, PER_ROW = 20, 20
 
 
 @pytest.fixture(scope="module")
-def ha_cluster() -> Iterator[dict[str, Any]]:
+def started() -> list[Any]:
+    """The Popen objects of the cluster's processes (and of any a test starts again)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def ha_cluster(started: list[Any]) -> Iterator[dict[str, Any]]:
     folder = Path(tempfile.mkdtemp(prefix="mxc-", dir="/tmp"))
-    started: list[Any] = []
     try:
-        yield local.up(folder, instances=2, shards=2, standbys=1, kept=started)
+        yield local.up(folder, instances=2, shards=2, standbys=1, redis="cluster", kept=started)
     finally:
         local.down(folder)
         for proc in started:
@@ -188,10 +200,22 @@ class Storm:
         return Counter(code for _, t, *_, code in self.answers if t >= since)
 
 
-async def create_shows(state: dict[str, Any]) -> dict[int, int]:
+def redis_master_of(state: dict[str, Any], show_id: int) -> int:
+    """The port of the Redis master that owns the show's keys and channel now."""
+    ports = [node["port"] for node in nodes(state, "redis")]
+    return redis_cluster.master_of_slot(ports, key_slot(b"{show:%d}" % show_id))
+
+
+def apart(state: dict[str, Any], shows: dict[int, int]) -> bool:
+    """Whether the shows live on different Redis masters."""
+    return len({redis_master_of(state, show_id) for show_id in shows.values()}) == len(shows)
+
+
+async def create_shows(state: dict[str, Any], on_two_masters: bool = False) -> dict[int, int]:
+    """A show on each shard (with `on_two_masters`, on two different Redis masters too)."""
     shows: dict[int, int] = {}
     async with httpx.AsyncClient(base_url=state["url"], timeout=30) as client:
-        while len(shows) < 2:
+        while len(shows) < 2 or (on_two_masters and not apart(state, shows)):
             answer = await client.post(
                 "/admin/shows",
                 json={
@@ -205,7 +229,9 @@ async def create_shows(state: dict[str, Any]) -> dict[int, int]:
                 headers=token(state, "admin", Role.ADMIN),
             )
             assert answer.status_code == 201, answer.text
-            shows.setdefault(answer.json()["shard"], answer.json()["id"])
+            # the newest show of its shard replaces an older one: shows keep being made until
+            # the pair is on two masters
+            shows[answer.json()["shard"]] = answer.json()["id"]
     return shows
 
 
@@ -231,8 +257,8 @@ async def check_bookings(state: dict[str, Any], storm: Storm) -> None:
 
 class Watchers:
     """A WebSocket watcher of both storm shows on every instance (and one through nginx).
-    A watcher whose instance dies reconnects through nginx and resumes from its offset, as
-    the browser page does."""
+    A watcher whose instance dies reconnects through nginx at once and resumes from its
+    offsets, as the browser page does."""
 
     def __init__(self, state: dict[str, Any], shows: dict[int, int]) -> None:
         self.state = state
@@ -240,6 +266,10 @@ class Watchers:
         self.orders: dict[int, list[str]] = {}
         self.watchers: list[Watcher] = []
         self.resumed = 0
+        # when each reconnected watcher reconnected, and its first frame's index on it
+        self.reconnects: list[tuple[float, Watcher, int]] = []
+        self._keeping = True
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         async with httpx.AsyncClient(base_url=self.state["url"], timeout=10) as client:
@@ -255,6 +285,19 @@ class Watchers:
             self.watchers.append(watcher)
             for show_id, order in self.orders.items():
                 await watcher.subscribe(show_id, order)
+        self._keeper = asyncio.create_task(self._keep_connected())
+
+    async def _keep_connected(self) -> None:
+        while self._keeping:
+            # nginx with no instance to give yet: tried again
+            with contextlib.suppress(OSError, TimeoutError, WebSocketException):
+                await self.reconnect_closed()
+            await asyncio.sleep(0.1)  # the keeper's pace, in the background
+
+    async def stop_keeping(self) -> None:
+        self._keeping = False
+        if self._keeper is not None:
+            await self._keeper
 
     async def reconnect_closed(self) -> None:
         nginx = ws_url(self.state["url"])
@@ -263,16 +306,44 @@ class Watchers:
                 continue
             watcher = Watcher(nginx)
             watcher.states = old.states  # its picture, continued from its offsets
+            watcher.frames = [*old.frames]
+            first = len(watcher.frames)
             await watcher.__aenter__()
+            self.reconnects.append((time.time(), watcher, first))
             for show_id, order in self.orders.items():
                 await watcher.subscribe(show_id, order, offset=old.states[show_id].offset)
-            watcher.frames = [*old.frames]
             await old.close()
             self.watchers[i] = watcher
             self.resumed += 1
 
+    def live_again(self, wall: float) -> list[float]:
+        """Seconds from `wall` until each reconnected watcher received a seat change
+        committed after it reconnected."""
+        return [
+            min(
+                (
+                    f["_received"]
+                    for f in watcher.frames[first:]
+                    if f["type"] == "seats" and f["ts"] > reconnected * 1000
+                ),
+                default=float("inf"),
+            )
+            - wall
+            for reconnected, watcher, first in self.reconnects
+        ]
+
+    def changes_after(self, show_id: int, wall: float) -> tuple[float, float]:
+        """Seconds from `wall` until a change of the show committed after it reached a
+        watcher, and until every watcher had one (inf: a watcher never did)."""
+        firsts = [
+            min(seats_frames_after(watcher, show_id, wall), default=float("inf"))
+            for watcher in self.watchers
+        ]
+        return min(firsts) - wall, max(firsts) - wall
+
     async def converge(self, within: float = 5.0) -> float:
         """Seconds until every watcher's picture of both shows is the server's."""
+        await self.stop_keeping()
         await self.reconnect_closed()
         took = 0.0
         async with httpx.AsyncClient(base_url=self.state["url"], timeout=10) as client:
@@ -285,6 +356,7 @@ class Watchers:
         return took
 
     async def close(self) -> None:
+        await self.stop_keeping()
         for watcher in self.watchers:
             await watcher.close()
 
@@ -326,10 +398,12 @@ async def run_storm(
     buyers_per_shard: int = 6,
     before: float = 3,
     after: float = 8,
+    shows: dict[int, int] | None = None,
 ) -> tuple[Storm, float, Watchers]:
-    """Buyers on every instance (or through nginx), watchers on every instance; `fault()`
-    after `before` s; the storm stops `after` s later; the watchers must then converge."""
-    storm = Storm(state, await create_shows(state))
+    """Buyers on every instance (or through nginx) on `shows` (else new ones), watchers on
+    every instance; `fault()` after `before` s; the storm stops `after` s later; the
+    watchers must then converge."""
+    storm = Storm(state, shows or await create_shows(state))
     watchers = Watchers(state, storm.shows)
     await watchers.start()
     urls = (
@@ -367,8 +441,15 @@ async def run_storm(
     return storm, moment, watchers
 
 
-def kill(pid: int) -> Callable[[], None]:
-    return lambda: os.kill(pid, signal.SIGKILL)
+def kill(pid: int, killed: list[float] | None = None) -> Callable[[], None]:
+    """kill -9 of `pid`; its wall-clock time goes to `killed` (frames carry wall time)."""
+
+    def fault() -> None:
+        if killed is not None:
+            killed.append(time.time())
+        os.kill(pid, signal.SIGKILL)
+
+    return fault
 
 
 async def test_kill_9_of_a_shard_primary_loses_no_booking_and_pauses_no_other_shard(
@@ -376,20 +457,26 @@ async def test_kill_9_of_a_shard_primary_loses_no_booking_and_pauses_no_other_sh
 ) -> None:
     # shard 1, then the metadata database (shard 0), each on a cluster that has failed over
     for victim in (1, 0):
-        storm, moment, _ = await run_storm(ha_cluster, kill(primary_pid(ha_cluster, victim)))
+        killed: list[float] = []
+        storm, moment, watchers = await run_storm(
+            ha_cluster, kill(primary_pid(ha_cluster, victim), killed)
+        )
         end = max(t for _, t, *_ in storm.answers)
         statuses = storm.statuses()
         other = 1 - victim
         resumed = storm.resumed(victim, moment)
         everywhere = storm.resumed_everywhere(victim, moment)
         gap = storm.longest_gap(other, moment - 1, end)
+        live, live_everywhere = watchers.changes_after(storm.shows[victim], killed[0])
         print(
             f"  kill -9 of shard {victim}'s primary: answers {dict(statuses)}; its writes "
-            f"resumed after {resumed:.2f} s (on every instance {everywhere:.2f} s); "
+            f"resumed after {resumed:.2f} s (on every instance {everywhere:.2f} s), its live "
+            f"updates after {live:.2f} s (on every watcher {live_everywhere:.2f} s); "
             f"shard {other}'s longest gap {gap:.2f} s; {len(storm.bookings)} bookings"
         )
         assert set(statuses) <= {201, 409, 429, 503}, statuses  # 429: a buyer over 20/s
         assert resumed < 8, f"shard {victim}'s writes resumed after {resumed:.2f} s"
+        assert live_everywhere < 8, f"live updates resumed after {live_everywhere:.2f} s"
         # an instance's breaker, opened at the kill, delays it no more than its cool-down
         # (with 5 s one instance sold again 2 s after the other)
         assert everywhere - resumed < 1.6, f"an instance sold again {everywhere:.2f} s after"
@@ -397,45 +484,118 @@ async def test_kill_9_of_a_shard_primary_loses_no_booking_and_pauses_no_other_sh
         await check_bookings(ha_cluster, storm)
 
 
+def seats_frames_after(watcher: Watcher, show_id: int, wall: float) -> list[float]:
+    """When the watcher received each change of the show committed after `wall` (a seats
+    frame's ts is its commit time, epoch ms)."""
+    return [
+        f["_received"]
+        for f in watcher.frames_of(show_id)
+        if f["type"] == "seats" and f["ts"] > wall * 1000
+    ]
+
+
+async def test_kill_9_of_a_redis_master_moves_its_shows_and_stops_no_sale(
+    ha_cluster: dict[str, Any], started: list[Any]
+) -> None:
+    """The master of shard 0's show, then of shard 1's show (the two on different masters):
+    the second on a cluster that has failed over once and taken the first victim back."""
+    for victim in (0, 1):
+        shows = await create_shows(ha_cluster, on_two_masters=True)
+        affected, other = shows[victim], shows[1 - victim]
+        port = redis_master_of(ha_cluster, affected)
+        redis_node = next(n for n in nodes(current(ha_cluster), "redis") if n["port"] == port)
+        killed: list[float] = []
+        storm, moment, watchers = await run_storm(
+            ha_cluster, kill(redis_node["pid"], killed), shows=shows
+        )
+        wall = killed[0]
+        end = max(t for _, t, *_ in storm.answers)
+        statuses = storm.statuses()
+        # live updates of the affected show: the first change committed after the kill to
+        # reach a watcher, and one on every watcher
+        live_again, everywhere = watchers.changes_after(affected, wall)
+        first = wall + live_again
+        # the other master's show kept flowing meanwhile, and both shards kept selling
+        other_times = sorted(
+            t for w in watchers.watchers for t in seats_frames_after(w, other, wall)
+        )
+        other_gap = max(
+            b - a
+            for a, b in itertools.pairwise([wall, *(t for t in other_times if t < first), first])
+        )
+        gaps = [storm.longest_gap(shard, moment - 1, end) for shard in (0, 1)]
+        print(
+            f"  kill -9 of Redis master {port} (shard {victim}'s show {affected}): answers "
+            f"{dict(statuses)}; its live updates resumed after {live_again:.2f} s (on every "
+            f"watcher {everywhere:.2f} s); show {other}'s longest gap {other_gap:.2f} s; "
+            f"shards' longest gaps {gaps[0]:.2f} s, {gaps[1]:.2f} s; "
+            f"{len(storm.bookings)} bookings"
+        )
+        assert set(statuses) <= {201, 409, 429}, statuses
+        assert everywhere < 5, f"live updates resumed on every watcher after {everywhere:.2f} s"
+        assert other_gap < 1.5, f"show {other}'s live updates stalled {other_gap:.2f} s"
+        assert max(gaps) < 1.5, f"a shard stopped selling for {max(gaps):.2f} s"
+        assert watchers.resumed == 0, "a Redis failover closed a WebSocket"
+        await check_bookings(ha_cluster, storm)
+        # the killed node back, as the new master's replica: the next victim has one too
+        started.append(await asyncio.to_thread(local.restart_redis, Path(ha_cluster["dir"]), port))
+
+
 async def test_kill_9_of_pgbouncer_it_is_restarted_and_both_shards_sell_again(
     ha_cluster: dict[str, Any],
 ) -> None:
     folder = Path(ha_cluster["dir"])
     before = pgbouncer_pid(folder)
-    storm, moment, _ = await run_storm(ha_cluster, kill(before))
+    killed: list[float] = []
+    storm, moment, watchers = await run_storm(ha_cluster, kill(before, killed))
     after = pgbouncer_pid(folder)
     assert after != before and processes.alive(after), "the supervisor restarted PgBouncer"
     statuses = storm.statuses()
     resumed = [storm.resumed(shard, moment) for shard in (0, 1)]
+    live = [watchers.changes_after(storm.shows[shard], killed[0])[1] for shard in (0, 1)]
     print(
         f"  kill -9 of PgBouncer: answers {dict(statuses)}; writes resumed after "
-        f"{resumed[0]:.2f} s (shard 0), {resumed[1]:.2f} s (shard 1)"
+        f"{resumed[0]:.2f} s (shard 0), {resumed[1]:.2f} s (shard 1); live updates on every "
+        f"watcher after {live[0]:.2f} s, {live[1]:.2f} s"
     )
     assert set(statuses) <= {201, 409, 429, 503}, statuses
     assert max(resumed) < 5, resumed
+    assert max(live) < 5, live
     await check_bookings(ha_cluster, storm)
 
 
 def pgbouncer_pid(folder: Path) -> int:
     """PgBouncer's pid as cluster.json has it now (its supervisor records a restart)."""
-    state = json.loads((folder / "cluster.json").read_text())
-    pid: int = nodes(state, "pgbouncer")[0]["pid"]
+    pid: int = nodes(current({"dir": folder}), "pgbouncer")[0]["pid"]
     return pid
+
+
+def current(state: dict[str, Any]) -> dict[str, Any]:
+    """cluster.json as it is now (a restarted process has a new pid there)."""
+    found: dict[str, Any] = json.loads((Path(state["dir"]) / "cluster.json").read_text())
+    return found
 
 
 async def test_kill_9_of_an_app_instance_through_nginx(ha_cluster: dict[str, Any]) -> None:
     victim = nodes(ha_cluster, "app")[-1]
+    killed: list[float] = []
     storm, moment, watchers = await run_storm(
-        ha_cluster, kill(victim["pid"]), through_nginx=True, before=2, after=6
+        ha_cluster, kill(victim["pid"], killed), through_nginx=True, before=2, after=6
     )
     statuses = storm.statuses()
     late = storm.statuses(since=moment + 1)
+    end = max(t for _, t, *_ in storm.answers)
+    gaps = [storm.longest_gap(shard, moment - 1, end) for shard in (0, 1)]
+    live_again = watchers.live_again(killed[0])
     print(
-        f"  kill -9 of {victim['name']}: answers {dict(statuses)}, "
-        f"after the first second {dict(late)}"
+        f"  kill -9 of {victim['name']}: answers {dict(statuses)}, after the first second "
+        f"{dict(late)}; shards' longest gaps {gaps[0]:.2f} s, {gaps[1]:.2f} s; its watchers "
+        f"live again through nginx after {', '.join(f'{t:.2f}' for t in live_again)} s"
     )
     # a POST in flight on the killed instance may answer 502 (nginx does not resend a POST)
     assert set(statuses) <= {201, 409, 429, 502}, statuses
     assert set(late) <= {201, 409, 429}, late
+    assert max(gaps) < 1.5, f"a shard stopped selling for {max(gaps):.2f} s"
     assert watchers.resumed >= 1, "the killed instance's watcher reconnected"
+    assert max(live_again) < 5, f"a watcher was live again after {max(live_again):.2f} s"
     await check_bookings(ha_cluster, storm)
