@@ -41,7 +41,7 @@ async def wait_until(
     predicate: Callable[[], T | Awaitable[T]],
     within: float = 5.0,
     what: str = "the condition",
-    every: float = 0.02,
+    every: float = 0.05,
 ) -> T:
     """predicate()'s first true result (it may be a coroutine function); fails after
     `within` s. Tests wait on a condition like this, never for a guessed time: other tasks
