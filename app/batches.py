@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from app.ops.metrics import SEAT_BATCH_SIZE, SEAT_REQUESTS_ALONE
+from app.outcomes import Outcome
 from app.shards import Shard
 
 log = logging.getLogger("modex.batches")
@@ -36,7 +37,7 @@ BUSY_TRIES = 2
 
 @dataclass(frozen=True, slots=True)
 class SeatRequest:
-    kind: str  # "hold" | "release" | "confirm" | "book"
+    kind: Literal["hold", "release", "confirm", "book"]
     show_id: int
     hold_id: str | None  # none for a book
     user_id: str
@@ -130,7 +131,7 @@ class SeatBatches:
                     continue
                 again = []
                 for waiting, row in zip(batch, rows or [None] * len(batch), strict=True):
-                    if row is None or row["outcome"] != "busy":
+                    if row is None or row["outcome"] != Outcome.BUSY:
                         waiting.answer(row)
                         continue
                     # Its rows were locked by a transaction that is likely over by the next

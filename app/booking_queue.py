@@ -22,9 +22,10 @@ the owner's sockets, wherever they are, get a `booking` frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -141,26 +142,20 @@ class BookingQueue:
 
     # ---- accepting ----
 
-    async def submit(
-        self,
-        show_id: int,
-        labels: list[str],
-        user_id: str,
-        idempotency_key: str | None,
-        channels: tuple[str, ...] = (),
-    ) -> wire.QueuedBooking:
-        """Queue a booking (see _submit); Redis away is 503, and customers' calls to Redis
-        wait here past REDIS_CALLS (redis-py's pool refuses beyond its size)."""
+    @contextlib.asynccontextmanager
+    async def _redis_calls(self) -> AsyncIterator[None]:
+        """Customers' calls to Redis wait here past REDIS_CALLS (redis-py's pool refuses
+        beyond its size); Redis away is 503."""
         try:
             async with self._calls:
-                return await self._submit(show_id, labels, user_id, idempotency_key, channels)
+                yield
         except (RedisError, OSError) as exc:
             log.warning("booking queue unavailable: %r", exc)
             raise BookingQueueUnavailable(
                 "bookings cannot be queued right now: try again", retry_after=2
             ) from exc
 
-    async def _submit(
+    async def submit(
         self,
         show_id: int,
         labels: list[str],
@@ -170,48 +165,51 @@ class BookingQueue:
     ) -> wire.QueuedBooking:
         """Queue a one-step booking: its id now, its outcome later. The same
         Idempotency-Key (same customer, same seats) returns the same booking."""
-        await self.box_office.router.show(show_id)  # 404 for an unknown show
-        seats = sorted(labels)
-        booking_id = new_client_id(show_id)
-        if idempotency_key is not None:
-            digest = hashlib.sha256(f"{user_id}\n{idempotency_key}".encode()).hexdigest()[:32]
-            key = self.keys.queued_booking(show_id, f"key:{digest}")
-            claimed = f"{booking_id} {','.join(seats)}"
-            if not await self.redis.set(key, claimed, nx=True, ex=STATUS_TTL):
-                earlier_id, _, earlier_seats = _text(await self.redis.get(key)).partition(" ")
-                if earlier_seats != ",".join(seats):
-                    raise IdempotencyKeyReused(
-                        "this Idempotency-Key was used for another request (other seats)"
-                    )
-                return await self._accepted(show_id, earlier_id, user_id)
-        status = self.keys.queued_booking(show_id, booking_id)
-        accepted_at = datetime.now(UTC)
-        await self.redis.hset(
-            status,
-            mapping={
-                "status": BookingStatus.PENDING,
+        async with self._redis_calls():
+            await self.box_office.router.show(show_id)  # 404 for an unknown show
+            seats = sorted(labels)
+            booking_id = new_client_id(show_id)
+            if idempotency_key is not None:
+                digest = hashlib.sha256(f"{user_id}\n{idempotency_key}".encode()).hexdigest()[:32]
+                key = self.keys.queued_booking(show_id, f"key:{digest}")
+                claimed = f"{booking_id} {','.join(seats)}"
+                if not await self.redis.set(key, claimed, nx=True, ex=STATUS_TTL):
+                    earlier_id, _, earlier_seats = _text(await self.redis.get(key)).partition(" ")
+                    if earlier_seats != ",".join(seats):
+                        raise IdempotencyKeyReused(
+                            "this Idempotency-Key was used for another request (other seats)"
+                        )
+                    return await self._accepted(show_id, earlier_id, user_id)
+            status = self.keys.queued_booking(show_id, booking_id)
+            accepted_at = datetime.now(UTC)
+            await self.redis.hset(
+                status,
+                mapping={
+                    "status": BookingStatus.PENDING,
+                    "user": user_id,
+                    "seats": ",".join(seats),
+                    "at": accepted_at.timestamp(),
+                },
+            )
+            await self.redis.expire(status, STATUS_TTL)
+            fields = {
+                "id": booking_id,
+                "show": show_id,
                 "user": user_id,
                 "seats": ",".join(seats),
-                "at": accepted_at.timestamp(),
-            },
-        )
-        await self.redis.expire(status, STATUS_TTL)
-        fields = {
-            "id": booking_id,
-            "show": show_id,
-            "user": user_id,
-            "seats": ",".join(seats),
-            "channels": ",".join(channels),  # the token's sales channels (RESERVED seats)
-        }
-        await self.redis.xadd(self.stream, fields)  # type: ignore[arg-type]
-        QUEUED_BOOKINGS.labels("accepted").inc()
-        return _queued(booking_id, show_id, user_id, seats, accepted_at, BookingStatus.PENDING)
+                "channels": ",".join(channels),  # the token's sales channels (RESERVED seats)
+            }
+            await self.redis.xadd(self.stream, fields)  # type: ignore[arg-type]
+            QUEUED_BOOKINGS.labels("accepted").inc()
+            return _queued(booking_id, show_id, user_id, seats, accepted_at, BookingStatus.PENDING)
 
     async def _accepted(self, show_id: int, booking_id: str, user_id: str) -> wire.QueuedBooking:
         """The booking an earlier request with the same Idempotency-Key queued."""
         found = await self.status(booking_id, user_id, False)
         if found is None:  # its status is gone: say it is pending, as it was accepted
-            return _queued(booking_id, show_id, user_id, [], datetime.now(UTC), "PENDING")
+            return _queued(
+                booking_id, show_id, user_id, [], datetime.now(UTC), BookingStatus.PENDING
+            )
         return found
 
     async def status(

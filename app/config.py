@@ -6,6 +6,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast, get_args
+
+# how WebSocket frames reach the socket (app/realtime/transport.py)
+WsTransport = Literal["asgi", "direct"]
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -87,6 +91,10 @@ class Settings:
     booking_max_attempts: int = 5
     # fault injection for tests: a consumer waits this long before booking a message
     booking_fault_delay: float = 0.0
+    # how WebSocket frames reach the socket (app/realtime/transport.py): "direct" writes
+    # them to uvicorn's connection where start-up checks allow it, "asgi" takes the ASGI
+    # send always (the reference the tests run both against)
+    ws_transport: WsTransport = "direct"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -100,6 +108,9 @@ class Settings:
                 f"SHARD_READ_URLS names {len(read_urls)} databases, SHARD_URLS {len(shard_urls)}:"
                 " one standby per shard, in the same order ('-' for a shard without one)"
             )
+        ws_transport = os.environ.get("MODEX_WS_TRANSPORT", "").strip().lower() or "direct"
+        if ws_transport not in get_args(WsTransport):
+            raise RuntimeError(f"MODEX_WS_TRANSPORT is {ws_transport!r}: 'asgi' or 'direct'")
         return cls(
             database_url=database_url,
             shard_urls=shard_urls,
@@ -128,4 +139,5 @@ class Settings:
             booking_claim_idle=float(os.environ.get("MODEX_BOOKING_CLAIM_IDLE", "15")),
             booking_max_attempts=max(1, _int("MODEX_BOOKING_MAX_ATTEMPTS", 5)),
             booking_fault_delay=float(os.environ.get("MODEX_FAULT_BOOKING_DELAY", "0")),
+            ws_transport=cast(WsTransport, ws_transport),
         )

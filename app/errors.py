@@ -100,6 +100,21 @@ class DatabaseUnavailable(ModexError):
     code = "database_unavailable"
 
 
+class LiveUpdatesUnavailable(ModexError):
+    """Redis is away: a show change or announcement cannot reach watchers now."""
+
+    status = 503
+    code = "live_updates_unavailable"
+
+
+class RedisUnavailable(ModexError):
+    """Redis failed where the caller had nothing better to do (a waiting room, a queued
+    booking's submit): the client may try again."""
+
+    status = 503
+    code = "redis_unavailable"
+
+
 class Unauthorized(ModexError):
     status = 401
     code = "unauthorized"

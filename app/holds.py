@@ -4,10 +4,11 @@ Each one is a function in sql/shard/functions/seat_transactions.sql, so a reques
 single round trip to the show's shard. Those functions keep the invariant (seats locked
 in label order, written only by the hold or booking that owns them, an outbox row with
 every change), the show's seat limit per customer and what the show's status allows
-(show_allows()); BoxOffice routes to the shard, retries a lost lock race, turns each
-refusal into its error and hands committed changes to the realtime layer. Holds,
-releases, confirms and one-step bookings that arrive together share a transaction
-(app/batches.py); one the batch hands back runs alone.
+(show_allows()); BoxOffice routes to the shard, retries a lost lock race, reads each
+answer as its typed result, turns each refusal into its error (app/outcomes.py) and hands
+committed changes to the realtime layer. Holds, releases, confirms and one-step bookings
+that arrive together share a transaction (app/batches.py); one the batch hands back runs
+alone.
 """
 
 from __future__ import annotations
@@ -24,28 +25,22 @@ import msgspec
 from app import wire
 from app.batches import SeatBatches, SeatRequest
 from app.domain import BookingStatus, new_client_id
-from app.errors import (
-    BookingNotCancellable,
-    Contention,
-    ExtendLimit,
-    HoldExpired,
-    IdempotencyKeyReused,
-    ModexError,
-    NoAdjacentSeats,
-    NotFound,
-    ReservedSeats,
-    SeatLimit,
-    SeatsUnavailable,
-    ShardUnavailable,
-    ShowEnded,
-    ShowNotFound,
-    ShowNotOnSale,
-    SingleSeat,
-    UnknownSeats,
-)
+from app.errors import Contention, NotFound, ShardUnavailable, ShowNotFound
 from app.events import Committed
 from app.ops.logs import request_id
 from app.ops.metrics import BOOKINGS_TOTAL, HOLDS_EXPIRED_TOTAL, HOLDS_TOTAL
+from app.outcomes import (
+    BookResult,
+    CancelResult,
+    ConfirmResult,
+    ExtendResult,
+    HoldResult,
+    Outcome,
+    ReleaseResult,
+    SetSeatsResult,
+    refusal,
+    result_of,
+)
 from app.shards import Shard, ShardRouter
 
 # Losing a lock race is normal under load: retry briefly, then answer 409, never 500.
@@ -89,52 +84,6 @@ BOOKINGS_OF_SHOW = f"""
 SELECT {BOOKING_COLUMNS} FROM bookings WHERE show_id = $3 AND $1::text IS NULL {_NARROW}"""
 BOOKINGS_OF_USER_FILTERED = f"""
 SELECT {BOOKING_COLUMNS} FROM bookings WHERE user_id = $2 AND $1::text IS NULL {_NARROW}"""
-
-
-def _refusal(outcome: str, show_id: int, detail: list[str] | None, what: str) -> ModexError:
-    """The error for a function's refusal outcome (see the SQL file for each outcome)."""
-    seats = list(detail or [])
-    if outcome == "no_show":
-        return ShowNotFound(f"show {show_id} does not exist")
-    if outcome == "not_on_sale":
-        status = seats[0] if seats else None
-        return ShowNotOnSale(f"this show is {status or 'not on sale'}", status=status)
-    if outcome == "show_ended":
-        return ShowEnded(f"this show has ended: {what} can no longer be cancelled", status=seats[0])
-    if outcome == "seat_limit":
-        limit = int(seats[0])
-        return SeatLimit(
-            f"one customer may have at most {limit} seats of this show, held and booked",
-            limit=limit,
-        )
-    if outcome == "unknown":
-        return UnknownSeats(f"show {show_id} has no seat {', '.join(seats)}", seats=seats)
-    if outcome == "taken":
-        return SeatsUnavailable(f"not available: {', '.join(seats)}", seats=seats)
-    if outcome == "channel":
-        return ReservedSeats(
-            f"kept for a sales channel your token does not list: {', '.join(seats)}", seats=seats
-        )
-    if outcome == "single_seat":
-        return SingleSeat(
-            f"this would leave {', '.join(seats)} alone: take it too, or choose other seats",
-            seats=seats,
-        )
-    if outcome == "no_adjacent_seats":
-        return NoAdjacentSeats(f"no row has {what} free side by side")
-    if outcome in ("not_found", "not_active"):
-        return NotFound(f"{what} does not exist or is no longer active")
-    if outcome == "expired":
-        return HoldExpired(f"{what} has expired or ended")
-    if outcome == "limit":
-        return ExtendLimit(f"{what} cannot be extended again")
-    if outcome == "key_reused":
-        return IdempotencyKeyReused(
-            "this Idempotency-Key was used for another request (another hold or other seats)"
-        )
-    if outcome == "not_cancellable":
-        return BookingNotCancellable(f"booking is {seats[0] if seats else 'not confirmed'}")
-    raise AssertionError(f"unexpected outcome {outcome!r}")
 
 
 def _booking(row: Any) -> wire.Booking:
@@ -222,7 +171,7 @@ class BoxOffice:
                 row = await self.batches.run(shard, batched)
             if row is None:
                 row = await self._run(shard, name, query, *args)
-            if row["outcome"] != "moved":
+            if row["outcome"] != Outcome.MOVED:
                 return row, shard
             self.router.forget(show_id)
         raise ShardUnavailable("this show is moving to another shard; try again", retry_after=1)
@@ -249,16 +198,16 @@ class BoxOffice:
                 await asyncio.sleep(random.uniform(0.005, 0.05))
         raise AssertionError("unreachable")
 
-    def _publish(self, show_id: int, shard: Shard, row: Any) -> None:
+    def _publish(self, show_id: int, shard: Shard, event_id: int | None, event: str | None) -> None:
         """Hand a committed change (if the transaction made one) to the realtime layer."""
-        if row["event_id"] is None:
+        if event_id is None or event is None:
             return
         self.on_commit(
             Committed(
                 show_id=show_id,
                 shard=shard.index,
-                outbox_id=row["event_id"],
-                changes_json=row["event"],
+                outbox_id=event_id,
+                changes_json=event,
                 committed_at=time.time(),
             )
         )
@@ -282,12 +231,14 @@ class BoxOffice:
         except Contention:
             HOLDS_TOTAL.labels("conflict").inc()
             raise
-        if row["outcome"] != "held":
-            HOLDS_TOTAL.labels("conflict" if row["outcome"] == "taken" else "refused").inc()
-            raise _refusal(row["outcome"], show_id, row["detail"], "hold")
+        held = result_of(HoldResult, row)
+        if held.outcome != Outcome.HELD:
+            HOLDS_TOTAL.labels("conflict" if held.outcome == Outcome.TAKEN else "refused").inc()
+            raise held.refusal(show_id, "hold")
         HOLDS_TOTAL.labels("created").inc()
-        self._publish(show_id, shard, row)
-        return wire.Hold(hold_id, show_id, labels, row["hold_until"], self.max_extensions)
+        self._publish(show_id, shard, held.event_id, held.event)
+        assert held.hold_until is not None
+        return wire.Hold(hold_id, show_id, labels, held.hold_until, self.max_extensions)
 
     async def hold_best(
         self, show_id: int, best: wire.BestAvailable, user_id: str, channels: tuple[str, ...] = ()
@@ -302,13 +253,14 @@ class BoxOffice:
         except Contention:
             HOLDS_TOTAL.labels("conflict").inc()
             raise
-        if row["outcome"] != "held":
+        held = result_of(HoldResult, row)
+        if held.outcome != Outcome.HELD:
             HOLDS_TOTAL.labels("refused").inc()
-            raise _refusal(row["outcome"], show_id, row["detail"], f"{best.count} seats")
+            raise held.refusal(show_id, f"{best.count} seats")
         HOLDS_TOTAL.labels("created").inc()
-        self._publish(show_id, shard, row)
-        seats = list(row["detail"])
-        return wire.Hold(hold_id, show_id, seats, row["hold_until"], self.max_extensions)
+        self._publish(show_id, shard, held.event_id, held.event)
+        assert held.detail is not None and held.hold_until is not None
+        return wire.Hold(hold_id, show_id, held.detail, held.hold_until, self.max_extensions)
 
     async def set_seats(
         self, show_id: int, change: wire.SeatStatusChange, admin_id: str
@@ -317,10 +269,11 @@ class BoxOffice:
         labels = None if change.seats is msgspec.UNSET else sorted(change.seats)
         args = (labels, change.status, change.channel, admin_id, request_id.get())
         row, shard = await self._call(show_id, "set_seats", SET_SEATS, show_id, *args)
-        if row["outcome"] != "changed":
-            raise _refusal(row["outcome"], show_id, row["detail"], "change")
-        self._publish(show_id, shard, row)
-        changed = _seat_changes.decode(row["event"]) if row["event"] else []
+        result = result_of(SetSeatsResult, row)
+        if result.outcome != Outcome.CHANGED:
+            raise refusal(result.outcome, show_id, "change", seats=result.detail)
+        self._publish(show_id, shard, result.event_id, result.event)
+        changed = _seat_changes.decode(result.event) if result.event else []
         return wire.SeatsChanged(show_id, changed)
 
     async def extend(self, hold_id: str, user_id: str) -> wire.Hold:
@@ -328,19 +281,25 @@ class BoxOffice:
         row, _ = await self._call(
             show_id, "extend", EXTEND_HOLD, show_id, hold_id, user_id, self.max_extensions
         )
-        if row["outcome"] != "extended":
-            raise _refusal(row["outcome"], show_id, row["detail"], f"hold {hold_id!r}")
-        left = self.max_extensions - row["extensions_used"]
-        return wire.Hold(hold_id, show_id, list(row["detail"]), row["hold_until"], left)
+        extended = result_of(ExtendResult, row)
+        if extended.outcome != Outcome.EXTENDED:
+            raise refusal(
+                extended.outcome, show_id, f"hold {hold_id!r}", show_status=extended.show_status
+            )
+        assert extended.detail is not None and extended.hold_until is not None
+        assert extended.extensions_used is not None
+        left = self.max_extensions - extended.extensions_used
+        return wire.Hold(hold_id, show_id, extended.detail, extended.hold_until, left)
 
     async def release(self, hold_id: str, user_id: str) -> None:
         show_id = await self.router.show_of(hold_id, "hold")
         row, shard = await self._seat_request(
             SeatRequest("release", show_id, hold_id, user_id, request_id=request_id.get())
         )
-        if row["outcome"] != "released":
-            raise _refusal(row["outcome"], show_id, None, f"hold {hold_id!r}")
-        self._publish(show_id, shard, row)
+        released = result_of(ReleaseResult, row)
+        if released.outcome != Outcome.RELEASED:
+            raise refusal(released.outcome, show_id, f"hold {hold_id!r}")
+        self._publish(show_id, shard, released.event_id, released.event)
 
     async def confirm(
         self, hold_id: str, user_id: str, idempotency_key: str | None
@@ -357,15 +316,18 @@ class BoxOffice:
                 request_id=request_id.get(),
             )
         )
-        if row["outcome"] not in ("confirmed", "earlier"):
-            if row["outcome"] in ("expired", "not_on_sale"):
+        confirmed = result_of(ConfirmResult, row)
+        if confirmed.outcome not in (Outcome.CONFIRMED, Outcome.EARLIER):
+            if confirmed.outcome in (Outcome.EXPIRED, Outcome.NOT_ON_SALE):
                 BOOKINGS_TOTAL.labels(BookingStatus.FAILED).inc()
-            detail = [row["booking"]] if row["outcome"] == "not_on_sale" else None
-            raise _refusal(row["outcome"], show_id, detail, f"hold {hold_id!r}")
-        if row["outcome"] == "confirmed":
+            raise refusal(
+                confirmed.outcome, show_id, f"hold {hold_id!r}", show_status=confirmed.show_status
+            )
+        if confirmed.outcome == Outcome.CONFIRMED:
             BOOKINGS_TOTAL.labels(BookingStatus.CONFIRMED).inc()
-            self._publish(show_id, shard, row)
-        return _booking_json(row["booking"])
+            self._publish(show_id, shard, confirmed.event_id, confirmed.event)
+        assert confirmed.booking is not None
+        return _booking_json(confirmed.booking)
 
     async def book(
         self,
@@ -391,13 +353,15 @@ class BoxOffice:
                 channels=channels,
             )
         )
-        if row["outcome"] not in ("booked", "earlier"):
+        booked = result_of(BookResult, row)
+        if booked.outcome not in (Outcome.BOOKED, Outcome.EARLIER):
             BOOKINGS_TOTAL.labels(BookingStatus.FAILED).inc()
-            raise _refusal(row["outcome"], show_id, row["detail"], "booking")
-        if row["outcome"] == "booked":
+            raise booked.refusal(show_id, "booking")
+        if booked.outcome == Outcome.BOOKED:
             BOOKINGS_TOTAL.labels(BookingStatus.CONFIRMED).inc()
-            self._publish(show_id, shard, row)
-        return _booking_json(row["booking"])
+            self._publish(show_id, shard, booked.event_id, booked.event)
+        assert booked.booking is not None
+        return _booking_json(booked.booking)
 
     async def cancel(self, booking_id: str, user_id: str, is_admin: bool) -> wire.Booking:
         show_id = await self.router.show_of(booking_id, "booking")
@@ -411,11 +375,19 @@ class BoxOffice:
             is_admin,
             request_id.get(),
         )
-        if row["outcome"] != "cancelled":
-            raise _refusal(row["outcome"], show_id, row["detail"], f"booking {booking_id!r}")
+        cancelled = result_of(CancelResult, row)
+        if cancelled.outcome != Outcome.CANCELLED:
+            raise refusal(
+                cancelled.outcome,
+                show_id,
+                f"booking {booking_id!r}",
+                show_status=cancelled.show_status,
+                booking_status=cancelled.booking_status,
+            )
         BOOKINGS_TOTAL.labels(BookingStatus.CANCELLED).inc()
-        self._publish(show_id, shard, row)
-        return _booking_json(row["booking"])
+        self._publish(show_id, shard, cancelled.event_id, cancelled.event)
+        assert cancelled.booking is not None
+        return _booking_json(cancelled.booking)
 
     async def booking(self, booking_id: str, user_id: str, is_admin: bool) -> wire.Booking:
         show_id, shard = await self.router.for_client_id(booking_id, "booking")
@@ -474,5 +446,5 @@ class BoxOffice:
         expired: int = sum(row["expired_holds"] for row in rows)
         HOLDS_EXPIRED_TOTAL.inc(expired)
         for row in rows:
-            self._publish(row["expired_show"], shard, row)
+            self._publish(row["expired_show"], shard, row["event_id"], row["event"])
         return expired

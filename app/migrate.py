@@ -1,9 +1,11 @@
 """SQL migrations: sql/meta/* on the metadata database, sql/shard/* on every shard.
 
 The numbered files (tables, indexes) run once each, in name order. The files in
-`functions/` define code, not data: each is applied again whenever its text changes, so a
-fixed function reaches every existing database (each such file first drops what it
-defines, since CREATE OR REPLACE cannot change a function's result columns).
+`functions/` define code, not data: each is a template (app/seat_sql.py fills in the
+statements several functions share) and is applied again whenever its rendered text
+changes, so a fixed function or fragment reaches every existing database (each such file
+first drops what it defines, since CREATE OR REPLACE cannot change a function's result
+columns).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncpg
 
 from app.config import Settings
 from app.paths import project_dir
+from app.seat_sql import render
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,13 @@ async def apply_migrations(url: str, kind: str, sql_dir: Path | None = None) -> 
     """Apply the pending files of sql/<kind>/ in name order, then every changed file of
     sql/<kind>/functions/; returns what was applied."""
     folder = (sql_dir or project_dir("sql")) / kind
-    files = [(path, path.name) for path in sorted(folder.glob("*.sql"))]
-    # a function file's ledger name carries its hash: a new text is a new migration
+    files = [(path.read_text(), path.name) for path in sorted(folder.glob("*.sql"))]
+    # a function file's ledger name carries its rendered text's hash: a new text is a new
+    # migration
     for path in sorted(folder.glob("functions/*.sql")):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        files.append((path, f"functions/{path.name}@{digest}"))
+        text = render(path)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        files.append((text, f"functions/{path.name}@{digest}"))
     # a handful of statements, each run once: no statement cache (which PgBouncer's
     # transaction pooling could not keep anyway)
     conn = await asyncpg.connect(url, statement_cache_size=0)
@@ -51,10 +56,10 @@ async def apply_migrations(url: str, kind: str, sql_dir: Path | None = None) -> 
             await conn.execute(MIGRATION_LOCK)
             await conn.execute(CREATE_LEDGER)
             done = {row["name"] for row in await conn.fetch(APPLIED, kind)}
-            for path, name in files:
+            for text, name in files:
                 if name in done:
                     continue
-                await conn.execute(path.read_text())
+                await conn.execute(text)
                 await conn.execute(RECORD, kind, name)
                 applied_now.append(name)
     finally:

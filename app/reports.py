@@ -9,6 +9,7 @@ import io
 from datetime import UTC, datetime
 
 from app import wire
+from app.seatmap import SEAT_STATUS_NOW
 from app.shards import ShardRouter
 
 AUDIT_LIMIT = 1000  # seat writes read per query, newest first
@@ -26,11 +27,8 @@ LIMIT $4
 """
 
 # a lapsed hold reads as given back (to its channel, for a channel seat), as everywhere
-SEATS_BY_KIND = """
-SELECT category, channel,
-       CASE WHEN status = 'HELD' AND held_until <= now()
-            THEN CASE WHEN channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END
-            ELSE status END AS status,
+SEATS_BY_KIND = f"""
+SELECT category, channel, {SEAT_STATUS_NOW} AS status,
        count(*) AS seats, sum(price_cents)::bigint AS cents
 FROM seats WHERE show_id = $1
 GROUP BY 1, 2, 3

@@ -16,19 +16,16 @@ from app import wire
 from app.compression import Body
 from app.shards import Shard, ShardRouter
 
-# the one definition of "what a seat looks like right now"
-# a lapsed hold is free at once: on general sale, or back with its channel (RESERVED)
-SEAT_STATUS_NOW = (
-    "CASE WHEN status = 'HELD' AND held_until <= now()"
-    " THEN CASE WHEN channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END ELSE status END"
-)
+# What a seat looks like right now is seat_status_now() on the shard (a lapsed hold is free
+# at once: on general sale, or back with its channel), the rule every claim goes by too;
+# PostgreSQL inlines it, so a map costs what the expression written out did.
+SEAT_STATUS_NOW = "seat_status_now(status, held_until, channel)"
 
-# the last column is how long a live hold has left (NULL for other seats): the map is good
-# until the first of them lapses
+# the last column is how long a hold has left (NULL for other seats; a lapsed hold's is not
+# positive): the map is good until the first live one lapses
 SEATS_OF_SHOW = f"""
 SELECT label, {SEAT_STATUS_NOW} AS status, version, section, category, price_cents, x, y,
-       CASE WHEN status = 'HELD' AND held_until > now()
-            THEN extract(epoch FROM held_until - now())::float8 END AS held_for
+       CASE WHEN status = 'HELD' THEN extract(epoch FROM held_until - now())::float8 END
 FROM seats WHERE show_id = $1 ORDER BY ord
 """
 SEAT_STATES_OF_SHOW = f"""
@@ -63,7 +60,7 @@ async def read_seats(shard: Shard, show_id: int) -> SeatsRead:
         pending = await conn.fetchval(OUTBOX_OF_SHOW, show_id)
         rows = await conn.fetch(SEATS_OF_SHOW, show_id)
     seats = [wire.Seat(*row[:8]) for row in rows]
-    held_for = min((row[8] for row in rows if row[8] is not None), default=math.inf)
+    held_for = min((row[8] for row in rows if row[8] is not None and row[8] > 0), default=math.inf)
     return SeatsRead(seats, held_for, frozenset(pending))
 
 

@@ -7,7 +7,6 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -23,6 +22,7 @@ from app.errors import (
     ShowHasBookings,
     ShowNotFound,
 )
+from app.realtime.frames import ShowEvent
 from app.realtime.keys import RedisKeys
 from app.seatmap import count_seats
 from app.shards import SHOW_COLUMNS, Shard, ShardRouter, ShowInfo, place_new_show
@@ -491,15 +491,14 @@ class ShowCatalog:
             done.exception()  # retrieved here too, in case every caller gave up
 
 
-def show_frame(show: wire.Show) -> dict[str, Any]:
-    """The `show` frame watchers get when an admin changes a show."""
-    return {
-        "type": "show",
-        "show_id": show.id,
-        "title": show.title,
-        "starts_at": show.starts_at.isoformat(),
-        "status": show.status,
-    }
+def show_event(show: wire.Show) -> ShowEvent:
+    """What watchers are told when an admin changes a show (their `show` frame)."""
+    return ShowEvent(
+        show_id=show.id,
+        title=show.title,
+        starts_at=show.starts_at.isoformat(),
+        status=show.status,
+    )
 
 
 # Long enough for a person to check out (the API's default, the seed's 30 s, suits load

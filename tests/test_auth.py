@@ -10,6 +10,8 @@ import jwt
 import pytest
 import websockets
 
+from app.auth import Role
+from app.http.api import ADMIN, API
 from tests.support import JWT_SECRET, ServerProcess, auth, token, wait_until
 
 
@@ -39,6 +41,18 @@ BAD_TOKENS = {
     "unknown role": bearer(
         jwt.encode(
             {"sub": "x", "role": "root", "exp": datetime.now(UTC) + timedelta(hours=1)},
+            JWT_SECRET,
+            algorithm="HS256",
+        )
+    ),
+    "channels not a list": bearer(
+        jwt.encode(
+            {
+                "sub": "x",
+                "role": "customer",
+                "channels": "vip",
+                "exp": datetime.now(UTC) + timedelta(hours=1),
+            },
             JWT_SECRET,
             algorithm="HS256",
         )
@@ -150,3 +164,60 @@ async def test_tokens_never_reach_the_server_log(server: ServerProcess) -> None:
         what="the handshake's log line",
     )
     assert secret not in log and "token=" not in log
+
+
+async def test_a_websocket_refuses_every_token_the_http_api_refuses(server: ServerProcess) -> None:
+    """One verifier (app.auth.verify_token) for both: a token the API answers 401 closes
+    the socket with 4401."""
+    for case, headers in sorted(BAD_TOKENS.items()):
+        if not headers.get("Authorization", "").startswith("Bearer "):
+            continue  # no token to put in the query
+        value = headers["Authorization"].removeprefix("Bearer ")
+        async with websockets.connect(f"{server.ws_url}?token={value}") as ws:
+            await ws.wait_closed()
+            assert ws.close_code == 4401, case
+
+
+def error_code(response: httpx.Response) -> str | None:
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return None
+    body = response.json()
+    return body.get("error") if isinstance(body, dict) else None
+
+
+async def test_every_route_enforces_the_roles_its_table_entry_names(
+    client: httpx.AsyncClient, show: dict[str, Any]
+) -> None:
+    """The route table (app/http/api.py) is the truth about who may call what: a route
+    that names roles answers 401 without a token and 403 to every other role, and lets
+    its own roles through; a route that names none needs no token."""
+    ids = {"{show_id}": str(show["id"]), "{hold_id}": f"{show['id']}.{'h' * 22}"}
+    ids["{booking_id}"] = f"{show['id']}.{'b' * 22}"
+    for e in API:
+        path = e.path
+        for name, value in ids.items():
+            path = path.replace(name, value)
+        anonymous = await client.request(e.method, path)
+        if not e.auth:
+            assert anonymous.status_code not in (401, 500), (e.method, e.path, anonymous.text)
+            continue
+        assert anonymous.status_code == 401, (e.method, e.path, anonymous.text)
+        assert error_code(anonymous) == "unauthorized"
+        for role in Role:
+            answer = await client.request(e.method, path, headers=auth("route-check", role.value))
+            where = (e.method, e.path, role.value, answer.status_code, answer.text)
+            if role in e.auth:
+                assert answer.status_code not in (401, 500), where
+                assert error_code(answer) != "forbidden", where
+            else:
+                assert answer.status_code == 403 and error_code(answer) == "forbidden", where
+
+
+def test_the_route_table_keeps_admin_routes_and_writes_behind_a_token() -> None:
+    """The table is what guards a route: an /admin route open to another role, or a write
+    open to anyone (but the guest token's), is a table entry gone wrong."""
+    for e in API:
+        if e.path.startswith("/admin/"):
+            assert e.auth == ADMIN, (e.method, e.path)
+        elif e.method != "GET" and e.path != "/auth/guest":
+            assert e.auth, (e.method, e.path)

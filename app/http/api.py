@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,10 +11,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import wire
+from app.auth import Role
 from app.http import admin, booking, queue, shows, system
+from app.http.access import Handler, authorized
 from app.http.io import IDEMPOTENCY_KEY, MAX_BODY, JSONResponse
 
-Handler = Callable[[Request], Awaitable[Response]]
+# who may call a route: its bearer token must carry one of these roles (none: anyone)
+CUSTOMER = (Role.CUSTOMER,)
+CUSTOMER_OR_ADMIN = (Role.CUSTOMER, Role.ADMIN)
+ADMIN = (Role.ADMIN,)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Endpoint:
     body: type | None = None
     response: type | None = None
     errors: tuple[int, ...] = ()
-    auth: str | None = None  # the role(s) the bearer token must carry
+    auth: tuple[Role, ...] = ()  # enforced by api_routes (app/http/access.py)
     headers: tuple[str, ...] = ()
     query: type | None = None  # a Struct whose fields are the query parameters
     accepted: type | None = None  # the 202 answer to `Prefer: respond-async`
@@ -91,7 +95,7 @@ API: list[Endpoint] = [
         body=wire.HoldRequest,
         response=wire.Hold,
         errors=WRITE_ERRORS,
-        auth="customer",
+        auth=CUSTOMER,
         headers=("Admission-Token",),
     ),
     Endpoint(
@@ -106,7 +110,7 @@ API: list[Endpoint] = [
         body=wire.BookRequest,
         response=wire.Booking,
         errors=WRITE_ERRORS,
-        auth="customer",
+        auth=CUSTOMER,
         headers=("Idempotency-Key", "Prefer", "Admission-Token"),
         accepted=wire.QueuedBooking,
     ),
@@ -119,7 +123,7 @@ API: list[Endpoint] = [
         status=201,
         response=wire.QueuePlace,
         errors=(401, 403, 404, 409, 429),
-        auth="customer",
+        auth=CUSTOMER,
     ),
     Endpoint(
         "GET",
@@ -128,7 +132,7 @@ API: list[Endpoint] = [
         "The caller's place in the waiting room, or the admission token once admitted",
         response=wire.QueuePlace,
         errors=(401, 403, 404),
-        auth="customer or admin",
+        auth=CUSTOMER_OR_ADMIN,
     ),
     Endpoint(
         "POST",
@@ -137,7 +141,7 @@ API: list[Endpoint] = [
         "Extend a live hold (a bounded number of times, while the show is ON_SALE)",
         response=wire.Hold,
         errors=(401, 403, 404, 409, 429),
-        auth="customer",
+        auth=CUSTOMER,
     ),
     Endpoint(
         "DELETE",
@@ -146,7 +150,7 @@ API: list[Endpoint] = [
         "Release a hold",
         status=204,
         errors=(401, 403, 404, 429),
-        auth="customer",
+        auth=CUSTOMER,
     ),
     Endpoint(
         "POST",
@@ -156,7 +160,7 @@ API: list[Endpoint] = [
         status=201,
         response=wire.Booking,
         errors=(401, 403, 404, 409, 422, 429),
-        auth="customer",
+        auth=CUSTOMER,
         headers=("Idempotency-Key",),
     ),
     Endpoint(
@@ -166,7 +170,7 @@ API: list[Endpoint] = [
         "One booking",
         response=wire.Booking,
         errors=(401, 403, 404),
-        auth="customer or admin",
+        auth=CUSTOMER_OR_ADMIN,
     ),
     Endpoint(
         "DELETE",
@@ -175,7 +179,7 @@ API: list[Endpoint] = [
         "Cancel a booking; its seats become available (409 show_ended once the show has ENDED)",
         response=wire.Booking,
         errors=(401, 403, 404, 409, 429),
-        auth="customer or admin",
+        auth=CUSTOMER_OR_ADMIN,
     ),
     Endpoint(
         "GET",
@@ -184,7 +188,7 @@ API: list[Endpoint] = [
         "The caller's bookings on every shard",
         response=wire.BookingList,
         errors=(401, 403),
-        auth="customer or admin",
+        auth=CUSTOMER_OR_ADMIN,
     ),
     Endpoint(
         "GET",
@@ -194,7 +198,7 @@ API: list[Endpoint] = [
         "show_id), newest first, at most 200; 422 with no filter",
         response=wire.BookingList,
         errors=(401, 403, 422),
-        auth="admin",
+        auth=ADMIN,
         query=wire.BookingSearch,
     ),
     Endpoint(
@@ -206,7 +210,7 @@ API: list[Endpoint] = [
         body=wire.CreateShow,
         response=wire.Show,
         errors=(400, 401, 403, 413, 422),
-        auth="admin",
+        auth=ADMIN,
         headers=("Idempotency-Key",),
     ),
     Endpoint(
@@ -217,7 +221,7 @@ API: list[Endpoint] = [
         "otherwise: cancel it instead)",
         status=204,
         errors=(401, 403, 404, 409),
-        auth="admin",
+        auth=ADMIN,
     ),
     Endpoint(
         "PATCH",
@@ -228,7 +232,7 @@ API: list[Endpoint] = [
         body=wire.UpdateShow,
         response=wire.Show,
         errors=(400, 401, 403, 404, 409, 422),
-        auth="admin",
+        auth=ADMIN,
     ),
     Endpoint(
         "POST",
@@ -239,7 +243,7 @@ API: list[Endpoint] = [
         body=wire.BroadcastRequest,
         response=wire.Status,
         errors=(400, 401, 403, 404, 422),
-        auth="admin",
+        auth=ADMIN,
     ),
     Endpoint(
         "POST",
@@ -252,7 +256,7 @@ API: list[Endpoint] = [
         body=wire.SeatStatusChange,
         response=wire.SeatsChanged,
         errors=(400, 401, 403, 404, 409, 413, 422),
-        auth="admin",
+        auth=ADMIN,
     ),
     Endpoint(
         "GET",
@@ -262,7 +266,7 @@ API: list[Endpoint] = [
         "when, from, to, the hold or booking, the request id; by seat and/or customer",
         response=wire.AuditTrail,
         errors=(401, 403, 404, 422),
-        auth="admin",
+        auth=ADMIN,
         query=wire.AuditQuery,
     ),
     Endpoint(
@@ -273,7 +277,7 @@ API: list[Endpoint] = [
         "category, live holds, seats sold per minute; CSV with Accept: text/csv",
         response=wire.SalesReport,
         errors=(401, 403, 404),
-        auth="admin",
+        auth=ADMIN,
     ),
 ]
 
@@ -296,7 +300,8 @@ def api_routes() -> list[Route]:
     ordered = sorted(API, key=lambda e: e.path not in HOT_PATHS)  # stable: table order else
     by_path: dict[str, dict[str, Handler]] = {}
     for e in ordered:
-        by_path.setdefault(e.path, {})[e.method] = e.handler
+        handler = authorized(e.handler, e.auth) if e.auth else e.handler
+        by_path.setdefault(e.path, {})[e.method] = handler
     # one route per path, so a 405 (or OPTIONS) names every method the path has
     return [
         Route(
@@ -354,7 +359,7 @@ def openapi_document() -> dict[str, Any]:
             op["parameters"] = params
         if e.auth:
             op["security"] = [{"bearer": []}]
-            op["description"] = f"Bearer token with role: {e.auth}."
+            op["description"] = f"Bearer token with role: {who(e)}."
         if e.body is not None:
             op["requestBody"] = {
                 "required": True,
@@ -399,6 +404,10 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
+def who(e: Endpoint) -> str:
+    return " or ".join(role.value for role in e.auth) or "anyone"
+
+
 def not_null(schema: dict[str, Any]) -> dict[str, Any]:
     """A query parameter's schema: absent, not null, is how a query leaves one out."""
     kinds = [k for k in schema.get("anyOf", [schema]) if k.get("type") != "null"]
@@ -416,7 +425,7 @@ def markdown_table() -> str:
     for e in API:
         errors = ", ".join(str(code) for code in e.errors)
         summary = e.summary.replace("|", "\\|")
-        cells = [e.method, f"`{e.path}`", e.auth or "anyone", str(e.status), errors, summary]
+        cells = [e.method, f"`{e.path}`", who(e), str(e.status), errors, summary]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,5 @@
-"""Customers' holds and bookings. Each handler: who, parse, one call, respond."""
+"""Customers' holds and bookings. Each handler: who, parse, one call, respond (the route
+table, app/http/api.py, names and checks the roles that may call each)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,15 @@ from starlette.responses import Response
 
 from app import wire
 from app.admission import ADMISSION_HEADER
-from app.auth import Principal, Role, principal_from_header, require_role
 from app.booking_queue import prefers_async
 from app.errors import NotFound
+from app.http.access import caller, counted_caller
 from app.http.io import JSONResponse, decode_body, idempotency_key, path_client_id, path_show_id
 from app.services import services
 
 
-async def customer(request: Request) -> Principal:
-    """A customer's token, counted against the rate limits before any work is done."""
-    svc = services(request)
-    principal = principal_from_header(svc.settings.jwt_secret, request.headers.get("authorization"))
-    require_role(principal, Role.CUSTOMER)
-    svc.limits.check(principal.user_id, request.client.host if request.client else None)
-    return principal
-
-
-def reader(request: Request) -> Principal:
-    principal = principal_from_header(
-        services(request).settings.jwt_secret, request.headers.get("authorization")
-    )
-    return require_role(principal, Role.CUSTOMER, Role.ADMIN)
-
-
 async def create_hold(request: Request) -> Response:
-    who = await customer(request)
+    who = counted_caller(request)
     show_id = path_show_id(request)
     body = await decode_body(request, wire.HoldRequest)
     svc = services(request)
@@ -47,7 +32,7 @@ async def create_hold(request: Request) -> Response:
 
 
 async def extend_hold(request: Request) -> Response:
-    who = await customer(request)
+    who = counted_caller(request)
     hold = await services(request).box_office.extend(
         path_client_id(request, "hold_id"), who.user_id
     )
@@ -55,13 +40,13 @@ async def extend_hold(request: Request) -> Response:
 
 
 async def release_hold(request: Request) -> Response:
-    who = await customer(request)
+    who = counted_caller(request)
     await services(request).box_office.release(path_client_id(request, "hold_id"), who.user_id)
     return Response(status_code=204)
 
 
 async def confirm_hold(request: Request) -> Response:
-    who = await customer(request)
+    who = counted_caller(request)
     booking = await services(request).box_office.confirm(
         path_client_id(request, "hold_id"), who.user_id, idempotency_key(request)
     )
@@ -69,7 +54,7 @@ async def confirm_hold(request: Request) -> Response:
 
 
 async def book_seats(request: Request) -> Response:
-    who = await customer(request)
+    who = counted_caller(request)
     show_id = path_show_id(request)
     body = await decode_body(request, wire.BookRequest)
     svc = services(request)
@@ -92,7 +77,7 @@ async def book_seats(request: Request) -> Response:
 
 
 async def get_booking(request: Request) -> Response:
-    who = reader(request)
+    who = caller(request)
     svc = services(request)
     booking_id = path_client_id(request, "booking_id")
     try:
@@ -107,16 +92,14 @@ async def get_booking(request: Request) -> Response:
 
 
 async def my_bookings(request: Request) -> Response:
-    who = reader(request)
+    who = caller(request)
     bookings = await services(request).box_office.bookings_of(who.user_id)
     return JSONResponse(wire.BookingList(bookings))
 
 
 async def cancel_booking(request: Request) -> Response:
-    who = reader(request)
-    svc = services(request)
-    svc.limits.check(who.user_id, request.client.host if request.client else None)
-    booking = await svc.box_office.cancel(
+    who = counted_caller(request)
+    booking = await services(request).box_office.cancel(
         path_client_id(request, "booking_id"), who.user_id, who.is_admin
     )
     return JSONResponse(booking)

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import BodyTooLarge, InvalidBody, MalformedJson, NotFound
+from app.wire import ShowId
 
 MAX_BODY = 64 * 1024
 S = TypeVar("S")
 _encoder = msgspec.json.Encoder()
-_PathId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 _ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
 
 
@@ -52,7 +52,7 @@ async def decode_body(request: Request, struct: type[S]) -> S:
 def path_show_id(request: Request) -> int:
     """Path ids are decoded like bodies: an id the database could not hold is a 404."""
     try:
-        return msgspec.convert(request.path_params["show_id"], _PathId, strict=False)
+        return msgspec.convert(request.path_params["show_id"], ShowId, strict=False)
     except msgspec.ValidationError:
         raise NotFound(f"show {request.path_params['show_id']!r} does not exist") from None
 

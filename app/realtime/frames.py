@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta, Raw, Struct
 
-ShowId = Annotated[int, Meta(ge=1, le=2**53)]
+from app.wire import ShowId
+
 Offset = Annotated[str, Meta(max_length=64)]
 
 MAX_CLIENT_FRAME = 16 * 1024
@@ -38,13 +39,56 @@ ClientFrame = Subscribe | Unsubscribe | Ping
 client_decoder = msgspec.json.Decoder(ClientFrame)
 
 
-# ---- server -> client ----
+# ---- events as published through Redis (JSON, without the offset) ----
+# Each is encoded once by its publisher with `encoder`. The hub merges seat events into
+# `Seats` frames and sends show changes and announcements on byte for byte, with the
+# offset spliced in first (hub.build_frames): ShowChanged and Announcement, below, are
+# these events plus `offset`.
 
 
 class SeatChange(Struct, array_like=False):
     label: str
     status: str
     version: int
+
+
+class SeatsEvent(Struct, tag="seats", tag_field="type"):
+    """A committed seat change (app/realtime/outbox.py). `changes` is the outbox row's
+    JSON array as PostgreSQL wrote it, embedded as is rather than parsed and printed
+    again; `ts` the commit time in epoch milliseconds."""
+
+    show_id: int
+    changes: Raw
+    ts: int
+
+
+class ShowEvent(Struct, tag="show", tag_field="type"):
+    show_id: int
+    title: str | None = None
+    starts_at: str | None = None
+    status: str | None = None
+
+
+class AnnouncementEvent(Struct, tag="announcement", tag_field="type"):
+    show_id: int
+    message: str
+
+
+class Event(Struct):
+    """What the hub decodes of any published event; "show" and "announcement" events
+    carry more fields, which the hub passes through untouched."""
+
+    type: str
+    show_id: int
+    changes: list[SeatChange] | None = None
+    ts: int | float | None = None  # epoch ms (ints; a float from an older publisher)
+
+
+encoder = msgspec.json.Encoder()
+event_decoder = msgspec.json.Decoder(Event)
+
+
+# ---- server -> client ----
 
 
 class LastAnnouncement(Struct):
@@ -62,8 +106,8 @@ class Snapshot(Struct, tag="snapshot", tag_field="type", omit_defaults=True):
 
 
 class RleSnapshot(Struct, tag="snapshot", tag_field="type", omit_defaults=True):
-    """Compact snapshot (docs/INTERFACES.md): seats in map order, statuses and versions
-    as runs: status "A200H2A18B5", version "1*200,3,2,1*18,4*5"."""
+    """Compact snapshot (subscribe with "encoding": "rle"): seats in map order, statuses
+    and versions as runs: status "A200H2A18B5", version "1*200,3,2,1*18,4*5"."""
 
     show_id: int
     offset: str
@@ -82,20 +126,16 @@ class Seats(Struct, tag="seats", tag_field="type", omit_defaults=True):
     ts: int | float | None = None  # a float: from a publisher of an older version
 
 
-class ShowChanged(Struct, tag="show", tag_field="type"):
-    """Published by the core (PATCH /admin/shows/{id}); fields as the core sends them."""
+class ShowChanged(ShowEvent, kw_only=True):
+    """An admin changed the show (PATCH /admin/shows/{id})."""
 
-    show_id: int
-    offset: str
-    title: str | None = None
-    starts_at: str | None = None
-    status: str | None = None
+    offset: str  # the published ShowEvent plus this
 
 
-class Announcement(Struct, tag="announcement", tag_field="type"):
-    show_id: int
-    offset: str
-    message: str
+class Announcement(AnnouncementEvent, kw_only=True):
+    """An admin's message to everyone watching (POST /admin/shows/{id}/broadcast)."""
+
+    offset: str  # the published AnnouncementEvent plus this
 
 
 class Presence(Struct, tag="presence", tag_field="type"):
@@ -151,23 +191,6 @@ LiveFrame = (
     | Admitted
     | BookingSettled
 )
-
-
-# ---- events as published through Redis (JSON, without the offset) ----
-
-
-class Event(Struct):
-    """What a published event carries; "show" and "announcement" events carry more
-    fields, which the hub passes through untouched."""
-
-    type: str
-    show_id: int
-    changes: list[SeatChange] | None = None
-    ts: int | float | None = None  # epoch ms (ints; a float from an older publisher)
-
-
-encoder = msgspec.json.Encoder()
-event_decoder = msgspec.json.Decoder(Event)
 
 
 # ---- a server frame on the wire ----

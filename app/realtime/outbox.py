@@ -15,8 +15,11 @@ import logging
 import time
 from collections import defaultdict
 
+from msgspec import Raw
+
 from app.realtime import metrics
 from app.realtime.broker import Broker
+from app.realtime.frames import SeatsEvent, encoder
 from app.shards import Shard, ShardRouter
 
 log = logging.getLogger("modex.realtime.outbox")
@@ -44,15 +47,10 @@ COUNT_BACKLOG = "SELECT count(*) FROM outbox"
 
 
 def seats_event(show_id: int, changes_json: str, committed_at: float) -> bytes:
-    """The published form of a seat change: the frame without its offset. The changes go
-    in as the outbox row holds them (a JSON array PostgreSQL wrote), not parsed and
-    printed again; `ts` is the commit time (unix seconds in) in epoch milliseconds, what
-    clients measure commit-to-receive with."""
-    return b'{"type":"seats","show_id":%d,"changes":%s,"ts":%d}' % (
-        show_id,
-        changes_json.encode(),
-        round(committed_at * 1000),
-    )
+    """The published form of a seat change (frames.SeatsEvent) from an outbox row's
+    changes and its commit time in unix seconds."""
+    event = SeatsEvent(show_id=show_id, changes=Raw(changes_json), ts=round(committed_at * 1000))
+    return encoder.encode(event)
 
 
 class Outbox:

@@ -1,14 +1,12 @@
 """One WebSocket connection's protocol (centrifuge's Client): subscribe / unsubscribe /
 ping in, frames out through a queue bounded in bytes.
 
-The endpoint runs a reader and a writer as two tasks in one TaskGroup. The reader decodes
-each frame once (msgspec tagged union); a bad frame gets an `error` frame and the
-connection stays up. Frames go out without a task switch while the socket takes them:
-under uvicorn's `websockets-sansio` the already framed bytes (`Outgoing.wire`) are written
-straight to the connection's transport (what websockets.broadcast() does, minus the
-per-connection framing); under any other server the ASGI send is driven in place. When
-the socket is full, frames queue and the writer drains the queue through the ASGI send;
-when a client falls behind by more than `max_queue_bytes` its backlog is dropped and it is
+The endpoint's own task reads: it decodes each frame once (msgspec tagged union); a bad
+frame gets an `error` frame and the connection stays up. Frames go out through the
+connection's transport (app/realtime/transport.py): written at once while the socket
+takes them, without a task switch (the direct transport, under uvicorn); otherwise they
+queue, and a writer task, started only while frames wait, sends them in order and ends.
+When a client falls behind by more than `max_queue_bytes` its backlog is dropped and it is
 resynced with fresh snapshots; when that keeps happening it is closed with 4008 so it
 reconnects and resumes by offset.
 
@@ -31,18 +29,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import CoroutineType
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
 import msgspec
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from websockets.protocol import State as WsState
-from websockets.server import ServerProtocol
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.realtime import metrics
 from app.realtime.frames import (
@@ -57,7 +51,7 @@ from app.realtime.frames import (
     encoder,
 )
 from app.realtime.hub import Hub, Subscription
-from app.realtime.metrics import DIRECT_WRITES
+from app.realtime.transport import Transport
 
 log = logging.getLogger("modex.realtime.protocol")
 
@@ -68,7 +62,6 @@ CLOSE_SLOW = 4008
 CLOSE_UNAUTHORIZED = 4401
 
 PONG = Outgoing(encoder.encode(Pong()).decode())
-OPEN = WsState.OPEN
 MAX_SHOWS_PER_CONNECTION = 32
 
 # ShowValidator(show_id) raises LookupError for a show that does not exist
@@ -123,7 +116,6 @@ class Connection:
         "_budget",
         "_first_strike",
         "_gone",
-        "_high_water",
         "_hub",
         "_idle",
         "_last_overflow",
@@ -131,13 +123,10 @@ class Connection:
         "_queue",
         "_queued",
         "_reader",
-        "_send",
-        "_stalled",
         "_strikes",
         "_transport",
         "_validate_show",
         "_writer",
-        "_ws",
         "close_code",
         "close_reason",
         "subs",
@@ -147,26 +136,13 @@ class Connection:
     def __init__(
         self,
         websocket: WebSocket,
-        send: Send,
+        transport: Transport,
         hub: Hub,
         validate_show: ShowValidator,
         limits: Limits,
-        direct: Any = None,
     ) -> None:
         self.websocket = websocket
-        # the server's own send: a frame goes out without the per-message checks and
-        # wrappers of Starlette's WebSocket
-        self._send = send
-        # `direct`: uvicorn's protocol object (see `direct_socket`): frames are written to
-        # its transport while the transport takes them
-        self._transport: Any = None
-        self._ws: ServerProtocol | None = None
-        self._high_water = 0
-        if direct is not None:
-            self._send = direct.send  # no Starlette wrapper around each queued frame
-            self._transport = direct.transport
-            self._ws = direct.conn
-            self._high_water = self._transport.get_write_buffer_limits()[1]
+        self._transport = transport
         self._hub = hub
         self._validate_show = validate_show
         self._limits = limits
@@ -175,10 +151,8 @@ class Connection:
         self._queued = 0
         # nothing queued, no send in flight: a frame may be written at once
         self._idle = True
-        # a send that found the socket full, finished by the writer when it drains
-        self._stalled: Awaitable[None] | None = None
         # the reader is the endpoint's own task; a writer task exists only while frames
-        # wait for a full socket (two fewer tasks per idle watcher)
+        # wait in the queue (two fewer tasks per idle watcher than a reader and a writer)
         self._reader: asyncio.Task[Any] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._gone = False  # a send failed: the peer left, the reader will see it
@@ -194,21 +168,12 @@ class Connection:
     def send(self, frame: Outgoing) -> bool:
         if self.close_code is not None:
             return True  # closing: nothing more will reach it anyway
-        if self._idle:  # nothing queued or in flight: it may go out right here
-            transport = self._transport
-            if transport is None:
-                self._write_now(frame.text)
+        # nothing queued or in flight: it may go out right here, if the socket takes it;
+        # else it queues, and so does every later frame until the writer has caught up,
+        # so no frame overtakes another
+        if self._idle:
+            if self._transport.try_write(frame):
                 return True
-            ws = self._ws
-            assert ws is not None
-            if ws.state is not OPEN or transport.is_closing():
-                return True  # a close frame was sent or the peer left: the reader ends it
-            if transport.get_write_buffer_size() <= self._high_water:
-                transport.write(frame.wire)
-                DIRECT_WRITES[0] += 1
-                return True
-            # the socket is full (the transport paused uvicorn's sends): queue from here on,
-            # so no frame overtakes another
             self._idle = False
         if self._gone:
             return True
@@ -220,30 +185,6 @@ class Connection:
         self._queued += size
         self._start_writer()
         return True
-
-    def _write_now(self, frame: str) -> None:
-        """The fast path under a server we cannot write to directly: with nothing queued,
-        run the server's send right here. It completes without suspending unless the
-        socket's buffer is full; then a writer task finishes it and later frames queue up.
-        This saves a task switch per frame per watcher (measured: about half the cost)."""
-        sending = self._send({"type": "websocket.send", "text": frame})
-        self._idle = False
-        if type(sending) is not CoroutineType:  # a server whose send is no coroutine
-            self._stalled = sending
-            self._start_writer()
-            return
-        coro = sending
-        try:
-            waiting_on = coro.send(None)
-        except StopIteration:
-            self._idle = True
-            return
-        except Exception:
-            # the peer is gone (ClientDisconnected) or closing: the reader ends the connection
-            self._gone = True
-            return
-        self._stalled = Stalled(coro, waiting_on)
-        self._start_writer()
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -328,29 +269,25 @@ class Connection:
                 log.exception("unwatching show %s failed", sub.show_id)
 
     async def close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state is WebSocketState.DISCONNECTED:
-            return
-        # a peer that never reads never lets the close frame out: do not wait for it
+        # a peer that never reads never lets the close frame out: do not wait for it; a
+        # peer that left makes the transport raise
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._limits.close_timeout):
                 while self._queue:  # e.g. the error frames before a 1008
-                    text = self._queue.popleft().text
-                    await self._send({"type": "websocket.send", "text": text})
-                await self.websocket.close(code, reason)
+                    await self._transport.write(self._queue.popleft())
+                await self._transport.close(code, reason)
 
     async def _write_frames(self) -> None:
-        """Finish a stalled send and drain the queue in order through the server's send
-        (which waits for the socket to drain); then frames go out directly again."""
-        send = self._send
+        """Drain the queue in order, one frame at a time, each written once the socket has
+        room (so the queue's byte cap bounds what a slow client holds); then frames go out
+        at once again."""
+        write = self._transport.write
         queue = self._queue
         try:
-            stalled, self._stalled = self._stalled, None
-            if stalled is not None:
-                await stalled
             while queue:
-                frame = queue.popleft().text
-                self._queued -= len(frame)
-                await send({"type": "websocket.send", "text": frame})
+                frame = queue.popleft()
+                self._queued -= len(frame.text)
+                await write(frame)
         except OSError:  # the server's ClientDisconnected: the reader sees the disconnect
             self._gone = True
             self._queue.clear()
@@ -370,7 +307,7 @@ class Connection:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                # ends the TaskGroup (the writer is cancelled); nothing to send back
+                # run() cancels the writer, if any; nothing to send back
                 raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
             data: str | bytes | None = message.get("text")
             if data is None:
@@ -483,75 +420,19 @@ class Connection:
             raise
 
 
-class Stalled:
-    """Awaitable that finishes a coroutine which was started by hand and suspended (the
-    rest of `yield from`): the task awaiting this waits for what it was waiting on."""
-
-    __slots__ = ("_coro", "_waiting_on")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-        self._coro = coro
-        self._waiting_on = waiting_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, waiting_on = self._coro, self._waiting_on
-        while True:
-            try:
-                value = yield waiting_on
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation included: hand it in
-                try:
-                    waiting_on = coro.throw(exc)
-                except StopIteration:
-                    return
-                continue
-            try:
-                waiting_on = coro.send(value)
-            except StopIteration:
-                return
-
-
 # ---- the handshake ----
 
 
 class WebSocketApp:
     """`/ws` as a plain ASGI app (Starlette wraps a function endpoint's send in per-message
-    layers); the handler gets the WebSocket for the handshake, the raw send for frames and
-    the server's connection object when frames can be written to it directly."""
+    layers); the handler gets the WebSocket for the handshake, and the raw send and receive
+    to choose the connection's transport from."""
 
     def __init__(self, handler: Callable[[WebSocket, Send, Receive], Awaitable[None]]) -> None:
         self._handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handler(WebSocket(scope, receive, send), send, receive)
-
-
-def direct_socket(receive: Receive) -> Any:
-    """uvicorn's `websockets-sansio` connection behind `receive` (a bound method of it, as
-    Starlette passes `receive` through untouched), after the handshake; None when it is
-    not exactly what the fast path writes to (another server or uvicorn version, another
-    --ws implementation, an extension such as permessage-deflate that changes the bytes):
-    frames then take the ASGI send."""
-    proto = getattr(receive, "__self__", None)
-    if type(proto).__name__ != "WebSocketsSansIOProtocol":
-        return None
-    conn = getattr(proto, "conn", None)
-    transport = getattr(proto, "transport", None)
-    if (
-        not isinstance(conn, ServerProtocol)
-        or conn.state is not WsState.OPEN
-        or conn.extensions
-        or not isinstance(getattr(proto, "writable", None), asyncio.Event)
-        or not callable(getattr(proto, "send", None))
-        or transport is None
-    ):
-        return None
-    for method in ("write", "is_closing", "get_write_buffer_size", "get_write_buffer_limits"):
-        if not callable(getattr(transport, method, None)):
-            return None
-    return proto
 
 
 def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
@@ -566,15 +447,3 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
         return origin.rstrip("/") in allowed
     host = websocket.headers.get("host", "")
     return urlsplit(origin).netloc.lower() == host.lower()
-
-
-def verify_token(token: str, secret: str) -> dict[str, Any] | None:
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
-        )
-    except jwt.PyJWTError:
-        return None
-    if claims.get("role") not in ("customer", "admin", "kiosk"):
-        return None
-    return claims

@@ -1,4 +1,4 @@
-"""The realtime layer's one face to the core (docs/INTERFACES.md): wires the Redis broker,
+"""The realtime layer's one face to the core (app/main.py): wires the Redis broker,
 the hub, the outbox publisher and the WebSocket endpoint, and owns their tasks."""
 
 from __future__ import annotations
@@ -10,24 +10,23 @@ import os
 import secrets
 import socket
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
+from app.auth import verify_token
 from app.config import Settings
-from app.errors import ModexError, ShowNotFound
+from app.errors import LiveUpdatesUnavailable, ShowNotFound, Unauthorized
 from app.events import Committed
 from app.realtime import metrics
 from app.realtime.broker import Broker
 from app.realtime.broker_cluster import RedisClusterBroker, is_cluster_url
 from app.realtime.broker_redis import RedisBroker
-from app.realtime.frames import LastAnnouncement, encoder
+from app.realtime.frames import AnnouncementEvent, LastAnnouncement, ShowEvent, encoder
 from app.realtime.hub import Hub, SeatStates
 from app.realtime.keys import RedisKeys
 from app.realtime.outbox import Outbox
@@ -38,10 +37,9 @@ from app.realtime.protocol import (
     Connection,
     Limits,
     WebSocketApp,
-    direct_socket,
     origin_allowed,
-    verify_token,
 )
+from app.realtime.transport import DirectTransport, choose_transport
 from app.seatmap import read_seat_states
 from app.shards import ShardRouter
 
@@ -51,15 +49,6 @@ PRESENCE_INTERVAL = 1.0
 # a show's last announcement reaches late joiners for this long, unless another replaces it
 ANNOUNCEMENT_TTL = 6 * 3600
 announcement_decoder = msgspec.json.Decoder(LastAnnouncement)
-
-
-class LiveUpdatesUnavailable(ModexError):
-    """Redis is away: a show change or announcement cannot reach watchers now."""
-
-    status = 503
-    code = "live_updates_unavailable"
-
-
 SHUTDOWN_GRACE = 2.0
 
 
@@ -87,6 +76,7 @@ class Realtime:
         self.hub = Hub(self.broker, self._read_snapshot, self._read_announcement)
         self.outbox = Outbox(router, self.broker)
         self.limits = Limits()
+        self._open_transport = choose_transport(settings.ws_transport)
         self._connections: set[Connection] = set()
         # sockets opened with a token, by user: per-customer frames (waiting room, queued
         # bookings) go to these
@@ -142,14 +132,14 @@ class Realtime:
             os._exit(137)
         self.outbox.queue_committed(c.show_id, c.shard, c.outbox_id, c.changes_json, c.committed_at)
 
-    async def publish_show(self, show_id: int, frame: dict[str, Any]) -> None:
+    async def publish_show(self, event: ShowEvent | AnnouncementEvent) -> None:
         """A show change or an announcement, to every watcher on every instance. Raises
         LiveUpdatesUnavailable (503, Retry-After) when Redis cannot take it."""
-        event = orjson.dumps({**frame, "show_id": show_id})
+        show_id = event.show_id
         try:
-            if frame["type"] == "announcement":
-                await self._keep_announcement(show_id, frame["message"])
-            await self.broker.publish(show_id, event, invalidate_availability=False)
+            if isinstance(event, AnnouncementEvent):
+                await self._keep_announcement(show_id, event.message)
+            await self.broker.publish(show_id, encoder.encode(event), invalidate_availability=False)
         except (RedisError, OSError) as exc:
             log.warning("publishing to show %s failed: %r", show_id, exc)
             raise LiveUpdatesUnavailable(
@@ -200,21 +190,23 @@ class Realtime:
             return
         token = websocket.query_params.get("token")
         await websocket.accept()
-        claims = verify_token(token, self._settings.jwt_secret) if token is not None else None
-        if token is not None and claims is None:
+        try:
+            who = verify_token(self._settings.jwt_secret, token) if token is not None else None
+        except Unauthorized:
             await websocket.close(CLOSE_UNAUTHORIZED, "invalid token")
             return
-        user = str(claims["sub"]) if claims is not None else None
+        user = who.user_id if who is not None else None
         if self._stopping:
             await websocket.close(CLOSE_RESTART, "server restarting")
             return
-        direct = direct_socket(receive)
-        conn = Connection(websocket, send, self.hub, self._validate_show, self.limits, direct)
+        transport = self._open_transport(receive, send)
+        direct = isinstance(transport, DirectTransport)
+        conn = Connection(websocket, transport, self.hub, self._validate_show, self.limits)
         self._connections.add(conn)
         if user is not None:
             self.customers.setdefault(user, set()).add(conn)
         metrics.ws_connections.inc()
-        if direct is not None:
+        if direct:
             metrics.ws_direct_connections.inc()
         try:
             await conn.run()
@@ -225,7 +217,7 @@ class Realtime:
                 if not self.customers[user]:
                     del self.customers[user]
             metrics.ws_connections.dec()
-            if direct is not None:
+            if direct:
                 metrics.ws_direct_connections.dec()
             if self._stopping and not self._connections:
                 self._all_closed.set()

@@ -60,7 +60,7 @@ export function seatPicker({ call, errorText, say, onChanged, onLive }) {
   }
 
   const root = $("admin-seatmap");
-  // modifiers and drags seen before seatmap.js's own listeners act on them
+  // modifiers and drags seen before the seat map's own listeners (seatmap/dom-renderer.js) act on them
   root.addEventListener("pointerdown", (e) => {
     shift = e.shiftKey;
     const b = e.target.closest(".seat[data-i]");
@@ -84,7 +84,7 @@ export function seatPicker({ call, errorText, say, onChanged, onLive }) {
   root.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") shift = e.shiftKey;
   }, true);
-  // Shift+arrows: seatmap.js has moved the focus; the block grows to the focused seat
+  // Shift+arrows: the seat map (seatmap/keyboard.js) has moved the focus; the block grows to it
   root.addEventListener("keydown", (e) => {
     if (!e.shiftKey || !/^(Arrow|Home|End|Page)/.test(e.key)) return;
     const b = document.activeElement && document.activeElement.closest && document.activeElement.closest(".seat[data-i]");

@@ -1,6 +1,6 @@
 // Live seat state, shared by the map and the kiosk:
 //  - SeatStore: the seat layout plus status/version per seat in typed arrays (map order);
-//  - decodeRle: the compact snapshot encoding of docs/INTERFACES.md;
+//  - decodeRle: the compact snapshot (`"encoding": "rle"`, README's frames table);
 //  - LiveClient: one WebSocket to /ws with subscribe, resume by offset, keep-alive, and
 //    reconnect forever with exponential backoff and jitter (1, 2, 4, 8, 16 s cap);
 //  - liveShow: loads the layout over HTTP, then keeps the store current from /ws.

@@ -9,24 +9,30 @@ const showId = showIdFromPath();
 const $ = (id) => document.getElementById(id);
 const say = announcer($("sr-polite"), $("sr-assertive"));
 
-let show = null;
-let store = null;
-const selected = new Set(); // seat indices picked, not yet held
-let hold = null; // {hold_id, seats:[labels], expires_at, extensions_left, idem, total}
-let heldIdx = new Set(); // indices of seats in my hold
-let booking = null;
-const owned = new Map(); // index of a seat this customer has booked -> the booking's reference
-let busy = false;
-let retryUntil = 0;
-let ticker = null;
-let focusNext = null; // () => element to focus once the panel is drawn again
+// Everything the page knows, in one place. The map draws from it (seatState below), the
+// panel from it (drawPanel), and every action changes it then draws again.
+const state = {
+  show: null, // GET /shows/{id}, kept current by "show" frames
+  store: null, // the live SeatStore (live.js)
+  selected: new Set(), // seat indices picked, not yet held
+  hold: null, // {hold_id, seats: [labels], expires_at, extensions_left, idem, started}; kept in localStorage
+  heldIdx: new Set(), // indices of the seats in that hold
+  booking: null, // {id, reference, seatIdx} just confirmed, until "Book more seats"
+  owned: new Map(), // index of a seat this customer has booked -> the booking's reference
+  busy: false, // a hold, extend, confirm or release is on its way
+  retryUntil: 0, // ms since epoch: the server asked us to wait until then
+  focusNext: null, // () => element to focus once the panel is drawn again
+  infoSeat: -1, // the seat described under the map
+  warned: false, // the "seconds left" warning was said for this hold
+  connTimer: 0, // the "Reconnecting in N s" countdown's interval
+};
 
 const holdKey = `modex.hold.${showId}`;
 
 const view = new SeatMap($("seatmap"), {
   interactive: true,
   fit: "width",
-  seatState: (i) => (heldIdx.has(i) ? MINE : owned.has(i) ? OWNED : selected.has(i) ? SELECTED : NONE),
+  seatState: (i) => (state.heldIdx.has(i) ? MINE : state.owned.has(i) ? OWNED : state.selected.has(i) ? SELECTED : NONE),
   onActivate: (i) => activate(i),
   onHover: (i) => seatInfo(i),
 });
@@ -53,8 +59,8 @@ function message(text, kind = "error") {
 }
 
 function seatLine(i, removable) {
-  const [row, num] = splitLabel(store.labels[i]);
-  const li = el("li", { "data-seat": store.labels[i] }, el("span", {}, `Row ${row}, seat ${num}`), el("span", {}, store.price[i] ? money(store.price[i]) : ""));
+  const [row, num] = splitLabel(state.store.labels[i]);
+  const li = el("li", { "data-seat": state.store.labels[i] }, el("span", {}, `Row ${row}, seat ${num}`), el("span", {}, state.store.price[i] ? money(state.store.price[i]) : ""));
   if (removable) {
     li.append(
       el("button", { type: "button", class: "remove", "aria-label": `Remove row ${row} seat ${num}`, onclick: () => toggle(i) }, "Remove"),
@@ -69,8 +75,8 @@ function renderPanel() {
   const active = document.activeElement;
   const hadFocus = active && $("actions").contains(active) ? active.id || "" : null;
   drawPanel();
-  const next = focusNext ? focusNext() : hadFocus !== null ? ($(hadFocus) && $("actions").contains($(hadFocus)) ? $(hadFocus) : firstUsable()) : null;
-  if (next && !busy) focusNext = null;
+  const next = state.focusNext ? state.focusNext() : hadFocus !== null ? ($(hadFocus) && $("actions").contains($(hadFocus)) ? $(hadFocus) : firstUsable()) : null;
+  if (next && !state.busy) state.focusNext = null;
   if (next && next !== document.activeElement) next.focus();
 }
 
@@ -85,67 +91,67 @@ function seatToFocus() {
 function drawPanel() {
   const picks = $("picks");
   const actions = $("actions");
-  const onSale = show && show.status === "ON_SALE";
-  $("hold-timer").hidden = !hold;
-  $("ref").hidden = !booking;
+  const onSale = state.show && state.show.status === "ON_SALE";
+  $("hold-timer").hidden = !state.hold;
+  $("ref").hidden = !state.booking;
   let seats = [];
-  if (booking) {
+  if (state.booking) {
     $("basket-heading").textContent = "You're booked!";
     $("basket-hint").textContent = "Enjoy the show! Your booking reference (show it at the box office):";
     $("basket-hint").className = "muted";
-    $("ref").textContent = booking.reference || booking.id;
-    seats = booking.seatIdx;
+    $("ref").textContent = state.booking.reference || state.booking.id;
+    seats = state.booking.seatIdx;
     picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
     actions.replaceChildren(
       el("a", { class: "btn", href: "/me", id: "my-bookings" }, "My bookings"),
-      el("button", { type: "button", class: "btn btn-ghost", id: "book-more", onclick: () => ((booking = null), message(""), (focusNext = seatToFocus), renderPanel()) }, "Book more seats"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "book-more", onclick: () => ((state.booking = null), message(""), (state.focusNext = seatToFocus), renderPanel()) }, "Book more seats"),
     );
-  } else if (hold) {
+  } else if (state.hold) {
     $("basket-heading").textContent = "Seats held for you";
     $("basket-hint").textContent = "Confirm before the timer runs out, or the seats go back on sale.";
     $("basket-hint").className = "muted";
-    seats = [...heldIdx];
+    seats = [...state.heldIdx];
     picks.replaceChildren(...seats.map((i) => seatLine(i, false)));
-    const ext = hold.extensions_left ?? 0;
+    const ext = state.hold.extensions_left ?? 0;
     actions.replaceChildren(
-      el("button", { type: "button", class: "btn btn-accent", id: "confirm", "aria-disabled": busy ? "true" : null, onclick: confirm }, "Confirm booking"),
-      el("button", { type: "button", class: "btn btn-ghost", id: "extend", disabled: ext <= 0, "aria-disabled": busy ? "true" : null, onclick: extend }, ext > 0 ? `More time (${ext} left)` : "No more extensions"),
-      el("button", { type: "button", class: "btn btn-danger", id: "release", "aria-disabled": busy ? "true" : null, onclick: release }, "Release seats"),
+      el("button", { type: "button", class: "btn btn-accent", id: "confirm", "aria-disabled": state.busy ? "true" : null, onclick: confirm }, "Confirm booking"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "extend", disabled: ext <= 0, "aria-disabled": state.busy ? "true" : null, onclick: extend }, ext > 0 ? `More time (${ext} left)` : "No more extensions"),
+      el("button", { type: "button", class: "btn btn-danger", id: "release", "aria-disabled": state.busy ? "true" : null, onclick: release }, "Release seats"),
     );
   } else {
     $("basket-heading").textContent = "Your seats";
     $("basket-hint").className = "muted";
-    const counts = store ? store.counts() : null;
-    const soldOut = onSale && counts && counts.AVAILABLE === 0 && !selected.size;
-    $("basket-hint").textContent = !onSale && show
-      ? `Sales are closed for this show (${STATUS_LABEL[show.status] || show.status}).`
+    const counts = state.store ? state.store.counts() : null;
+    const soldOut = onSale && counts && counts.AVAILABLE === 0 && !state.selected.size;
+    $("basket-hint").textContent = !onSale && state.show
+      ? `Sales are closed for this show (${STATUS_LABEL[state.show.status] || state.show.status}).`
       : soldOut
         ? counts.HELD
           ? `Sold out for now: every seat is sold or held. ${plural(counts.HELD, "seat")} held by others may come back if not bought.`
           : "Sold out: every seat is sold."
-        : selected.size ? `${plural(selected.size, "seat")} picked (up to ${MAX_PICK}).` : `Pick up to ${MAX_PICK} seats on the map.`;
+        : state.selected.size ? `${plural(state.selected.size, "seat")} picked (up to ${MAX_PICK}).` : `Pick up to ${MAX_PICK} seats on the map.`;
     $("basket").dataset.soldOut = soldOut ? "true" : "false";
-    seats = [...selected].sort((a, b) => a - b);
+    seats = [...state.selected].sort((a, b) => a - b);
     picks.replaceChildren(...seats.map((i) => seatLine(i, true)));
-    const waiting = retryUntil > Date.now();
+    const waiting = state.retryUntil > Date.now();
     actions.replaceChildren(
       el(
         "button",
-        { type: "button", class: "btn", id: "hold", disabled: !selected.size || !onSale || waiting || soldOut, "aria-disabled": busy ? "true" : null, onclick: holdSeats },
-        waiting ? `Try again in ${Math.ceil((retryUntil - Date.now()) / 1000)} s` : selected.size ? `Hold ${plural(selected.size, "seat")}` : "Hold seats",
+        { type: "button", class: "btn", id: "hold", disabled: !state.selected.size || !onSale || waiting || soldOut, "aria-disabled": state.busy ? "true" : null, onclick: holdSeats },
+        waiting ? `Try again in ${Math.ceil((state.retryUntil - Date.now()) / 1000)} s` : state.selected.size ? `Hold ${plural(state.selected.size, "seat")}` : "Hold seats",
       ),
-      el("button", { type: "button", class: "btn btn-ghost", id: "clear", disabled: !selected.size, "aria-disabled": busy ? "true" : null, onclick: clearPicks }, "Clear"),
+      el("button", { type: "button", class: "btn btn-ghost", id: "clear", disabled: !state.selected.size, "aria-disabled": state.busy ? "true" : null, onclick: clearPicks }, "Clear"),
     );
   }
-  const total = seats.reduce((sum, i) => sum + store.price[i], 0);
-  $("total-row").hidden = !seats.length || !seats.some((i) => store.price[i]);
+  const total = seats.reduce((sum, i) => sum + state.store.price[i], 0);
+  $("total-row").hidden = !seats.length || !seats.some((i) => state.store.price[i]);
   $("total").textContent = money(total);
   drawBest();
   tick();
 }
 
 function showLegend() {
-  if (store) $("legend").replaceChildren(legend(store, { showOwned: owned.size > 0 }));
+  if (state.store) $("legend").replaceChildren(legend(state.store, { showOwned: state.owned.size > 0 }));
 }
 
 // The customer's booked seats of this show, drawn as theirs. Only with a token this browser
@@ -154,16 +160,16 @@ async function loadOwned() {
   if (!customerId()) return;
   try {
     const { bookings } = await customerApi("GET", "/me/bookings");
-    const before = [...owned.keys()];
-    owned.clear();
+    const before = [...state.owned.keys()];
+    state.owned.clear();
     for (const b of bookings) {
       if (b.show_id !== showId || b.status !== "CONFIRMED") continue;
       for (const label of b.seats) {
-        const i = store.index.get(label);
-        if (i !== undefined) owned.set(i, b.reference);
+        const i = state.store.index.get(label);
+        if (i !== undefined) state.owned.set(i, b.reference);
       }
     }
-    view.update(before.concat([...owned.keys()]));
+    view.update(before.concat([...state.owned.keys()]));
     showLegend();
   } catch (err) {
     console.warn("could not load your bookings", err);
@@ -171,10 +177,10 @@ async function loadOwned() {
 }
 
 function renderHead() {
-  $("title").textContent = show.title;
-  document.title = `${show.title} · Choose your seats · Modex Tickets`;
-  $("meta").textContent = `${show.venue} · ${showDate(show.starts_at)}`;
-  $("status-badge").replaceChildren(statusBadge(show.status));
+  $("title").textContent = state.show.title;
+  document.title = `${state.show.title} · Choose your seats · Modex Tickets`;
+  $("meta").textContent = `${state.show.venue} · ${showDate(state.show.starts_at)}`;
+  $("status-badge").replaceChildren(statusBadge(state.show.status));
 }
 
 // Generated layouts put every section flush left, under a centred stage: each section moves
@@ -196,66 +202,65 @@ function centreSections(st) {
   }
 }
 
-let infoSeat = -1;
 function seatInfo(i) {
-  if (i < 0 || !store) return;
-  infoSeat = i;
-  const cat = store.category[i];
-  const parts = [seatName(store, i, heldIdx.has(i) ? MINE : owned.has(i) ? OWNED : NONE)];
-  if (store.section[i]) parts.push(store.section[i]);
-  if (cat && cat !== "standard" && cat.toLowerCase() !== store.section[i].toLowerCase()) parts.push(cat[0].toUpperCase() + cat.slice(1));
+  if (i < 0 || !state.store) return;
+  state.infoSeat = i;
+  const cat = state.store.category[i];
+  const parts = [seatName(state.store, i, state.heldIdx.has(i) ? MINE : state.owned.has(i) ? OWNED : NONE)];
+  if (state.store.section[i]) parts.push(state.store.section[i]);
+  if (cat && cat !== "standard" && cat.toLowerCase() !== state.store.section[i].toLowerCase()) parts.push(cat[0].toUpperCase() + cat.slice(1));
   $("seat-info").textContent = parts.join(" · ");
 }
 
 // ---------- picking ----------
 
 function toggle(i) {
-  if (selected.has(i)) selected.delete(i);
-  else selected.add(i);
+  if (state.selected.has(i)) state.selected.delete(i);
+  else state.selected.add(i);
   view.update([i]);
   renderPanel();
 }
 
 function activate(i) {
-  const label = store.labels[i];
+  const label = state.store.labels[i];
   const [row, num] = splitLabel(label);
-  if (booking) {
-    booking = null;
+  if (state.booking) {
+    state.booking = null;
     renderPanel();
   }
-  if (heldIdx.has(i)) {
+  if (state.heldIdx.has(i)) {
     message(`Row ${row} seat ${num} is already held for you.`, "info");
     return;
   }
-  if (owned.has(i)) {
-    message(`Row ${row} seat ${num} is yours: booking ${owned.get(i)}. See My bookings to cancel it.`, "info");
+  if (state.owned.has(i)) {
+    message(`Row ${row} seat ${num} is yours: booking ${state.owned.get(i)}. See My bookings to cancel it.`, "info");
     return;
   }
-  if (hold) {
+  if (state.hold) {
     message("Confirm or release the seats you hold before picking others.", "info");
     return;
   }
-  if (!selected.has(i) && store.status[i] !== AVAILABLE) {
-    message(`Row ${row} seat ${num} is ${store.status[i] === BOOKED ? "already sold" : "held by someone else"}. Please pick another seat.`, "info");
+  if (!state.selected.has(i) && state.store.status[i] !== AVAILABLE) {
+    message(`Row ${row} seat ${num} is ${state.store.status[i] === BOOKED ? "already sold" : "held by someone else"}. Please pick another seat.`, "info");
     return;
   }
-  if (show && show.status !== "ON_SALE") {
-    message(`Sales are closed for this show (${STATUS_LABEL[show.status] || show.status}).`, "info");
+  if (state.show && state.show.status !== "ON_SALE") {
+    message(`Sales are closed for this show (${STATUS_LABEL[state.show.status] || state.show.status}).`, "info");
     return;
   }
-  if (!selected.has(i) && selected.size >= MAX_PICK) {
+  if (!state.selected.has(i) && state.selected.size >= MAX_PICK) {
     message(`You can pick up to ${MAX_PICK} seats at a time.`, "info");
     return;
   }
-  const adding = !selected.has(i);
+  const adding = !state.selected.has(i);
   toggle(i);
   message("");
-  say.polite(`Row ${row} seat ${num} ${adding ? "added" : "removed"}. ${plural(selected.size, "seat")} picked.`);
+  say.polite(`Row ${row} seat ${num} ${adding ? "added" : "removed"}. ${plural(state.selected.size, "seat")} picked.`);
 }
 
 function clearPicks() {
-  const was = [...selected];
-  selected.clear();
+  const was = [...state.selected];
+  state.selected.clear();
   view.update(was);
   message("");
   renderPanel();
@@ -269,29 +274,29 @@ function labelsText(labels) {
 // ---------- hold lifecycle ----------
 
 function saveHold() {
-  if (hold) localStorage.setItem(holdKey, JSON.stringify(hold));
+  if (state.hold) localStorage.setItem(holdKey, JSON.stringify(state.hold));
   else localStorage.removeItem(holdKey);
 }
 
 function setLocalStatus(indices, status) {
-  for (const i of indices) store.status[i] = status;
+  for (const i of indices) state.store.status[i] = status;
   view.update(indices);
-  if (indices.includes(infoSeat)) seatInfo(infoSeat);
+  if (indices.includes(state.infoSeat)) seatInfo(state.infoSeat);
 }
 
 function adoptHold(h, idem) {
-  hold = { hold_id: h.hold_id, seats: h.seats, expires_at: h.expires_at, extensions_left: h.extensions_left, idem: idem || uuid(), started: hold?.started || Date.now() };
-  const idx = h.seats.map((l) => store.index.get(l)).filter((i) => i !== undefined);
-  const old = [...heldIdx];
-  heldIdx = new Set(idx);
+  state.hold = { hold_id: h.hold_id, seats: h.seats, expires_at: h.expires_at, extensions_left: h.extensions_left, idem: idem || uuid(), started: state.hold?.started || Date.now() };
+  const idx = h.seats.map((l) => state.store.index.get(l)).filter((i) => i !== undefined);
+  const old = [...state.heldIdx];
+  state.heldIdx = new Set(idx);
   view.update(old.concat(idx));
   saveHold();
 }
 
 function dropHold() {
-  const old = [...heldIdx];
-  hold = null;
-  heldIdx = new Set();
+  const old = [...state.heldIdx];
+  state.hold = null;
+  state.heldIdx = new Set();
   view.update(old);
   saveHold();
 }
@@ -304,7 +309,7 @@ function handleError(err, what) {
   }
   if (err.status === 429 || (err.status === 503 && err.retryAfter)) {
     const secs = err.retryAfter || 1;
-    retryUntil = Date.now() + secs * 1000;
+    state.retryUntil = Date.now() + secs * 1000;
     message(`${err.status === 429 ? "Too many requests" : "The box office is busy"}. Please wait ${plural(secs, "second")} and try again.`);
     setTimeout(renderPanel, secs * 1000 + 50);
     return;
@@ -313,30 +318,30 @@ function handleError(err, what) {
 }
 
 async function holdSeats() {
-  if (busy || !selected.size) return;
-  busy = true;
+  if (state.busy || !state.selected.size) return;
+  state.busy = true;
   renderPanel();
-  const idx = [...selected].sort((a, b) => a - b);
-  const labels = idx.map((i) => store.labels[i]);
+  const idx = [...state.selected].sort((a, b) => a - b);
+  const labels = idx.map((i) => state.store.labels[i]);
   try {
     const h = await customerApi("POST", `/shows/${showId}/holds`, { body: { seats: labels } });
-    selected.clear();
+    state.selected.clear();
     adoptHold(h);
-    setLocalStatus([...heldIdx], HELD);
-    focusNext = () => $("confirm");
+    setLocalStatus([...state.heldIdx], HELD);
+    state.focusNext = () => $("confirm");
     message(`${plural(h.seats.length, "seat")} held for you: ${labelsText(h.seats)}. Confirm to book.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && err.status === 409 && err.code === "seats_unavailable") {
       const taken = err.body.seats || [];
       for (const l of taken) {
-        const i = store.index.get(l);
-        if (i !== undefined) selected.delete(i);
+        const i = state.store.index.get(l);
+        if (i !== undefined) state.selected.delete(i);
       }
       view.update(idx);
       const n = taken.length;
       message(
         `Sorry, ${n === 1 ? "seat" : "seats"} ${labelsText(taken)} ${n === 1 ? "was" : "were"} just taken by someone else. ` +
-          (selected.size ? "Your other seats are still picked: try again." : "Please pick other seats."),
+          (state.selected.size ? "Your other seats are still picked: try again." : "Please pick other seats."),
       );
     } else if (err instanceof ApiError && err.status === 422) {
       message(`We couldn't hold those seats: ${err.message}`);
@@ -344,7 +349,7 @@ async function holdSeats() {
       handleError(err, "hold your seats");
     }
   } finally {
-    busy = false;
+    state.busy = false;
     renderPanel();
   }
 }
@@ -371,30 +376,30 @@ function fillBestCategories(st) {
 }
 
 function drawBest() {
-  const onSale = show && show.status === "ON_SALE";
-  const off = !store || !onSale || !!hold || retryUntil > Date.now();
+  const onSale = state.show && state.show.status === "ON_SALE";
+  const off = !state.store || !onSale || !!state.hold || state.retryUntil > Date.now();
   $("best-hold").disabled = off;
-  $("best-hold").setAttribute("aria-disabled", busy ? "true" : "false");
-  $("best").dataset.state = hold || booking ? "holding" : selected.size ? "picking" : onSale ? "ready" : "closed";
+  $("best-hold").setAttribute("aria-disabled", state.busy ? "true" : "false");
+  $("best").dataset.state = state.hold || state.booking ? "holding" : state.selected.size ? "picking" : onSale ? "ready" : "closed";
 }
 
 async function holdBest(e) {
   e.preventDefault();
-  if (busy || hold || !store) return;
+  if (state.busy || state.hold || !state.store) return;
   const count = Number($("best-count").value);
   const category = $("best-category-field").hidden ? "" : $("best-category").value;
   const best = { count, allow_split: $("best-split").checked };
   if (category) best.category = category;
-  busy = true;
+  state.busy = true;
   renderPanel();
   try {
     const h = await customerApi("POST", `/shows/${showId}/holds`, { body: { best } });
-    const was = [...selected];
-    selected.clear();
+    const was = [...state.selected];
+    state.selected.clear();
     view.update(was);
     adoptHold(h);
-    setLocalStatus([...heldIdx], HELD);
-    focusNext = () => $("confirm");
+    setLocalStatus([...state.heldIdx], HELD);
+    state.focusNext = () => $("confirm");
     const rows = new Set(h.seats.map((l) => splitLabel(l)[0]));
     message(`${plural(h.seats.length, "seat")} held for you${rows.size === 1 ? " side by side in row " + [...rows][0] : ""}: ${labelsText(h.seats)}. Confirm to book.`, "ok");
   } catch (err) {
@@ -415,70 +420,70 @@ async function holdBest(e) {
       handleError(err, "find seats for you");
     }
   } finally {
-    busy = false;
+    state.busy = false;
     renderPanel();
   }
 }
 $("best-form").addEventListener("submit", holdBest);
 
 async function extend() {
-  if (!hold || busy) return;
-  busy = true;
+  if (!state.hold || state.busy) return;
+  state.busy = true;
   renderPanel();
   try {
-    const h = await customerApi("POST", `/holds/${encodeURIComponent(hold.hold_id)}/extend`);
-    adoptHold({ ...hold, ...h }, hold.idem);
+    const h = await customerApi("POST", `/holds/${encodeURIComponent(state.hold.hold_id)}/extend`);
+    adoptHold({ ...state.hold, ...h }, state.hold.idem);
     const left = Math.max(0, Math.round((Date.parse(h.expires_at) - Date.now()) / 1000));
     message(`You have more time: ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left to confirm.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) {
       if (err.code === "extend_limit_reached") {
-        hold.extensions_left = 0;
+        state.hold.extensions_left = 0;
         message(err.message || "No more extensions for this hold.");
       } else {
         expired(err.message);
       }
     } else handleError(err, "extend your hold");
   } finally {
-    busy = false;
+    state.busy = false;
     renderPanel();
   }
 }
 
 async function confirm() {
-  if (!hold || busy) return;
-  busy = true;
+  if (!state.hold || state.busy) return;
+  state.busy = true;
   renderPanel();
   try {
-    const b = await customerApi("POST", `/holds/${encodeURIComponent(hold.hold_id)}/confirm`, { headers: { "Idempotency-Key": hold.idem } });
-    const idx = [...heldIdx];
+    const b = await customerApi("POST", `/holds/${encodeURIComponent(state.hold.hold_id)}/confirm`, { headers: { "Idempotency-Key": state.hold.idem } });
+    const idx = [...state.heldIdx];
     dropHold();
     setLocalStatus(idx, BOOKED);
-    booking = { id: b.id, reference: b.reference, seatIdx: idx };
-    focusNext = () => $("basket-heading");
-    for (const i of idx) owned.set(i, b.reference);
+    state.booking = { id: b.id, reference: b.reference, seatIdx: idx };
+    state.focusNext = () => $("basket-heading");
+    for (const i of idx) state.owned.set(i, b.reference);
     view.update(idx);
     showLegend();
-    message(`Booking confirmed: ${labelsText(b.seats || idx.map((i) => store.labels[i]))}. Your reference is ${(b.reference || "").split("").join(" ")}.`, "ok");
+    message(`Booking confirmed: ${labelsText(b.seats || idx.map((i) => state.store.labels[i]))}. Your reference is ${(b.reference || "").split("").join(" ")}.`, "ok");
   } catch (err) {
     if (err instanceof ApiError && (err.status === 409 || err.status === 404)) expired(err.message);
     else handleError(err, "confirm your booking");
   } finally {
-    busy = false;
+    state.busy = false;
     renderPanel();
   }
 }
 
 async function release() {
-  if (!hold || busy) return;
-  busy = true;
+  if (!state.hold || state.busy) return;
+  state.busy = true;
   renderPanel();
   try {
-    await customerApi("DELETE", `/holds/${encodeURIComponent(hold.hold_id)}`);
-    const idx = [...heldIdx];
+    await customerApi("DELETE", `/holds/${encodeURIComponent(state.hold.hold_id)}`);
+    const idx = [...state.heldIdx];
     dropHold();
     setLocalStatus(idx, AVAILABLE);
-    focusNext = seatToFocus;
+    state.focusNext = seatToFocus;
     message("Seats released. Pick seats on the map again.", "info");
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
@@ -486,56 +491,55 @@ async function release() {
       message("Those seats were already released.", "info");
     } else handleError(err, "release your seats");
   } finally {
-    busy = false;
+    state.busy = false;
     renderPanel();
   }
 }
 
 function expired(detail) {
-  const idx = [...heldIdx];
+  const idx = [...state.heldIdx];
   dropHold();
-  if (idx.includes(infoSeat)) setTimeout(() => seatInfo(infoSeat), 0); // no longer "held by you"
-  for (const i of idx) if (store.status[i] === HELD) store.status[i] = AVAILABLE;
+  if (idx.includes(state.infoSeat)) setTimeout(() => seatInfo(state.infoSeat), 0); // no longer "held by you"
+  for (const i of idx) if (state.store.status[i] === HELD) state.store.status[i] = AVAILABLE;
   view.update(idx);
   message(`Your hold has expired and the seats went back on sale.${detail ? " (" + detail + ")" : ""} Pick seats again to continue.`);
   renderPanel();
 }
 
-let warned = false;
 function tick() {
-  if (!hold) {
-    warned = false;
+  if (!state.hold) {
+    state.warned = false;
     return;
   }
-  const left = Math.max(0, Date.parse(hold.expires_at) - Date.now());
+  const left = Math.max(0, Date.parse(state.hold.expires_at) - Date.now());
   const secs = Math.ceil(left / 1000);
   $("countdown").textContent = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
   $("hold-timer").querySelector(".countdown").classList.toggle("urgent", secs <= 10);
-  const span = Math.max(1, Date.parse(hold.expires_at) - (hold.started || Date.now()));
+  const span = Math.max(1, Date.parse(state.hold.expires_at) - (state.hold.started || Date.now()));
   $("timebar").style.width = `${Math.min(100, (left / span) * 100)}%`;
-  if (secs <= 10 && !warned && secs > 0) {
-    warned = true;
+  if (secs <= 10 && !state.warned && secs > 0) {
+    state.warned = true;
     say.assertive(`${secs} seconds left to confirm your seats.`);
   }
-  if (secs > 10) warned = false;
-  if (left <= 0 && !busy) expired();
+  if (secs > 10) state.warned = false;
+  if (left <= 0 && !state.busy) expired();
 }
 
 // ---------- live updates ----------
 
 function onSeats(st, changed) {
-  for (const i of changed) if (owned.has(i) && st.status[i] !== BOOKED) owned.delete(i); // cancelled
+  for (const i of changed) if (state.owned.has(i) && st.status[i] !== BOOKED) state.owned.delete(i); // cancelled
   view.update(changed);
-  if (infoSeat >= 0 && changed.includes(infoSeat)) seatInfo(infoSeat);
+  if (state.infoSeat >= 0 && changed.includes(state.infoSeat)) seatInfo(state.infoSeat);
   const lost = [];
   for (const i of changed) {
-    if (selected.has(i) && st.status[i] !== AVAILABLE) {
-      selected.delete(i);
+    if (state.selected.has(i) && st.status[i] !== AVAILABLE) {
+      state.selected.delete(i);
       lost.push(st.labels[i]);
     }
   }
   const soldOut = st.counts().AVAILABLE === 0;
-  if (soldOut !== ($("basket").dataset.soldOut === "true") && !hold && !booking) renderPanel();
+  if (soldOut !== ($("basket").dataset.soldOut === "true") && !state.hold && !state.booking) renderPanel();
   if (lost.length) {
     message(`${lost.length === 1 ? "Seat" : "Seats"} ${labelsText(lost)} ${lost.length === 1 ? "was" : "were"} just taken by someone else and removed from your picks.`);
     renderPanel();
@@ -547,13 +551,13 @@ function setConn(s) {
   // live again: a "can't reach the server" from before is no longer true
   if (s.state === "connected" && $("message").dataset.network === "true") message("");
   conn.dataset.state = s.state;
-  clearInterval(setConn.t);
+  clearInterval(state.connTimer);
   const text = $("conn-text");
   if (s.state === "connected") text.textContent = "Live";
   else if (s.state === "reconnecting" && s.retryAt) {
     const upd = () => (text.textContent = `Reconnecting in ${Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000))} s`);
     upd();
-    setConn.t = setInterval(upd, 500);
+    state.connTimer = setInterval(upd, 500);
   } else if (s.state === "reconnecting") text.textContent = "Reconnecting…";
   else text.textContent = "Connecting…";
 }
@@ -571,7 +575,7 @@ async function start() {
     return;
   }
   try {
-    show = await api("GET", `/shows/${showId}`);
+    state.show = await api("GET", `/shows/${showId}`);
     renderHead();
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
@@ -587,7 +591,7 @@ async function start() {
   }
   const live = liveShow(showId, {
     onLayout: (st) => {
-      store = st;
+      state.store = st;
       centreSections(st);
       view.setStore(st);
       fillBestCategories(st);
@@ -596,17 +600,17 @@ async function start() {
       // no prices on this show: the hint does not promise one
       if (!TOUCH && !st.price.some((p) => p)) $("seat-info").textContent = "Hover over or tab to a seat to see its row and number.";
       // re-attach a hold kept from before a reload
-      heldIdx = new Set((hold?.seats || []).map((l) => st.index.get(l)).filter((i) => i !== undefined));
-      for (const i of [...selected]) if (i >= st.count) selected.delete(i);
+      state.heldIdx = new Set((state.hold?.seats || []).map((l) => st.index.get(l)).filter((i) => i !== undefined));
+      for (const i of [...state.selected]) if (i >= st.count) state.selected.delete(i);
       renderPanel();
     },
     onSeats,
     onPresence: (n) => ($("watchers").textContent = `${plural(n, "person", "people")} viewing`),
     onAnnouncement: showAnnouncement,
     onShow: (frame) => {
-      const was = show ? show.status : null;
-      show = { ...show, ...frame };
-      delete show.type;
+      const was = state.show ? state.show.status : null;
+      state.show = { ...state.show, ...frame };
+      delete state.show.type;
       renderHead();
       renderPanel();
       if (was && frame.status && frame.status !== was) say.assertive(`This show is now ${STATUS_LABEL[frame.status] || frame.status}.`);
@@ -622,13 +626,13 @@ async function start() {
   window.modexLive = live;
   try {
     const saved = JSON.parse(localStorage.getItem(holdKey) || "null");
-    if (saved && Date.parse(saved.expires_at) > Date.now()) hold = saved;
+    if (saved && Date.parse(saved.expires_at) > Date.now()) state.hold = saved;
     else localStorage.removeItem(holdKey);
   } catch {
     localStorage.removeItem(holdKey);
   }
   await live.ready;
-  ticker = setInterval(tick, 250);
+  setInterval(tick, 250);
 }
 
 start();

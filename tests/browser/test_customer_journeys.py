@@ -311,7 +311,7 @@ async def test_a_phone_drags_and_pinches_the_big_venue_canvas(
     assert canvas
     cx, cy = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
     cdp = await page.context.new_cdp_session(page)
-    view = "() => ({...window.modexView.view})"
+    view = "() => ({...window.modexView.renderer.view})"
 
     # the whole venue fits at first: pinch to zoom in, then drag to move around
     fitted = await page.evaluate(view)

@@ -185,9 +185,10 @@ async def test_big_venue_uses_canvas_and_row_picker(
     await expect(picker.locator('[data-seat="C50"]')).to_have_attribute("aria-pressed", "true")
     # a click on the canvas picks by hit testing: seat C52 sits two to the right of C50
     view = await page.evaluate(
-        "() => { const v = window.modexView; const i = v.store.index.get('C52');"
-        " return {x: v.view.tx + (v.store.x[i] - v.minX + 0.5) * v.view.s,"
-        " y: v.view.ty + (v.store.y[i] - v.minY + 0.5) * v.view.s}; }"
+        "() => { const m = window.modexView, v = m.renderer.view, g = m.geometry;"
+        " const i = m.store.index.get('C52');"
+        " return {x: v.tx + (m.store.x[i] - g.minX + 0.5) * v.s,"
+        " y: v.ty + (m.store.y[i] - g.minY + 0.5) * v.s}; }"
     )
     await page.locator("#seatmap canvas").click(position=view)
     await expect(picker.locator('[data-seat="C52"]')).to_have_attribute("aria-pressed", "true")
@@ -201,6 +202,76 @@ async def test_big_venue_uses_canvas_and_row_picker(
     assert await page.evaluate("window.modexView.statusOf('C20')") == "HELD"
     await screenshot(page, "map-canvas")
     await assert_accessible(page)
+    assert not page_errors.errors
+
+
+async def test_big_venue_row_picker_works_by_keyboard(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    show = await create_show(client, rows=30, seats_per_row=100, title="Derby")
+    page = await open_page(f"{server.url}/map/{show['id']}")
+    await wait_live(page)
+    await expect(page.locator("#seatmap")).to_have_attribute("data-mode", "canvas")
+    picker = page.locator(".row-picker")
+    await picker.locator("#pick-row").select_option(label="Row D · 100 seats")
+    # one tab stop for the row, then arrows, Home and End move within it (no wrapping)
+    await picker.locator("#pick-row").focus()
+    await page.keyboard.press("Tab")
+    await expect(picker.locator('[data-seat="D1"]')).to_be_focused()
+    await page.keyboard.press("ArrowLeft")
+    await expect(picker.locator('[data-seat="D1"]')).to_be_focused()
+    await page.keyboard.press("End")
+    await expect(picker.locator('[data-seat="D100"]')).to_be_focused()
+    await page.keyboard.press("Home")
+    await page.keyboard.press("ArrowRight")
+    await expect(picker.locator('[data-seat="D2"]')).to_be_focused()
+    # the focused seat is ringed on the canvas and named under the map
+    ringed = "() => { const m = window.modexView; return m.store.labels[m.renderer.cursor]; }"
+    assert await page.evaluate(ringed) == "D2"
+    await expect(page.locator("#seat-info")).to_contain_text("Row D seat 2, available")
+    await page.keyboard.press("Enter")
+    await expect(picker.locator('[data-seat="D2"]')).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator("#sr-polite")).to_contain_text("Row D seat 2 added")
+    await expect(page.locator("#picks li")).to_have_count(1)
+    assert not page_errors.errors
+
+
+async def test_a_canvas_click_in_another_section_keeps_the_view(
+    client: httpx.AsyncClient, server: ServerProcess, open_page: Any, page_errors: PageErrors
+) -> None:
+    body = {
+        "title": "Two bowls",
+        "venue": "Modex Arena",
+        "starts_at": "2027-03-12T19:30:00+01:00",
+        "sections": [
+            {"name": name, "rows": 30, "seats_per_row": 100, "price_cents": 4500}
+            for name in ("Lower Bowl", "Upper Bowl")
+        ],
+    }
+    response = await client.post("/admin/shows", json=body, headers=auth("admin", "admin"))
+    assert response.status_code == 201, response.text
+    page = await open_page(f"{server.url}/map/{response.json()['id']}")
+    await wait_live(page)
+    await expect(page.locator("#seatmap")).to_have_attribute("data-mode", "canvas")
+    view = "() => ({...window.modexView.renderer.view})"
+    fitted = await page.evaluate(view)
+    assert fitted["s"] < 10, fitted  # small enough that choosing a row from the lists zooms
+    # the middle seat of the upper bowl's middle row, as the canvas draws it now
+    target = await page.evaluate(
+        "() => { const m = window.modexView, v = m.renderer.view, g = m.geometry;"
+        " const sec = g.sections[1], row = g.rowList[sec.rows[15]], i = row[50];"
+        " return {label: m.store.labels[i],"
+        " x: v.tx + (m.store.x[i] - g.minX + 0.5) * v.s,"
+        " y: v.ty + (m.store.y[i] - g.minY + 0.5) * v.s}; }"
+    )
+    await page.locator("#seatmap canvas").click(position={"x": target["x"], "y": target["y"]})
+    picker = page.locator(".row-picker")
+    await expect(picker.locator(f'[data-seat="{target["label"]}"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(picker.locator("#pick-section")).to_have_value("1")
+    # the seat was picked where the customer saw it: the view did not jump to another row
+    assert await page.evaluate(view) == fitted
     assert not page_errors.errors
 
 

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed
 
 import app.main
-from app.realtime import protocol, service
+from app.realtime import protocol
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.hub import Hub
 from app.realtime.protocol import Connection, FrameBudget
@@ -93,14 +93,18 @@ class InProcessServer:
         return hub.watchers(show_id), REGISTRY.get_sample_value("ws_watchers")
 
 
-@pytest.fixture(scope="module")
-async def inprocess(cluster: Cluster) -> AsyncIterator[InProcessServer]:
+@pytest.fixture(scope="module", params=["asgi", "direct"])
+async def inprocess(
+    cluster: Cluster, request: pytest.FixtureRequest
+) -> AsyncIterator[InProcessServer]:
     """`modex serve`'s app and uvicorn settings in the test's own process (and loop), so a
-    test can make any method fail; the cluster's PostgreSQL and Redis are real."""
+    test can make any method fail; the cluster's PostgreSQL and Redis are real. Once on
+    each WebSocket transport."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    env = cluster.env(MODEX_SWEEP_INTERVAL="0", MODEX_WS_TRANSPORT=request.param)
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in cluster.env(MODEX_SWEEP_INTERVAL="0").items():
+        for key, value in env.items():
             mp.setenv(key, value)
         mp.setattr(app.main, "tune_garbage_collector", lambda: None)  # gc.freeze() is global
         created = app.main.create_app()
@@ -230,7 +234,7 @@ STEPS = [
     ),
     Step(
         "the endpoint, before the connection runs",
-        lambda mp: mp.setattr(service, "direct_socket", failing(service.direct_socket)),
+        lambda mp: mp.setattr(Connection, "__init__", failing(Connection.__init__)),
         close=1011,
     ),
 ]

@@ -14,11 +14,12 @@
 --     each other in a cycle, and there is never a show-wide lock;
 --   * a seat is written only if it is free (a claim) or still owned by the hold or
 --     booking doing the writing (a late confirm never takes a seat that was resold);
---   * every seat write is write_seats()' statement, which bumps each seat's version and
---     writes the outbox row that the realtime layer publishes after commit (hold_seats()
---     and release_hold() write that statement out: see hold_seats());
+--   * every seat write is one statement (app/seat_sql.py's seat_write), which bumps each
+--     seat's version and writes the outbox row that the realtime layer publishes after
+--     commit; write_seats() runs it, and hold_seats(), release_hold() and set_seats() have
+--     it put in place (see hold_seats());
 --   * an expired hold is as good as released: a HELD seat whose held_until has passed
---     counts as free.
+--     is free at once (seat_status_now(), which the seat maps read too).
 --   * a customer has at most the show's max_seats_per_customer seats in live holds and
 --     confirmed bookings together (customer_seats' count); a claim first takes the
 --     customer's lock on the show (customer_lock()), so one customer's claims on a show
@@ -34,16 +35,20 @@
 --   * a batch of requests (seat_batch(), at the end) locks every row it will write first,
 --     with SKIP LOCKED, and hands back whatever it could not lock: it does not wait for
 --     a row lock, so it is never part of a wait cycle either.
--- Each function answers with an `outcome` the caller maps to a response; a refusal
--- changes nothing. `moved` means an admin moved the show to another shard (its
+-- Each function answers with an `outcome` (app/outcomes.py's Outcome) the caller maps to a
+-- response, and the columns that outcome names (detail: seats; show_status; seat_limit);
+-- a refusal changes nothing. `moved` means an admin moved the show to another shard (its
 -- shard_shows row stays here as a tombstone): the caller routes again.
 
--- This file is applied again whenever it changes (app/migrate.py), so it first drops every
--- function it defines.
+-- This file is a template: each name in double braces is a statement or expression several
+-- functions share, written once in app/seat_sql.py and put in place when the file is applied
+-- (app/migrate.py), so a rule is said once and the hot path still makes no nested call.
+-- It is applied again whenever its rendered text changes, so it first drops every
+-- function it defines (and those it once defined).
 DROP FUNCTION IF EXISTS lock_seats, not_here, lock_own_hold, write_seats, check_claim,
     claim_seats, hold_seats, extend_hold, release_hold, confirm_hold, book_seats,
-    cancel_booking, expire_holds, seat_batch, show_allows, customer_lock, seat_free,
-    stranded_seats, best_seats, set_seats;
+    cancel_booking, expire_holds, seat_batch, show_allows, customer_lock, row_lock,
+    free_status, seat_status_now, seat_free, stranded_seats, best_seats, set_seats;
 
 -- What a show's status allows: the one place it is said.
 --   status      hold, extend, book, confirm    cancel a booking    release a hold
@@ -74,12 +79,34 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended(p_user, p_show)
 $$;
 
--- Whether a seat can be claimed now by a caller whose token lists p_channels: AVAILABLE or
--- a lapsed hold (an expired hold is as good as released), RESERVED for one of the
--- caller's channels, never BLOCKED. (One SQL expression: inlined where it is called.)
+-- The key of the advisory lock on one row of seats of one show: the claims that must not
+-- together strand a seat in a row (single_seat_rule enforce, best available) take turns.
+CREATE FUNCTION row_lock(p_show bigint, p_row text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended('row ' || p_row, p_show)
+$$;
+
+-- What a free seat is: a seat kept for a channel is RESERVED, any other AVAILABLE.
+CREATE FUNCTION free_status(p_channel text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END
+$$;
+
+-- What a seat is right now: a lapsed hold is free at once (an expired hold is as good as
+-- released), the sweeper only catches the row up. Every reader of seats (the seat maps,
+-- the counts, the sales report: app/seatmap.py, app/reports.py) and every claim go by it.
+-- (Each of these is one SQL expression: PostgreSQL inlines it where it is called.)
+CREATE FUNCTION seat_status_now(p_status text, p_until timestamptz, p_channel text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_status = 'HELD' AND p_until <= now() THEN free_status(p_channel)
+                ELSE p_status END
+$$;
+
+-- Whether a seat can be claimed now by a caller whose token lists p_channels: free now
+-- (AVAILABLE, or RESERVED for one of the caller's channels), never BLOCKED.
 CREATE FUNCTION seat_free(p_status text, p_until timestamptz, p_channel text, p_channels text[])
 RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT (p_status IN ('AVAILABLE', 'RESERVED') OR (p_status = 'HELD' AND p_until <= now()))
+    SELECT seat_status_now(p_status, p_until, p_channel) IN ('AVAILABLE', 'RESERVED')
            AND (p_channel IS NULL OR coalesce(p_channel = ANY(p_channels), false))
 $$;
 
@@ -167,7 +194,8 @@ END $$;
 -- see the rules above). AVAILABLE gives a channel seat back to its channel (RESERVED).
 -- p_from: the seats' status before (a claim's: AVAILABLE or RESERVED); p_was_hold and
 -- p_was_booking: the hold or booking a seat leaves, for the audit. No outbox or audit
--- row when nothing was written.
+-- row when nothing was written. (Its statement is the one every seat write runs: see
+-- app/seat_sql.py.)
 CREATE FUNCTION write_seats(
     p_show bigint, p_labels text[], p_status text, p_hold text, p_until timestamptz,
     p_booking text, p_claim boolean DEFAULT false, p_channels text[] DEFAULT '{}',
@@ -178,33 +206,7 @@ CREATE FUNCTION write_seats(
 DECLARE
     v_written int;
 BEGIN
-    WITH changed AS (
-        UPDATE seats
-        SET status = CASE WHEN p_status = 'AVAILABLE' AND channel IS NOT NULL
-                          THEN 'RESERVED' ELSE p_status END,
-            hold_id = p_hold, held_until = p_until, booking_id = p_booking,
-            version = version + 1
-        WHERE show_id = p_show AND label = ANY(p_labels)
-          AND (NOT p_claim OR seat_free(status, held_until, channel, p_channels))
-        RETURNING label, status, version, channel
-    ),
-    audited AS (
-        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
-                                hold_id, booking_id, request_id)
-        SELECT p_show, coalesce(p_action, lower(p_status)), p_by, array_agg(c.label ORDER BY c.label),
-               array_agg(coalesce(p_from, CASE WHEN c.channel IS NULL THEN 'AVAILABLE'
-                                               ELSE 'RESERVED' END) ORDER BY c.label),
-               array_agg(c.status ORDER BY c.label), coalesce(p_hold, p_was_hold),
-               coalesce(p_booking, p_was_booking), p_request
-        FROM changed c
-        HAVING count(*) > 0
-    )
-    INSERT INTO outbox (show_id, changes)
-    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
-                                              'version', c.version) ORDER BY c.label)
-    FROM changed c
-    HAVING count(*) > 0
-    RETURNING id, changes::text, json_array_length(changes) INTO event_id, event, v_written;
+    {{write_named_seats}};
     IF p_claim AND coalesce(v_written, 0) < cardinality(p_labels) THEN
         RAISE EXCEPTION 'another customer took one of these seats a moment ago'
             USING ERRCODE = 'serialization_failure';
@@ -214,12 +216,14 @@ END $$;
 -- Whether the requested seats can all be claimed now by this customer, read without
 -- locking the seats (the claim's UPDATE re-checks each seat under its lock), under the
 -- customer's lock (held until commit, so the count stays true until the claim is written).
--- outcome: ok | no_show | moved | not_on_sale (detail: the show's status) | unknown | taken
---          | channel (seats kept for a channel the caller's token does not list)
---          | seat_limit (detail: the limit) | single_seat (detail: the seats it strands)
+-- outcome: ok | no_show | moved | not_on_sale (show_status) | unknown (detail: the seats)
+--          | taken (detail) | channel (detail: seats kept for a channel the caller's
+--          token does not list) | seat_limit (seat_limit) | single_seat (detail: the seats
+--          it strands)
 CREATE FUNCTION check_claim(
     p_show bigint, p_labels text[], p_user text, p_action text, p_channels text[] DEFAULT '{}',
-    OUT outcome text, OUT detail text[], OUT hold_seconds int
+    OUT outcome text, OUT detail text[], OUT show_status text, OUT seat_limit int,
+    OUT hold_seconds int
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_show_status text;
@@ -236,27 +240,11 @@ BEGIN
     SELECT s.status, s.hold_seconds, s.max_seats_per_customer, s.single_seat_rule
     INTO v_show_status, hold_seconds, v_limit, v_rule
     FROM shard_shows s WHERE s.show_id = p_show;
-    -- no lone seats: the claim's rows are taken in turn (best_seats() takes the same locks),
-    -- so two claims in one row cannot each leave a seat the other strands; the statements
-    -- after this one see whatever the row's last claim committed
-    IF v_rule = 'enforce' THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended('row ' || r.seat_row, p_show))
-        FROM (SELECT DISTINCT rtrim(l, '0123456789') AS seat_row
-              FROM unnest(p_labels) AS l ORDER BY 1) r;
-        -- a query of its own, after the locks: an expression in IF reads an older snapshot
-        SELECT stranded_seats(p_show, p_labels, p_channels) INTO v_stranded;
-    END IF;
-    IF NOT FOUND THEN
-        outcome := 'no_show';
-        RETURN;
-    END IF;
-    IF v_show_status = 'MOVED' THEN
-        outcome := 'moved';
-        RETURN;
-    END IF;
+    {{lock_claim_rows}}
+    {{refuse_missing_show}}
     IF NOT show_allows(v_show_status, p_action) THEN
         outcome := 'not_on_sale';
-        detail := ARRAY[v_show_status];
+        show_status := v_show_status;
         RETURN;
     END IF;
     SELECT count(*),
@@ -269,12 +257,7 @@ BEGIN
     FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
     -- the customer's seats: in live holds and in confirmed bookings (a confirmed hold
     -- counts once, as its booking; a lapsed one not at all)
-    SELECT (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
-            WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
-              AND h.expires_at > now())
-         + (SELECT coalesce(sum(cardinality(b.seats)), 0) FROM bookings b
-            WHERE b.show_id = p_show AND b.user_id = p_user AND b.status = 'CONFIRMED')
-    INTO v_mine;
+    SELECT {{customer_seats}} INTO v_mine;
     IF v_found < cardinality(p_labels) THEN
         outcome := 'unknown';
         detail := ARRAY(
@@ -289,7 +272,7 @@ BEGIN
         detail := v_kept;
     ELSIF v_mine + cardinality(p_labels) > v_limit THEN
         outcome := 'seat_limit';
-        detail := ARRAY[v_limit::text];
+        seat_limit := v_limit;
     ELSIF cardinality(v_stranded) > 0 THEN
         outcome := 'single_seat';
         detail := v_stranded;
@@ -301,12 +284,13 @@ END $$;
 -- outcome: held | (check_claim's refusals)
 -- The hot path, so written out in full: calling check_claim() and write_seats() from here
 -- cost PostgreSQL as much CPU as everything else the hold does (about 65 us per nested
--- call, measured with pgbench). book_seats() is the same claim through those functions.
+-- call, measured with pgbench). What they share with it is put in place from the same
+-- text (app/seat_sql.py); book_seats() is the same claim through those functions.
 CREATE FUNCTION hold_seats(
     p_show bigint, p_labels text[], p_hold text, p_user text, p_channels text[] DEFAULT '{}',
     p_request text DEFAULT NULL,
-    OUT outcome text, OUT detail text[], OUT hold_until timestamptz,
-    OUT event_id bigint, OUT event text
+    OUT outcome text, OUT detail text[], OUT show_status text, OUT seat_limit int,
+    OUT hold_until timestamptz, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_show_status text;
@@ -326,24 +310,11 @@ BEGIN
            coalesce(show_allows(s.status, 'hold'), false)
     INTO v_show_status, v_seconds, v_limit, v_rule, v_open
     FROM shard_shows s WHERE s.show_id = p_show;
-    -- no lone seats: the claim's rows are taken in turn (best_seats() takes the same locks),
-    -- so two claims in one row cannot each leave a seat the other strands; the statements
-    -- after this one see whatever the row's last claim committed
-    IF v_rule = 'enforce' THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended('row ' || r.seat_row, p_show))
-        FROM (SELECT DISTINCT rtrim(l, '0123456789') AS seat_row
-              FROM unnest(p_labels) AS l ORDER BY 1) r;
-        -- a query of its own, after the locks: an expression in IF reads an older snapshot
-        SELECT stranded_seats(p_show, p_labels, p_channels) INTO v_stranded;
-    END IF;
+    {{lock_claim_rows}}
     IF v_open THEN
         SELECT count(*), array_agg(label ORDER BY label) FILTER (
                    WHERE NOT seat_free(status, held_until, channel, p_channels)),
-               (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
-                WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
-                  AND h.expires_at > now())
-             + (SELECT coalesce(sum(cardinality(b.seats)), 0) FROM bookings b
-                WHERE b.show_id = p_show AND b.user_id = p_user AND b.status = 'CONFIRMED')
+               {{customer_seats}}
         INTO v_found, detail, v_mine
         FROM seats WHERE show_id = p_show AND label = ANY(p_labels);
     END IF;
@@ -353,7 +324,8 @@ BEGIN
     THEN
         -- a refusal: check_claim says which (each statement sees the latest commits, so
         -- its look may find the seats free by now: then start again)
-        SELECT c.outcome, c.detail INTO outcome, detail
+        SELECT c.outcome, c.detail, c.show_status, c.seat_limit
+        INTO outcome, detail, show_status, seat_limit
         FROM check_claim(p_show, p_labels, p_user, 'hold', p_channels) c;
         IF outcome = 'ok' THEN
             RAISE EXCEPTION 'these seats changed while this hold was being checked'
@@ -365,30 +337,7 @@ BEGIN
     INSERT INTO holds (show_id, id, user_id, seats, expires_at)
     VALUES (p_show, p_hold, p_user, p_labels, hold_until);
     -- write_seats(p_show, p_labels, 'HELD', p_hold, hold_until, NULL, p_claim => true, ...):
-    WITH changed AS (
-        UPDATE seats
-        SET status = 'HELD', hold_id = p_hold, held_until = hold_until, booking_id = NULL,
-            version = version + 1
-        WHERE show_id = p_show AND label = ANY(p_labels)
-          AND seat_free(status, held_until, channel, p_channels)
-        RETURNING label, status, version, channel
-    ),
-    audited AS (
-        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
-                                hold_id, request_id)
-        SELECT p_show, 'hold', p_user, array_agg(c.label ORDER BY c.label),
-               array_agg(CASE WHEN c.channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END
-                         ORDER BY c.label),
-               array_agg(c.status ORDER BY c.label), p_hold, p_request
-        FROM changed c
-        HAVING count(*) > 0
-    )
-    INSERT INTO outbox (show_id, changes)
-    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
-                                              'version', c.version) ORDER BY c.label)
-    FROM changed c
-    HAVING count(*) > 0
-    RETURNING id, changes::text, json_array_length(changes) INTO event_id, event, v_written;
+    {{write_held_seats}};
     IF coalesce(v_written, 0) < cardinality(p_labels) THEN
         RAISE EXCEPTION 'another customer took one of these seats a moment ago'
             USING ERRCODE = 'serialization_failure';
@@ -396,10 +345,12 @@ BEGIN
     outcome := 'held';
 END $$;
 
--- outcome: extended | not_found | expired | not_on_sale (detail: the show's status) | limit
+-- outcome: extended (detail: the seats) | not_found | expired | not_on_sale (show_status)
+--          | limit
 CREATE FUNCTION extend_hold(
     p_show bigint, p_hold text, p_user text, p_max_extensions int,
-    OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT extensions_used int
+    OUT outcome text, OUT detail text[], OUT show_status text, OUT hold_until timestamptz,
+    OUT extensions_used int
 ) LANGUAGE plpgsql AS $$
 DECLARE
     h holds;
@@ -419,7 +370,7 @@ BEGIN
     FROM shard_shows s WHERE s.show_id = p_show;
     IF NOT show_allows(v_show_status, 'extend') THEN
         outcome := 'not_on_sale';
-        detail := ARRAY[v_show_status];
+        show_status := v_show_status;
         RETURN;
     END IF;
     IF h.extensions >= p_max_extensions THEN
@@ -450,6 +401,7 @@ CREATE FUNCTION release_hold(
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_seats text[];
+    v_written int;
 BEGIN
     DELETE FROM holds
     WHERE show_id = p_show AND id = p_hold AND user_id = p_user AND status = 'ACTIVE'
@@ -463,39 +415,19 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    -- write_seats()' statement with an owner guard, written out for the reason given at
-    -- hold_seats():
-    WITH changed AS (
-        UPDATE seats
-        SET status = CASE WHEN channel IS NULL THEN 'AVAILABLE' ELSE 'RESERVED' END,
-            hold_id = NULL, held_until = NULL, version = version + 1
-        WHERE show_id = p_show AND label = ANY(v_seats) AND hold_id = p_hold
-        RETURNING label, status, version
-    ),
-    audited AS (
-        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
-                                hold_id, request_id)
-        SELECT p_show, 'release', p_user, array_agg(c.label ORDER BY c.label),
-               array_fill('HELD'::text, ARRAY[count(*)::int]),
-               array_agg(c.status ORDER BY c.label), p_hold, p_request
-        FROM changed c
-        HAVING count(*) > 0
-    )
-    INSERT INTO outbox (show_id, changes)
-    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
-                                              'version', c.version) ORDER BY c.label)
-    FROM changed c
-    HAVING count(*) > 0
-    RETURNING id, changes::text INTO event_id, event;
+    -- write_seats()' statement with an owner guard, put in place for the reason given at
+    -- hold_seats()
+    {{write_released_seats}};
     outcome := 'released';
 END $$;
 
 -- outcome: confirmed | earlier (a retry: the booking made before) | not_found | expired |
---          key_reused | not_on_sale (booking: the show's status)
+--          key_reused | not_on_sale (show_status)
 CREATE FUNCTION confirm_hold(
     p_show bigint, p_hold text, p_user text, p_booking text, p_key text,
     p_request text DEFAULT NULL,
-    OUT outcome text, OUT booking text, OUT event_id bigint, OUT event text
+    OUT outcome text, OUT show_status text, OUT booking text, OUT event_id bigint,
+    OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     h holds;
@@ -508,16 +440,7 @@ BEGIN
         outcome := not_here(p_show);
         RETURN;
     END IF;
-    IF p_key IS NOT NULL THEN
-        SELECT * INTO b FROM bookings
-        WHERE show_id = p_show AND user_id = p_user AND idempotency_key = p_key;
-        IF FOUND THEN
-            outcome := CASE WHEN b.hold_id IS NOT DISTINCT FROM p_hold
-                            THEN 'earlier' ELSE 'key_reused' END;
-            booking := row_to_json(b)::text;
-            RETURN;
-        END IF;
-    END IF;
+    {{earlier_confirm}}
     IF h.status = 'CONFIRMED' THEN
         SELECT * INTO b FROM bookings WHERE show_id = p_show AND hold_id = p_hold;
         outcome := 'earlier';
@@ -532,7 +455,7 @@ BEGIN
     SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
     IF NOT show_allows(v_show_status, 'confirm') THEN
         outcome := 'not_on_sale';
-        booking := v_show_status;
+        show_status := v_show_status;
         RETURN;
     END IF;
     FOR r IN SELECT * FROM lock_seats(p_show, h.seats) LOOP
@@ -559,22 +482,15 @@ END $$;
 CREATE FUNCTION book_seats(
     p_show bigint, p_labels text[], p_user text, p_booking text, p_key text,
     p_channels text[] DEFAULT '{}', p_request text DEFAULT NULL,
-    OUT outcome text, OUT detail text[], OUT booking text, OUT event_id bigint, OUT event text
+    OUT outcome text, OUT detail text[], OUT show_status text, OUT seat_limit int,
+    OUT booking text, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     b bookings;
 BEGIN
-    IF p_key IS NOT NULL THEN
-        SELECT * INTO b FROM bookings
-        WHERE show_id = p_show AND user_id = p_user AND idempotency_key = p_key;
-        IF FOUND THEN
-            outcome := CASE WHEN b.hold_id IS NULL AND b.seats @> p_labels AND b.seats <@ p_labels
-                            THEN 'earlier' ELSE 'key_reused' END;
-            booking := row_to_json(b)::text;
-            RETURN;
-        END IF;
-    END IF;
-    SELECT c.outcome, c.detail INTO outcome, detail
+    {{earlier_book}}
+    SELECT c.outcome, c.detail, c.show_status, c.seat_limit
+    INTO outcome, detail, show_status, seat_limit
     FROM check_claim(p_show, p_labels, p_user, 'book', p_channels) c;
     IF outcome <> 'ok' THEN
         RETURN;
@@ -590,11 +506,12 @@ BEGIN
     booking := row_to_json(b)::text;
 END $$;
 
--- outcome: cancelled | not_found | not_cancellable (detail: the booking's status) |
---          show_ended (detail: the show's status, which allows no cancel: see show_allows)
+-- outcome: cancelled | not_found | not_cancellable (booking_status) |
+--          show_ended (show_status, which allows no cancel: see show_allows)
 CREATE FUNCTION cancel_booking(
     p_show bigint, p_booking text, p_user text, p_admin boolean, p_request text DEFAULT NULL,
-    OUT outcome text, OUT detail text[], OUT booking text, OUT event_id bigint, OUT event text
+    OUT outcome text, OUT show_status text, OUT booking_status text, OUT booking text,
+    OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     b bookings;
@@ -610,12 +527,12 @@ BEGIN
     SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
     IF NOT show_allows(v_show_status, 'cancel') THEN
         outcome := 'show_ended';
-        detail := ARRAY[v_show_status];
+        show_status := v_show_status;
         RETURN;
     END IF;
     IF b.status <> 'CONFIRMED' THEN
         outcome := 'not_cancellable';
-        detail := ARRAY[b.status];
+        booking_status := b.status;
         RETURN;
     END IF;
     FOR r IN SELECT * FROM lock_seats(p_show, b.seats) LOOP
@@ -702,13 +619,13 @@ END $$;
 -- p_ids[i] (the hold id; none for a book), p_users[i]; a claim's seats are
 -- p_labels[p_label_ends[i-1] + 1 .. p_label_ends[i]]; the new booking id and the
 -- Idempotency-Key of a confirm or book are p_bookings[i] and p_keys[i].
--- One row per request, in order: outcome (the function's, or busy), detail, hold_until
--- (holds), booking (confirms, books), event_id, event.
+-- One row per request, in order: outcome (the function's, or busy), detail, show_status,
+-- seat_limit, hold_until (holds), booking (confirms, books), event_id, event.
 CREATE FUNCTION seat_batch(
     p_kinds text[], p_shows bigint[], p_ids text[], p_users text[], p_labels text[],
     p_label_ends int[], p_bookings text[], p_keys text[], p_requests text[] DEFAULT NULL,
-    OUT outcome text, OUT detail text[], OUT hold_until timestamptz, OUT booking text,
-    OUT event_id bigint, OUT event text
+    OUT outcome text, OUT detail text[], OUT show_status text, OUT seat_limit int,
+    OUT hold_until timestamptz, OUT booking text, OUT event_id bigint, OUT event text
 ) RETURNS SETOF record LANGUAGE plpgsql
 -- should a seat that looked taken be freed and locked again between the check and the
 -- claim, the claim would wait: not for long, and then the batch fails and each runs alone
@@ -778,6 +695,8 @@ BEGIN
     FOR i IN 1 .. cardinality(p_kinds) LOOP
         outcome := 'busy';
         detail := NULL;
+        show_status := NULL;
+        seat_limit := NULL;
         hold_until := NULL;
         booking := NULL;
         event_id := NULL;
@@ -785,20 +704,23 @@ BEGIN
         IF NOT v_ready[i] THEN
             NULL;
         ELSIF p_kinds[i] = 'hold' THEN
-            SELECT f.outcome, f.detail, f.hold_until, f.event_id, f.event
-            INTO outcome, detail, hold_until, event_id, event
+            SELECT f.outcome, f.detail, f.show_status, f.seat_limit, f.hold_until, f.event_id,
+                   f.event
+            INTO outcome, detail, show_status, seat_limit, hold_until, event_id, event
             FROM hold_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_ids[i],
                             p_users[i], '{}', p_requests[i]) f;
         ELSIF p_kinds[i] = 'release' THEN
             SELECT f.outcome, f.event_id, f.event INTO outcome, event_id, event
             FROM release_hold(p_shows[i], p_ids[i], p_users[i], p_requests[i]) f;
         ELSIF p_kinds[i] = 'confirm' THEN
-            SELECT f.outcome, f.booking, f.event_id, f.event INTO outcome, booking, event_id, event
+            SELECT f.outcome, f.show_status, f.booking, f.event_id, f.event
+            INTO outcome, show_status, booking, event_id, event
             FROM confirm_hold(p_shows[i], p_ids[i], p_users[i], p_bookings[i], p_keys[i],
                               p_requests[i]) f;
         ELSE
-            SELECT f.outcome, f.detail, f.booking, f.event_id, f.event
-            INTO outcome, detail, booking, event_id, event
+            SELECT f.outcome, f.detail, f.show_status, f.seat_limit, f.booking, f.event_id,
+                   f.event
+            INTO outcome, detail, show_status, seat_limit, booking, event_id, event
             FROM book_seats(p_shows[i], p_labels[v_first : p_label_ends[i]], p_users[i],
                             p_bookings[i], p_keys[i], p_request => p_requests[i]) f;
         END IF;
@@ -816,13 +738,13 @@ END $$;
 -- over. With p_allow_split and no block of p_count, the best blocks of fewer seats,
 -- largest first.
 -- outcome: held (detail: the seats) | no_adjacent_seats | no_show | moved | not_on_sale
---          (detail: the show's status) | seat_limit (detail: the limit); raises
---          serialization_failure when each block it found was in use (the caller retries).
+--          (show_status) | seat_limit (seat_limit); raises serialization_failure when each
+--          block it found was in use (the caller retries).
 CREATE FUNCTION best_seats(
     p_show bigint, p_count int, p_category text, p_allow_split boolean, p_hold text,
     p_user text, p_channels text[] DEFAULT '{}', p_request text DEFAULT NULL,
-    OUT outcome text, OUT detail text[], OUT hold_until timestamptz,
-    OUT event_id bigint, OUT event text
+    OUT outcome text, OUT detail text[], OUT show_status text, OUT seat_limit int,
+    OUT hold_until timestamptz, OUT event_id bigint, OUT event text
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_show_status text;
@@ -841,28 +763,16 @@ BEGIN
     SELECT s.status, s.hold_seconds, s.max_seats_per_customer
     INTO v_show_status, v_seconds, v_limit
     FROM shard_shows s WHERE s.show_id = p_show;
-    IF NOT FOUND THEN
-        outcome := 'no_show';
-        RETURN;
-    END IF;
-    IF v_show_status = 'MOVED' THEN
-        outcome := 'moved';
-        RETURN;
-    END IF;
+    {{refuse_missing_show}}
     IF NOT show_allows(v_show_status, 'hold') THEN
         outcome := 'not_on_sale';
-        detail := ARRAY[v_show_status];
+        show_status := v_show_status;
         RETURN;
     END IF;
-    SELECT (SELECT coalesce(sum(cardinality(h.seats)), 0) FROM holds h
-            WHERE h.show_id = p_show AND h.user_id = p_user AND h.status = 'ACTIVE'
-              AND h.expires_at > now())
-         + (SELECT coalesce(sum(cardinality(b.seats)), 0) FROM bookings b
-            WHERE b.show_id = p_show AND b.user_id = p_user AND b.status = 'CONFIRMED')
-    INTO v_mine;
+    SELECT {{customer_seats}} INTO v_mine;
     IF v_mine + p_count > v_limit THEN
         outcome := 'seat_limit';
-        detail := ARRAY[v_limit::text];
+        seat_limit := v_limit;
         RETURN;
     END IF;
     WHILE v_want > 0 LOOP
@@ -904,7 +814,7 @@ BEGIN
             )
             SELECT * FROM best_of_row ORDER BY lone, score, seat_row
         LOOP
-            IF NOT pg_try_advisory_xact_lock(hashtextextended('row ' || c.seat_row, p_show)) THEN
+            IF NOT pg_try_advisory_xact_lock(row_lock(p_show, c.seat_row)) THEN
                 v_in_use := true;
                 CONTINUE;
             END IF;
@@ -970,22 +880,16 @@ DECLARE
     v_found text[];
     v_old text[];
     v_channel text := CASE WHEN p_status = 'RESERVED' THEN p_channel END;
+    v_written int;
 BEGIN
     SELECT s.status INTO v_show_status FROM shard_shows s WHERE s.show_id = p_show;
-    IF NOT FOUND THEN
-        outcome := 'no_show';
-        RETURN;
-    END IF;
-    IF v_show_status = 'MOVED' THEN
-        outcome := 'moved';
-        RETURN;
-    END IF;
+    {{refuse_missing_show}}
     IF v_labels IS NULL THEN
         v_labels := ARRAY(SELECT label FROM seats WHERE show_id = p_show AND channel = p_channel);
     END IF;
     SELECT array_agg(l.label ORDER BY l.label), array_agg(l.status ORDER BY l.label),
            array_agg(l.label ORDER BY l.label) FILTER (
-               WHERE l.status = 'BOOKED' OR (l.status = 'HELD' AND l.held_until > now()))
+               WHERE seat_status_now(l.status, l.held_until, l.channel) IN ('HELD', 'BOOKED'))
     INTO v_found, v_old, detail
     FROM lock_seats(p_show, v_labels) l;
     IF coalesce(cardinality(v_found), 0) < cardinality(v_labels) THEN
@@ -1001,31 +905,7 @@ BEGIN
         END IF;
         UPDATE seats SET channel = NULL WHERE show_id = p_show AND label = ANY(detail);
     END IF;
-    WITH changed AS (
-        UPDATE seats s
-        SET status = p_status, channel = v_channel, hold_id = NULL, held_until = NULL,
-            version = s.version + 1
-        FROM unnest(v_found, v_old) AS o(label, status)
-        WHERE s.show_id = p_show AND s.label = o.label
-          AND o.label <> ALL(coalesce(detail, '{}'))
-          AND (s.status, s.channel) IS DISTINCT FROM (p_status, v_channel)
-        RETURNING s.label, s.status, s.version, o.status AS was
-    ),
-    audited AS (
-        INSERT INTO seat_audit (show_id, action, by_user, seats, from_status, to_status,
-                                request_id)
-        SELECT p_show, 'admin', p_by, array_agg(c.label ORDER BY c.label),
-               array_agg(c.was ORDER BY c.label), array_agg(c.status ORDER BY c.label),
-               p_request
-        FROM changed c
-        HAVING count(*) > 0
-    )
-    INSERT INTO outbox (show_id, changes)
-    SELECT p_show, json_agg(json_build_object('label', c.label, 'status', c.status,
-                                              'version', c.version) ORDER BY c.label)
-    FROM changed c
-    HAVING count(*) > 0
-    RETURNING id, changes::text INTO event_id, event;
+    {{write_admin_seats}};
     outcome := 'changed';
     detail := NULL;
 END $$;
