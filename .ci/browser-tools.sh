@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser test tools, idempotent: Debian's Chromium (driven by Playwright's Python API;
+# Browser test tools, idempotent: Node.js, Debian's Chromium (driven by Playwright's Python API;
 # `npx playwright install` cannot download browsers here) and axe-core from the npm
 # registry into tests/browser/node_modules (gitignored).
 set -euo pipefail
@@ -9,6 +9,14 @@ if [ ! -x /usr/bin/chromium ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q chromium fonts-dejavu-core
+fi
+
+# Node.js runs axe-core's install and the browser's own seat store (static/js/live.js) in
+# the verify_action tests (tests/js/live_store_runner.mjs; needs 18.19+ for module.register)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q nodejs npm
 fi
 
 AXE_VERSION="${AXE_VERSION:-4.11.0}"

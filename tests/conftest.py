@@ -14,7 +14,15 @@ import redis.asyncio as aioredis
 from app.config import Settings
 from app.realtime.keys import RedisKeys
 from app.shards import ShardRouter
-from tests.support import JWT_SECRET, Cluster, ServerProcess, Services, create_show
+from tests.support import (
+    JWT_SECRET,
+    Cluster,
+    ServerProcess,
+    Services,
+    ShowOn,
+    create_show,
+    create_show_on,
+)
 
 
 @pytest.fixture(scope="session")
@@ -114,9 +122,36 @@ async def client(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+def pair(servers: list[ServerProcess]) -> list[ServerProcess]:
+    """The servers `clients` talks to: the session's two. A module whose tests need servers
+    of their own overrides this fixture."""
+    return servers
+
+
+@pytest.fixture
+async def clients(pair: list[ServerProcess]) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """An HTTP client of each server in `pair`."""
+    found = [httpx.AsyncClient(base_url=s.url, timeout=30) for s in pair]
+    yield found
+    for found_client in found:
+        await found_client.aclose()
+
+
+@pytest.fixture
 async def show(client: httpx.AsyncClient) -> dict[str, Any]:
     """A fresh 5 x 10 show for one test."""
     return await create_show(client)
+
+
+@pytest.fixture
+def show_on(client: httpx.AsyncClient, cluster: Cluster) -> ShowOn:
+    """`await show_on(shard, **fields)`: a new show of the session's cluster on that shard,
+    wherever placement would have put it (create_show_on)."""
+
+    async def create(shard: int, **fields: Any) -> dict[str, Any]:
+        return await create_show_on(client, cluster, shard, **fields)
+
+    return create
 
 
 @pytest.fixture

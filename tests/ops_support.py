@@ -3,10 +3,8 @@ it scrapes `modex serve` processes every second and evaluates alert rules every 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import free_port
+from tests.support import free_port, wait_until, wait_until_blocking
 
 INSTALL_HINT = "install the deploy tools: `bash .ci/deploy-tools.sh .venv` (as root)"
 T = TypeVar("T")
@@ -29,27 +27,20 @@ def prometheus_binary() -> str:
 
 
 def wait_for(what: str, probe: Callable[[], T], timeout: float, every: float = 0.25) -> T:
-    """probe()'s first true result (a non-empty list, a dict, True); fails after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}", pytrace=False)
-        time.sleep(every)
+    """probe()'s first true result (a non-empty list, a dict, True); fails after `timeout` s
+    (a short failure: the alert tests' tracebacks say nothing more)."""
+    try:
+        return wait_until_blocking(probe, timeout, what, every)
+    except AssertionError as timed_out:
+        pytest.fail(str(timed_out), pytrace=False)
 
 
 async def until(what: str, probe: Callable[[], T], within: float, every: float = 0.25) -> T:
     """wait_for() in a running event loop: other tasks (load, watchers) go on meanwhile."""
-    deadline = time.monotonic() + within
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within:.0f} s waiting for {what}", pytrace=False)
-        await asyncio.sleep(every)
+    try:
+        return await wait_until(probe, within, what, every)
+    except AssertionError as timed_out:
+        pytest.fail(str(timed_out), pytrace=False)
 
 
 class Prometheus:

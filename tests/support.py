@@ -7,6 +7,7 @@ PostgreSQL and an embedded Valkey are started under a short temporary folder.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
 import shutil
@@ -16,10 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -30,6 +32,69 @@ from app.realtime.keys import RedisKeys, deployment_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "test-secret-" + "x" * 32
+T = TypeVar("T")
+# conftest's `show_on` fixture: `await show_on(shard, **fields)`, a new show on that shard
+ShowOn = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]],
+    within: float = 5.0,
+    what: str = "the condition",
+    every: float = 0.05,
+) -> T:
+    """predicate()'s first true result (it may be a coroutine function); fails after
+    `within` s. Tests wait on a condition like this, never for a guessed time: other tasks
+    (watchers, load) run meanwhile."""
+    deadline = time.monotonic() + within
+    while True:
+        found = predicate()
+        if inspect.isawaitable(found):
+            found = await found
+        if found:
+            return found  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def wait_until_blocking(
+    predicate: Callable[[], T],
+    within: float = 5.0,
+    what: str = "the condition",
+    every: float = 0.05,
+) -> T:
+    """wait_until() for code outside an event loop (starting processes, sync tests)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = predicate()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        time.sleep(every)
+
+
+class Clock:
+    """Time that moves only when a test moves it (`clock.now += 1.0`), for code that takes
+    a clock (RateLimits) or reads `time.monotonic()` (CircuitBreaker)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def answers_ok(url: str) -> bool:
+    """A GET of `url` answers 200 (a server still starting refuses or fails: False)."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def metric(text: str, name: str) -> float:
@@ -191,6 +256,17 @@ class Cluster:
             await meta.close()
 
 
+async def admin_execute(services: Services, *statements: str) -> None:
+    """Statements run as the PostgreSQL superuser on its `postgres` database (CREATE,
+    ALTER or DROP DATABASE, ending other sessions)."""
+    conn = await asyncpg.connect(services.pg_admin_url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 class PrivateRedis:
     """A Redis-compatible server of the test's own (Valkey from its wheel), on a fixed port,
     so a test can stop and restart it under running servers."""
@@ -252,17 +328,32 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+            return answers_ok(f"{self.url}/health")
+
+        try:
+            wait_until_blocking(healthy, timeout, "/health", every=0.1)
+        except AssertionError:
+            raise RuntimeError(
+                f"server did not start: {self.log_path.read_text()[-3000:]}"
+            ) from None
+        return self
+
+    def connections(self) -> int:
+        """Open TCP connections to the server's port: a burst of requests is in when each
+        has its own (a client opens one per request under way)."""
+        import psutil
+
+        assert self.proc is not None
+        return sum(
+            1
+            for c in psutil.Process(self.proc.pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -296,4 +387,25 @@ async def create_show(
     response = await client.post("/admin/shows", json=body, headers=auth("admin", "admin"))
     assert response.status_code == 201, response.text
     show: dict[str, Any] = response.json()
+    return show
+
+
+async def lock_waiters(conn: asyncpg.Connection, table: str) -> int:
+    """Queries waiting for a lock on `table` (one a test holds to keep them under way)."""
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass", table
+    )
+    return waiting
+
+
+async def create_show_on(
+    client: httpx.AsyncClient, cluster: Cluster, shard: int, **fields: Any
+) -> dict[str, Any]:
+    """A new show on `shard`, whatever placement chose. Placement follows the seats that
+    earlier tests left on each shard, so a test that needs a given shard asks for it here
+    (moving the show with `modex move-show`) rather than relying on the order tests ran in."""
+    show = await create_show(client, **fields)
+    if show["shard"] != shard:
+        await run_modex(cluster.env(), "move-show", str(show["id"]), "--to", str(shard))
+        show["shard"] = shard
     return show

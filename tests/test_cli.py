@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.support import JWT_SECRET, ROOT, Cluster, free_port
+from tests.support import JWT_SECRET, ROOT, Cluster, answers_ok, free_port, wait_until_blocking
 
 
 def test_token_prints_a_jwt_for_the_role() -> None:
@@ -69,20 +69,20 @@ class EmbeddedServe:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 90
-        while f"http://localhost:{self.port}/" not in self.output:
-            assert self.proc.poll() is None, f"serve exited: {self.output}"
-            assert time.monotonic() < deadline, self.output
-            time.sleep(0.2)
+        proc = self.proc
+
+        def announced() -> bool:
             self.output = log.read_text()
+            assert proc.poll() is None, f"serve exited: {self.output}"
+            return f"http://localhost:{self.port}/" in self.output
+
         url = f"http://127.0.0.1:{self.port}"
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError(self.output)
+        try:
+            wait_until_blocking(announced, 90, "serve to print its address", every=0.2)
+            wait_until_blocking(lambda: answers_ok(f"{url}/health"), 30, "/health", every=0.2)
+        except AssertionError:
+            raise AssertionError(self.output) from None
+        return url
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -10,20 +10,9 @@ from typing import Any
 
 import httpx
 
-from tests.support import Cluster, ServerProcess, auth, create_show
+from tests.support import Cluster, ServerProcess, ShowOn, auth, create_show
 
 SEAT_POOL = [f"{row}{n}" for row in "AB" for n in range(1, 11)]  # 20 hotly contested seats
-
-
-async def shows_on_both_shards(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    """New shows go to the least-loaded shard, so a few creations cover both."""
-    by_shard: dict[int, dict[str, Any]] = {}
-    for _ in range(6):
-        show = await create_show(client, rows=2, seats_per_row=10)
-        by_shard.setdefault(show["shard"], show)
-        if len(by_shard) == 2:
-            return [by_shard[0], by_shard[1]]
-    raise AssertionError(f"placement never used both shards: {sorted(by_shard)}")
 
 
 async def assert_never_oversold(cluster: Cluster, show: dict[str, Any]) -> None:
@@ -66,12 +55,12 @@ async def assert_never_oversold(cluster: Cluster, show: dict[str, Any]) -> None:
 
 
 async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
-    servers: list[ServerProcess], cluster: Cluster
+    servers: list[ServerProcess], cluster: Cluster, show_on: ShowOn
 ) -> None:
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     clients = [httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for s in servers]
     try:
-        shows = await shows_on_both_shards(clients[0])
+        shows = [await show_on(shard, rows=2, seats_per_row=10) for shard in (0, 1)]
         rng = random.Random(7)
         requests = [
             (
@@ -82,7 +71,8 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
             )
             for i in range(600)
         ]
-        start = asyncio.Event()
+        # every attempt is ready before any is sent: the storm starts at once
+        start = asyncio.Barrier(len(requests) + 1)
 
         async def attempt(
             show: dict[str, Any], client: httpx.AsyncClient, user: str, seats: list[str]
@@ -94,8 +84,7 @@ async def test_hold_storm_across_two_servers_and_two_shards_never_oversells(
             return show, user, seats, response
 
         tasks = [asyncio.create_task(attempt(*request)) for request in requests]
-        await asyncio.sleep(0.2)
-        start.set()
+        await start.wait()
         results = await asyncio.gather(*tasks)
 
         codes = Counter(response.status_code for *_, response in results)
@@ -188,13 +177,13 @@ async def test_a_storm_with_the_shards_connections_cut_never_oversells(
                        WHERE datname = current_database() AND pid <> pg_backend_pid()
                          AND backend_type = 'client backend'"""
                 )
-                await asyncio.sleep(0.04)
+                await asyncio.sleep(0.04)  # cuts spread over the storm: the fault itself
             return cut
 
         async def storm(i: int) -> tuple[str, str, list[str], httpx.Response]:
             client, user = clients[i % 2], f"cut-{i}"
             seats = rng.sample(SEAT_POOL, rng.randint(1, 3))
-            await asyncio.sleep(rng.uniform(0, 0.3))
+            await asyncio.sleep(rng.uniform(0, 0.3))  # the storm's spread, not a wait
             if i % 5 == 0:
                 url = f"/shows/{show['id']}/seats"
                 return "map", user, [], await client.get(url, headers={"Cache-Control": "no-cache"})
@@ -225,7 +214,7 @@ async def test_a_storm_with_the_shards_connections_cut_never_oversells(
 
         # the winners confirm (with a key) or release, while the connections are cut again
         async def finish(k: int, hold_id: str, user: str) -> httpx.Response:
-            await asyncio.sleep(rng.uniform(0, 0.3))
+            await asyncio.sleep(rng.uniform(0, 0.3))  # the storm's spread, not a wait
             client = clients[k % 2]
             if k % 3 == 2:
                 return await client.delete(f"/holds/{hold_id}", headers=auth(user))

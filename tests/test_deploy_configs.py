@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from app.shards import SESSION_SETTINGS, pgbouncer_connect_query
-from tests.support import ServerProcess, auth, free_port
+from tests.support import ServerProcess, answers_ok, auth, free_port, wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -827,16 +826,12 @@ def proxy(servers: list[ServerProcess], tmp_path_factory: pytest.TempPathFactory
     proc = subprocess.Popen([*cmd, "-g", globals_], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
+
+        def started() -> bool:
             assert proc.poll() is None, (tmp / "nginx.log").read_text()
-            try:
-                if httpx.get(f"{base}/nginx-health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
+            return answers_ok(f"{base}/nginx-health")
+
+        wait_until_blocking(started, 15, "nginx to start")
         yield base
     finally:
         proc.send_signal(signal.SIGQUIT)  # graceful stop of this nginx only

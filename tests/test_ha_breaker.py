@@ -9,7 +9,9 @@ import pytest
 
 from app.errors import ShardUnavailable
 from app.shards import ShardRouter
-from tests.support import Cluster
+from tests.support import Cluster, wait_until
+
+RUNNING = "SELECT state = 'active' FROM pg_stat_activity WHERE pid = $1"
 
 
 async def test_a_connection_lost_mid_query_counts_for_the_breaker(
@@ -23,7 +25,9 @@ async def test_a_connection_lost_mid_query_counts_for_the_breaker(
             async with shard.connection("test") as conn:
                 pid = await conn.fetchval("SELECT pg_backend_pid()")
                 waiting = asyncio.create_task(conn.fetchval("SELECT pg_sleep(5)"))
-                await asyncio.sleep(0.1)
+                await wait_until(
+                    lambda: admin.fetchval(RUNNING, pid), what="the query to be under way"
+                )
                 await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
                 await waiting
 

@@ -22,8 +22,8 @@ from tests.support import (
     ServerProcess,
     auth,
     create_show,
+    create_show_on,
     free_port,
-    run_modex,
 )
 
 
@@ -115,12 +115,8 @@ async def test_a_server_on_multi_host_urls_sells_on_every_shard(
     multi_host_server: ServerProcess, cluster: Cluster, user: str
 ) -> None:
     async with httpx.AsyncClient(base_url=multi_host_server.url, timeout=30) as client:
-        # placement follows the seats other tests left on each shard: a show per shard,
-        # moved there where placement put it elsewhere
         for shard in range(cluster.shard_count):
-            show = await create_show(client, rows=1, seats_per_row=4)
-            if show["shard"] != shard:
-                await run_modex(cluster.env(), "move-show", str(show["id"]), "--to", str(shard))
+            show = await create_show_on(client, cluster, shard, rows=1, seats_per_row=4)
             booked = await client.post(
                 f"/shows/{show['id']}/book", json={"seatNumbers": ["A1"]}, headers=auth(user)
             )

@@ -8,7 +8,6 @@ with pg_basebackup, both on free ports, run as the service user."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import shutil
@@ -25,7 +24,7 @@ import pytest
 
 from app.cluster import processes
 from tests.realtime.apply import ShowState
-from tests.realtime.watch import Watcher, converge, eventually, hold, seat_order
+from tests.realtime.watch import Watcher, converge, hold, seat_order
 from tests.support import (
     Cluster,
     ServerProcess,
@@ -33,6 +32,7 @@ from tests.support import (
     free_port,
     require_tool,
     run_modex,
+    wait_until,
 )
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -163,11 +163,8 @@ async def test_seat_maps_are_read_from_a_caught_up_standby(
         assert {s["label"]: s["status"] for s in seats}["A1"] == "HELD"
         return await standby_reads(client) > before
 
-    for _ in range(50):  # the server learns the standby's lag within a check or two
-        if await read_there():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("no seat map was read from the standby")
+    # the server learns the standby's lag within a check or two
+    await wait_until(read_there, 5, "a seat map read from the standby", every=0.1)
 
 
 async def test_a_standby_behind_the_offset_is_skipped_and_a_watcher_misses_nothing(
@@ -194,7 +191,7 @@ async def test_a_standby_behind_the_offset_is_skipped_and_a_watcher_misses_nothi
             state = watcher.states[show_id] = _state_from(order, seat_map)
             await watcher.subscribe(show_id, order, offset=seat_map["offset"])
             await hold(client, show_id, f"{user}-2", ["C3"])
-            await eventually(lambda: state.seats["C3"][0] == "HELD")
+            await wait_until(lambda: state.seats["C3"][0] == "HELD")
             await converge([watcher], client, show)
     finally:
         await on_standby(standby, "SELECT pg_wal_replay_resume()")
@@ -222,9 +219,10 @@ async def test_a_standby_that_is_down_is_skipped_for_the_primary(
     finally:
         standby.start()
     before = await standby_reads(client)
-    for _ in range(50):  # and it is used again once it is back and caught up
+
+    async def read_there_again() -> bool:
         await fresh_map(client, show["id"])
-        if await standby_reads(client) > before:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the standby was not used again after it came back")
+        return await standby_reads(client) > before
+
+    # and it is used again once it is back and caught up
+    await wait_until(read_there_again, 5, "the standby to be used again", every=0.1)

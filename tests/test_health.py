@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -11,7 +10,7 @@ from starlette.routing import Route
 
 from app.domain import SEAT_LABEL
 from app.http.api import API, api_routes, markdown_table
-from tests.support import Cluster, PrivateRedis, ServerProcess, auth
+from tests.support import Cluster, PrivateRedis, ServerProcess, auth, create_show_on, wait_until
 
 
 async def test_health_ready_metrics(client: httpx.AsyncClient) -> None:
@@ -68,12 +67,11 @@ async def test_ready_names_the_redis_and_the_shard_that_failed(
             down = await client.get("/ready")
             assert down.status_code == 503 and "redis" in down.json()["failed"]
             redis.start()
-            for _ in range(50):
-                if (await client.get("/ready")).status_code == 200:
-                    break
-                await asyncio.sleep(0.2)
-            else:
-                raise AssertionError("not ready again after Redis came back")
+
+            async def ready() -> bool:
+                return (await client.get("/ready")).status_code == 200
+
+            await wait_until(ready, 10, "/ready after Redis came back")
 
             admin = await asyncpg.connect(own_cluster.services.pg_admin_url)
             try:
@@ -94,25 +92,7 @@ async def test_lost_shard_writes_fail_fast_and_reads_serve_the_stale_map(
     server = ServerProcess(own_cluster, log_dir).start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-            show = None
-            for _ in range(4):
-                created = (
-                    await client.post(
-                        "/admin/shows",
-                        headers=auth("admin", "admin"),
-                        json={
-                            "title": "Far",
-                            "venue": "Away",
-                            "starts_at": "2027-03-01T20:00:00Z",
-                            "rows": 1,
-                            "seats_per_row": 3,
-                        },
-                    )
-                ).json()
-                if created["shard"] == 1:
-                    show = created
-                    break
-            assert show is not None
+            show = await create_show_on(client, own_cluster, 1, rows=1, seats_per_row=3)
             fresh = await client.get(f"/shows/{show['id']}/seats")
             assert fresh.status_code == 200 and fresh.json()["stale"] is False
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.mmap_dict import MmapedDict
 
-from tests.support import Cluster, ServerProcess
+from tests.support import Cluster, ServerProcess, wait_until
 
 ROUTE = "/openapi.json"  # a route nothing else in this test calls
 COUNT = re.compile(
@@ -70,10 +70,11 @@ async def test_metrics_add_up_across_workers(cluster: Cluster, log_dir: Path) ->
     server = ServerProcess(cluster, log_dir, serve_args=("--workers", "2")).start()
     assert server.proc is not None
     try:
+        pid = server.proc.pid
         deadline = time.monotonic() + 20
-        while len(workers := workers_of(server.proc.pid)) < 2:
-            assert time.monotonic() < deadline, "uvicorn did not start two workers"
-            await asyncio.sleep(0.1)
+        workers = await wait_until(
+            lambda: len(found := workers_of(pid)) >= 2 and found, 20, "two workers", every=0.1
+        )
         metrics_dir = metrics_dir_of(workers[0])
         assert metrics_dir_of(workers[1]) == metrics_dir
 
@@ -87,9 +88,11 @@ async def test_metrics_add_up_across_workers(cluster: Cluster, log_dir: Path) ->
             await send(server.url, 20)
             sent += 20
         # a request is counted just after its response is sent: let the last ones land
-        while sum((per_worker := served_by_each(metrics_dir, workers)).values()) < sent:
-            assert time.monotonic() < deadline, per_worker
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: sum(served_by_each(metrics_dir, workers).values()) >= sent,
+            what=f"{sent} requests counted",
+        )
+        per_worker = served_by_each(metrics_dir, workers)
         assert sum(per_worker.values()) == sent
 
         # each scrape, whichever worker answers it, counts every worker's requests
@@ -107,13 +110,18 @@ async def test_metrics_add_up_across_workers(cluster: Cluster, log_dir: Path) ->
         # gauges; the counts it made still add up
         killed = workers[0]
         os.kill(killed, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while killed in (workers := workers_of(server.proc.pid)) or len(workers) < 2:
-            assert time.monotonic() < deadline, "uvicorn did not replace the killed worker"
-            await asyncio.sleep(0.1)
-        while list(metrics_dir.glob(f"gauge_live*_{killed}.db")):
-            assert time.monotonic() < deadline, sorted(p.name for p in metrics_dir.iterdir())
-            await asyncio.sleep(0.1)
+        await wait_until(
+            lambda: killed not in (found := workers_of(pid)) and len(found) >= 2,
+            30,
+            "uvicorn to replace the killed worker",
+            every=0.1,
+        )
+        await wait_until(
+            lambda: not list(metrics_dir.glob(f"gauge_live*_{killed}.db")),
+            30,
+            "the dead worker's live gauges to go",
+            every=0.1,
+        )
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             text = (await client.get("/metrics")).text
         found = COUNT.search(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import Cluster, ServerProcess, auth, create_show, run_modex
+from tests.support import Cluster, ServerProcess, ShowOn, auth, run_modex
 
 
 async def run_move(cluster: Cluster, show_id: int, to: int) -> str:
@@ -12,16 +12,14 @@ async def run_move(cluster: Cluster, show_id: int, to: int) -> str:
 
 
 async def test_a_moved_show_keeps_its_holds_bookings_and_ids(
-    servers: list[ServerProcess], cluster: Cluster
+    servers: list[ServerProcess], cluster: Cluster, show_on: ShowOn
 ) -> None:
     async with (
         httpx.AsyncClient(base_url=servers[0].url) as one,
         httpx.AsyncClient(base_url=servers[1].url) as two,
     ):
-        show = await create_show(one, rows=2, seats_per_row=5)
+        show = await show_on(0, rows=2, seats_per_row=5)
         show_id = show["id"]
-        if show["shard"] != 0:  # placement follows the seats other tests left
-            await run_move(cluster, show_id, 0)
         hold = (
             await one.post(f"/shows/{show_id}/holds", json={"seats": ["A1"]}, headers=auth("mover"))
         ).json()

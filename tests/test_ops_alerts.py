@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -33,7 +32,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.ops_support import INSTALL_HINT, Prometheus, until, wait_for
 from tests.realtime.watch import Watcher, seat_order
-from tests.support import Cluster, PrivateRedis, ServerProcess, Services, auth, create_show
+from tests.support import (
+    Cluster,
+    PrivateRedis,
+    ServerProcess,
+    Services,
+    admin_execute,
+    auth,
+    create_show_on,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -251,15 +258,10 @@ def prometheus(
 async def shows(alert_servers: list[ServerProcess], alert_cluster: Cluster) -> dict[int, int]:
     """A 30 x 40 show on each shard: {shard: show id}."""
     placed: dict[int, int] = {}
-    meta = await asyncpg.connect(alert_cluster.meta_url)
-    try:
-        async with httpx.AsyncClient(base_url=alert_servers[0].url, timeout=30) as client:
-            while len(placed) < 2:
-                show = await create_show(client, rows=30, seats_per_row=40)
-                shard = await meta.fetchval("SELECT shard FROM shows WHERE id = $1", show["id"])
-                placed.setdefault(shard, show["id"])
-    finally:
-        await meta.close()
+    async with httpx.AsyncClient(base_url=alert_servers[0].url, timeout=30) as client:
+        for shard in (0, 1):
+            show = await create_show_on(client, alert_cluster, shard, rows=30, seats_per_row=40)
+            placed[shard] = show["id"]
     return placed
 
 
@@ -354,21 +356,10 @@ def hold_and_release(
     return once
 
 
-@pytest.fixture
-async def clients(alert_servers: list[ServerProcess]) -> AsyncIterator[list[httpx.AsyncClient]]:
-    found = [httpx.AsyncClient(base_url=s.url, timeout=30) for s in alert_servers]
-    yield found
-    for client in found:
-        await client.aclose()
-
-
-async def admin_execute(services: Services, *statements: str) -> None:
-    conn = await asyncpg.connect(services.pg_admin_url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+@pytest.fixture(scope="module")
+def pair(alert_servers: list[ServerProcess]) -> list[ServerProcess]:
+    """The servers conftest's `clients` talks to."""
+    return alert_servers
 
 
 async def shard_execute(cluster: Cluster, shard: int, *statements: str) -> None:
@@ -575,7 +566,7 @@ async def test_a_paused_redis_slows_the_fan_out_and_fires_fanout_lag_high(
     async def pause_publishing() -> None:
         # publishes (EVALSHA, PUBLISH) wait 1.5 s, then a moment to flush
         await redis.client_pause(1500, all=False)
-        await asyncio.sleep(1.6)
+        await asyncio.sleep(1.6)  # the fault lasts this long: it is what the alert sees
 
     try:
         async with Watcher(alert_servers[1].ws_url) as watcher:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -20,7 +18,18 @@ import websockets
 
 from app.booking_queue import GROUP, prefers_async
 from app.realtime.keys import RedisKeys
-from tests.support import Cluster, ServerProcess, Services, auth, create_show, metric, token
+from tests.support import (
+    Cluster,
+    ServerProcess,
+    Services,
+    admin_execute,
+    auth,
+    create_show,
+    create_show_on,
+    metric,
+    token,
+    wait_until,
+)
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -47,30 +56,6 @@ async def pair(queue_cluster: Cluster, log_dir: Path) -> AsyncIterator[list[Serv
         s.stop()
 
 
-@pytest.fixture
-async def clients(pair: list[ServerProcess]) -> AsyncIterator[list[httpx.AsyncClient]]:
-    found = [httpx.AsyncClient(base_url=s.url, timeout=20) for s in pair]
-    yield found
-    for c in found:
-        await c.aclose()
-
-
-async def admin_execute(services: Services, *statements: str) -> None:
-    conn = await asyncpg.connect(services.pg_admin_url)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 15) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def settled(client: httpx.AsyncClient, booking_id: str, user: str) -> dict[str, Any]:
     """Poll GET /bookings/{id} until it is no longer PENDING."""
     found: dict[str, Any] = {}
@@ -84,7 +69,7 @@ async def settled(client: httpx.AsyncClient, booking_id: str, user: str) -> dict
         found.update(r.json())
         return bool(found["status"] != "PENDING")
 
-    await wait_for(done)
+    await wait_until(done, 15)
     return found
 
 
@@ -193,7 +178,7 @@ async def test_a_message_processed_twice_books_once(
         pending = await redis.xpending(keys.booking_queue("queue"), GROUP)
         return bool(pending["pending"] == 0)
 
-    await wait_for(drained)
+    await wait_until(drained, 15)
     assert await booked_seats(queue_cluster, show["shard"], show["id"]) == {"D1": booking_id}
 
 
@@ -204,9 +189,7 @@ async def test_dead_letter_after_repeated_shard_failures(
     redis: aioredis.Redis,
 ) -> None:
     keys: RedisKeys = await queue_cluster.redis_keys()
-    show = await create_show(clients[0])
-    while show["shard"] != 1:  # placement fills the emptier shard
-        show = await create_show(clients[0])
+    show = await create_show_on(clients[0], queue_cluster, 1)
     database = queue_cluster.databases[1]
     await admin_execute(
         services,
@@ -226,7 +209,7 @@ async def test_dead_letter_after_repeated_shard_failures(
         async def given_up() -> bool:  # GET /bookings/{id} answers 503 while the shard is away
             return bool(await redis.hget(status, "status") == b"FAILED")
 
-        await wait_for(given_up)
+        await wait_until(given_up, 15)
     finally:
         await admin_execute(services, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     failed = await settled(clients[0], r.json()["booking_id"], "unlucky")
@@ -245,7 +228,7 @@ async def test_dead_letter_after_repeated_shard_failures(
             and max(metric(t, "queued_bookings_dead_letters") for t in texts) >= 1
         )
 
-    await wait_for(counted)
+    await wait_until(counted, 15)
 
 
 @pytest.mark.slow
@@ -275,7 +258,7 @@ async def test_a_consumer_killed_mid_message_loses_nothing(
             pending = await redis.xpending(keys.booking_queue("queue"), GROUP)
             return bool(pending["pending"] == 6)
 
-        await wait_for(all_in_hand)
+        await wait_until(all_in_hand, 15)
     finally:
         stuck.kill()
     rescuer = ServerProcess(own_cluster, log_dir, MODEX_BOOKING_CLAIM_IDLE="1")

@@ -11,15 +11,7 @@ import pytest
 from app.errors import RateLimited
 from app.ops import limits
 from app.ops.limits import RateLimits
-from tests.support import Cluster, ServerProcess, auth, create_show
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import Clock, Cluster, ServerProcess, auth, create_show
 
 
 def refused(rl: RateLimits, user: str | None, ip: str | None) -> RateLimited | None:

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 from app.batches import SEAT_BATCH, SeatRequest, batch_arguments
-from tests.support import Cluster, ServerProcess, auth, create_show, metric
+from tests.support import Cluster, ServerProcess, auth, create_show, metric, wait_until
 
 
 def new_hold_id(show_id: int) -> str:
@@ -271,12 +271,11 @@ async def test_a_hold_whose_seat_is_locked_elsewhere_runs_alone_and_waits_its_tu
                     f"/shows/{show['id']}/holds", json={"seats": ["D1"]}, headers=auth(user)
                 )
             )
-            for _ in range(100):
-                if metric((await client.get("/metrics")).text, name) > busy:
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("the batch did not hand the hold back")
+
+            async def handed_back() -> bool:
+                return metric((await client.get("/metrics")).text, name) > busy
+
+            await wait_until(handed_back, what="the batch to hand the hold back")
             assert not hold.done()  # alone, it waits for the lock
     finally:
         await other.close()  # ends the transaction: D1 is free

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from app.config import Settings
 from app.errors import RateLimited
 from app.ops.limits import RateLimits
 from app.shards import create_pool
-from tests.support import Cluster, ServerProcess, auth, create_show
+from tests.support import Cluster, ServerProcess, auth, create_show, wait_until
 
 LIMIT = 10
 
@@ -194,16 +193,14 @@ async def test_claims_at_once_never_pass_the_limit_with_each_in_its_own_transact
 
 
 async def waiting_on_a_lock(conn: asyncpg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + 5
-    while True:
+    async def waiting() -> bool:
         wait = await conn.fetchval(
             "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
             pid,
         )
-        if wait == "advisory":
-            return
-        assert time.monotonic() < deadline, "the second claim did not wait for the first"
-        await asyncio.sleep(0.02)
+        return bool(wait == "advisory")
+
+    await wait_until(waiting, what="the second claim to wait for the first")
 
 
 async def test_a_customers_second_claim_waits_for_the_first_to_commit_then_counts_it(

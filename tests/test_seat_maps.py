@@ -15,7 +15,15 @@ import pytest
 
 from app.seatmap import SeatMaps
 from app.shards import Shard, ShardRouter, ShowInfo
-from tests.support import Cluster, ServerProcess, auth, create_show, metric
+from tests.support import (
+    Cluster,
+    ServerProcess,
+    auth,
+    create_show,
+    lock_waiters,
+    metric,
+    wait_until,
+)
 
 FORCED = {"Cache-Control": "no-cache"}
 
@@ -62,18 +70,19 @@ async def test_an_unchanged_map_is_not_read_again(
 
 
 async def test_misses_at_the_same_moment_share_one_read(
-    client: httpx.AsyncClient, cluster: Cluster
+    client: httpx.AsyncClient, server: ServerProcess, cluster: Cluster
 ) -> None:
     show = await create_show(client)
     reads = await seat_reads(client)
-    # The read cannot finish while the seats table is locked, so every request of the burst
-    # arrives while it is under way (lock_timeout is 2 s on the server's side).
+    # The read cannot finish while the seats table is locked: the lock is let go once it
+    # waits and every request of the burst is in (lock_timeout is 2 s on the server's side).
     shard = await cluster.connect_shard(show["shard"])
     try:
         async with shard.transaction():
             await shard.execute("LOCK TABLE seats IN ACCESS EXCLUSIVE MODE")
             burst = asyncio.gather(*(client.get(f"/shows/{show['id']}/seats") for _ in range(30)))
-            await asyncio.sleep(1.0)
+            await wait_until(lambda: lock_waiters(shard, "seats"), 1.5, "the read")
+            await wait_until(lambda: server.connections() >= 30, 1.5, "the burst")
         answers = await burst
     finally:
         await shard.close()
@@ -96,11 +105,13 @@ async def test_a_hold_shows_in_the_next_map_on_this_server_and_the_other(
     # the server that committed it: at once (usually the change is published before this
     # request arrives anyway; the test below covers the moments it is not)
     assert status_of((await here.get(url)).json(), "A1") == "HELD"
+
     # another server: as soon as the change is published (the show's offset moves)
-    deadline = time.monotonic() + 5
-    while status_of(now := (await there.get(url)).json(), "A1") != "HELD":
-        assert time.monotonic() < deadline, "the other server kept serving the old map"
-        await asyncio.sleep(0.05)
+    async def held_there() -> dict[str, Any] | None:
+        seat_map: dict[str, Any] = (await there.get(url)).json()
+        return seat_map if status_of(seat_map, "A1") == "HELD" else None
+
+    now = await wait_until(held_there, what="the other server to serve the new map")
     assert now["offset"] != before_there["offset"]
 
 
@@ -163,7 +174,7 @@ async def test_a_forced_read_sees_a_committed_change_that_was_never_published(
 
 
 async def test_forced_reads_at_the_same_moment_share_one_check(
-    client: httpx.AsyncClient, cluster: Cluster, show: dict[str, Any]
+    client: httpx.AsyncClient, server: ServerProcess, cluster: Cluster, show: dict[str, Any]
 ) -> None:
     """Forced reads that arrive while a check is under way wait for it, then share the next
     one: a burst costs two checks, not one each."""
@@ -177,7 +188,8 @@ async def test_forced_reads_at_the_same_moment_share_one_check(
             # the first check (or read) cannot probe the outbox while it is locked
             await shard.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
             burst = asyncio.gather(*(client.get(url, headers=FORCED) for _ in range(30)))
-            await asyncio.sleep(1.0)
+            await wait_until(lambda: lock_waiters(shard, "outbox"), 1.5, "the check")
+            await wait_until(lambda: server.connections() >= 30, 1.5, "the burst")
         answers = await burst
     finally:
         await shard.close()
@@ -229,11 +241,10 @@ async def test_a_change_committed_here_is_in_the_next_map_before_it_is_published
     counting.gate = asyncio.Event()
     maps.changed(show_id)
     under_way = asyncio.ensure_future(maps.get(show_id))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: counting.reads == 3, what="the first read to be under way")
     maps.changed(show_id)
     after = asyncio.ensure_future(maps.get(show_id))
-    await asyncio.sleep(0.1)
-    assert counting.reads == 4  # the later request started a read of its own
+    await wait_until(lambda: counting.reads == 4, what="the later request's own read")
     counting.gate.set()
     await asyncio.gather(under_way, after)
 
@@ -241,8 +252,9 @@ async def test_a_change_committed_here_is_in_the_next_map_before_it_is_published
     # kept: the next request reads again
     counting.gate = asyncio.Event()
     maps.changed(show_id)
+    started = counting.reads
     under_way = asyncio.ensure_future(maps.get(show_id))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: counting.reads == started + 1, what="the read to be under way")
     maps.changed(show_id)
     counting.gate.set()
     await under_way
@@ -267,7 +279,8 @@ async def test_a_map_with_a_lapsed_hold_is_read_again(
         assert hold.status_code == 201, hold.text
         lapses_in = datetime.fromisoformat(hold.json()["expires_at"]).timestamp() - time.time()
         # keep a map read less than a second before the hold lapses (a map is kept for a
-        # second at most), then ask again just after it lapsed
+        # second at most), then ask again just after it lapsed: these two sleeps are the
+        # time that passes in what is tested, not a wait for something to happen
         await asyncio.sleep(lapses_in - 0.5)
         held = (await client.get(url)).json()
         assert status_of(held, "A1") == "HELD"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,16 @@ import websockets
 from app.admission import FACTOR_MAX, FACTOR_MIN, next_factor
 from app.realtime.frames import LiveFrame
 from app.realtime.keys import RedisKeys
-from tests.support import JWT_SECRET, Cluster, ServerProcess, Services, auth, create_show, token
+from tests.support import (
+    JWT_SECRET,
+    Cluster,
+    ServerProcess,
+    Services,
+    auth,
+    create_show,
+    token,
+    wait_until,
+)
 
 ADMIN = auth("admin", "admin")
 frame_decoder = msgspec.json.Decoder(LiveFrame)
@@ -76,13 +85,6 @@ async def set_queue(
     return show
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def tickets(redis: aioredis.Redis, keys: RedisKeys, show_id: int) -> dict[str, int]:
     raw = await redis.hgetall(keys.waiting_room(show_id, "tickets"))
     return {str(k, "utf-8") if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}
@@ -101,7 +103,7 @@ async def admitted_token(client: httpx.AsyncClient, show_id: int, user: str) -> 
             found["token"] = r.json()["admission"]
         return "token" in found
 
-    await wait_for(admitted)
+    await wait_until(admitted, 10)
     return found["token"]
 
 
@@ -145,7 +147,7 @@ async def test_early_arrivals_are_drawn_at_opening_and_later_ones_queue_in_order
     async def drawn() -> bool:
         return len(await tickets(redis, keys, show_id)) == 2000
 
-    await wait_for(drawn)
+    await wait_until(drawn, 10)
     numbers = await tickets(redis, keys, show_id)
     early_order = sorted(early, key=numbers.__getitem__)
     assert sorted(numbers[u] for u in early) == list(range(1, 1501))
@@ -207,7 +209,7 @@ async def test_hold_and_book_need_an_admission_while_the_room_is_on(
         shows = [(await c.get(f"/shows/{show_id}")).json() for c in clients]
         return all(s["queue"] is not None for s in shows)
 
-    await wait_for(known_everywhere, within=3)
+    await wait_until(known_everywhere, within=3)
     for c in clients:
         r = await c.post(f"/shows/{show_id}/holds", json=hold, headers=auth("bot"))
         assert r.status_code == 403, r.text
@@ -274,7 +276,7 @@ async def test_hold_and_book_need_an_admission_while_the_room_is_on(
         ]
         return 403 not in codes
 
-    await wait_for(open_everywhere, within=3)
+    await wait_until(open_everywhere, within=3, every=0.3)  # ten seats to try: over 3 s
 
 
 async def test_position_and_admission_pushed_over_the_websocket(
@@ -320,7 +322,7 @@ async def test_kiosks_see_the_queue_length(clients: list[httpx.AsyncClient]) -> 
         queue = r.json()["queue"]
         return queue is not None and queue["waiting"] == 7
 
-    await wait_for(seven_waiting, within=3)
+    await wait_until(seven_waiting, within=3)
     r = await clients[1].get(f"/shows/{show_id}")
     assert r.json()["queue"]["admit_per_minute"] == 100
 
@@ -368,7 +370,7 @@ async def test_three_instances_admit_at_the_configured_rate_and_survive_a_kill(
                 changes.append((time.monotonic(), now_served))
                 last = now_served
             holders.add(await redis.get(keys.waiting_room(show_id, "lease")) or b"")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # sampling the admission rate over 8 s: the measurement
         (t0, s0), (t1, s1) = changes[1], changes[-1]
         measured = (s1 - s0) / (t1 - t0) * 60
         assert abs(measured - rate) / rate < 0.10, measured
@@ -384,7 +386,7 @@ async def test_three_instances_admit_at_the_configured_rate_and_survive_a_kill(
         async def admitting_again() -> bool:
             return await served() > killed_at + 20
 
-        await wait_for(admitting_again, within=10)
+        await wait_until(admitting_again, within=10)
         assert await tickets(redis, keys, show_id) == before
         new_holder = str(await redis.get(keys.waiting_room(show_id, "lease")) or b"")
         assert new_holder and new_holder != holder

@@ -8,7 +8,6 @@ one, and that framing follows MODEX_FRAME_ANCESTORS.
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -20,8 +19,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import PageErrors
 from tests.browser.test_pages import create_sections_show, seat, wait_live
-from tests.realtime.watch import eventually
-from tests.support import Cluster, ServerProcess, auth, token
+from tests.support import Cluster, ServerProcess, auth, token, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -91,7 +89,7 @@ async def test_the_violation_detector_sees_what_the_policy_blocks(
             document.head.append(st);
         }"""
     )
-    await eventually(lambda: len(page_errors.csp_violations) >= 2)
+    await wait_until(lambda: len(page_errors.csp_violations) >= 2)
     assert await page.evaluate("window.__inlineRan === undefined")
     found = " ".join(page_errors.csp_violations)
     assert "script-src" in found and "style-src" in found, found
@@ -157,11 +155,10 @@ async def test_kiosks_may_be_framed_only_where_configured(
         # Chromium puts its error page in place of a frame its CSP refuses (once the frame's
         # navigation has settled: it starts as "")
         refused = ["chrome-error://chromewebdata/"]
-        for _ in range(100):
-            if [frame.url for frame in page.frames[1:]] == refused:
-                break
-            await asyncio.sleep(0.05)
-        assert [frame.url for frame in page.frames[1:]] == refused
+        await wait_until(
+            lambda: [frame.url for frame in page.frames[1:]] == refused,
+            what="Chromium's error page in place of the refused frame",
+        )
     finally:
         await page.context.close()
 

@@ -123,7 +123,7 @@ class Storm:
                 client, shard, "hold", f"/shows/{show_id}/holds", {"seats": [seat]}, headers
             )
             if answer is None or answer.status_code != 201:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a buyer's pace: this is the load, not a wait
                 continue
             hold_id = answer.json()["hold_id"]
             for _ in range(50):  # a confirm answered 503 is tried again (same hold)
@@ -137,7 +137,7 @@ class Storm:
                 )
                 if answer is not None and answer.status_code != 503:
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # a buyer's retry pace
             if answer is not None and answer.status_code == 201:
                 self.bookings[answer.json()["id"]] = (shard, answer.json()["seats"])
 
@@ -292,7 +292,7 @@ class Watchers:
             # nginx with no instance to give yet: tried again
             with contextlib.suppress(OSError, TimeoutError, WebSocketException):
                 await self.reconnect_closed()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the keeper's pace, in the background
 
     async def stop_keeping(self) -> None:
         self._keeping = False
@@ -420,6 +420,7 @@ async def run_storm(
             for shard, show_id in storm.shows.items()
             for i in range(buyers_per_shard)
         ]
+        # the storm's traffic before and after the fault is what is measured
         await asyncio.sleep(before)
         moment = time.monotonic()
         fault()

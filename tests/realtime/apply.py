@@ -1,5 +1,6 @@
-"""What a client does with frames, written once: every test applies frames with this,
-the way Zulip's verify_action uses the client's own apply_events."""
+"""What a client does with frames, for the tests' watchers: the same rules as the browser's
+seat store (static/js/live.js), which the verify_action tests run itself; test_live_store.py
+fails when the two drift apart."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ class ShowState:
     watchers: int | None = None
     announcements: list[str] = field(default_factory=list)
     has_snapshot: bool = False
+    labels: frozenset[str] = field(init=False)  # the layout's seats: no others are kept
+
+    def __post_init__(self) -> None:
+        self.labels = frozenset(self.order)
 
     def copy(self) -> ShowState:
         return ShowState(
@@ -65,9 +70,11 @@ def apply(state: ShowState, frame: dict[str, Any]) -> None:
         state.has_snapshot = True
     elif kind == "seats":
         for change in frame["changes"]:
+            if change["label"] not in state.labels:
+                continue  # a seat the layout does not have
             known = state.seats.get(change["label"])
-            # a version no newer than what the client has is ignored
-            if known is None or change["version"] > known[1]:
+            # a version older than what the client has is ignored
+            if known is None or change["version"] >= known[1]:
                 state.seats[change["label"]] = (change["status"], change["version"])
         state.offset = frame["offset"]
     elif kind == "show":

@@ -4,7 +4,6 @@ what it drops from another namespace."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,8 +15,7 @@ from prometheus_client import REGISTRY
 from app.realtime.broker import PRESENCE_STALE_MS, Position
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.keys import RedisKeys, database_number
-from tests.realtime.watch import eventually
-from tests.support import Services, with_database
+from tests.support import Services, wait_until, with_database
 
 Received = list[tuple[int, Position, bytes]]
 
@@ -88,7 +86,7 @@ async def test_publish_assigns_consecutive_offsets_in_one_epoch(
     assert [p.n for p in positions] == [1, 2, 3, 4, 5]
     assert {p.epoch for p in positions} == {start.epoch}
     assert await b.position(show_id) == positions[-1]
-    await eventually(lambda: len(received) == 5)
+    await wait_until(lambda: len(received) == 5)
     assert [(s, p) for s, p, _ in received] == [(show_id, p) for p in positions]
     assert received[2][2] == b'{"type":"announcement","show_id":1,"message":"2"}'
 
@@ -107,7 +105,7 @@ async def test_publish_many_numbers_each_shows_events_in_the_order_given(
         [(show_id, b'{"n":1}'), (other, b'{"m":1}'), (show_id, b'{"n":2}'), (show_id, b'{"n":3}')]
     )
     await b.publish_many([(other, b'{"m":2}')])
-    await eventually(lambda: len(received) == 6)
+    await wait_until(lambda: len(received) == 6)
     mine = [(p.n, e) for s, p, e in received if s == show_id]
     theirs = [(p.n, e) for s, p, e in received if s == other]
     assert mine == [(1, b'{"n":0}'), (2, b'{"n":1}'), (3, b'{"n":2}'), (4, b'{"n":3}')]
@@ -193,13 +191,18 @@ async def test_subscribe_is_acknowledged_and_unsubscribe_stops_delivery(
     await b.subscribe(show_id)
     # acknowledged means subscribed: an event published right now is delivered
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    await eventually(lambda: received)
+    await wait_until(lambda: received)
     assert len(received) == 1
     await b.unsubscribe(show_id)
-    await asyncio.sleep(0.05)
+    # Redis answers one connection's commands in order and delivers one connection's
+    # publishes in order: once a later subscription is acknowledged the unsubscribe is done,
+    # and once an event published after show_id's arrives, show_id's would have arrived
+    marker = show_id + 1
+    await b.subscribe(marker)
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    await asyncio.sleep(0.2)
-    assert len(received) == 1
+    await b.publish(marker, b"{}", invalidate_availability=False)
+    await wait_until(lambda: any(show == marker for show, _, _ in received))
+    assert [show for show, _, _ in received] == [show_id, marker]
 
 
 async def test_the_reader_reconnects_resubscribes_and_reports_it(
@@ -215,10 +218,10 @@ async def test_the_reader_reconnects_resubscribes_and_reports_it(
             await redis.client_kill_filter(_id=client["id"])
             killed += 1
     assert killed == 1
-    await eventually(lambda: len(reconnects) == 2 and b.alive)
+    await wait_until(lambda: len(reconnects) == 2 and b.alive)
     assert len(reconnects) == 2 and b.alive
     await b.publish(show_id, b"{}", invalidate_availability=False)
-    await eventually(lambda: received)
+    await wait_until(lambda: received)
     assert len(received) == 1
 
 
@@ -266,7 +269,7 @@ async def test_an_event_from_another_namespace_on_the_same_channel_is_dropped_an
             await theirs.publish(show_id, b'{"theirs":%d}' % i, invalidate_availability=False)
         own = await ours.publish(show_id, b'{"ours":1}', invalidate_availability=False)
         # one connection, in publish order: theirs were read before ours arrived
-        await eventually(lambda: len(received) >= 1)
+        await wait_until(lambda: len(received) >= 1)
         assert received == [(show_id, own, b'{"ours":1}')]
         assert foreign_events("epoch") - dropped == 3
 
@@ -282,7 +285,7 @@ async def test_garbage_on_a_show_channel_is_dropped_and_the_reader_stays_up(
     for junk in ("e:\u00b2 {}".encode(), b"\xff\xfe:1 {}", b"no-offset", b"0123abcd:1 {}"):
         await redis.publish(channel, junk)
     own = await b.publish(show_id, b"{}", invalidate_availability=False)
-    await eventually(lambda: len(received) >= 1)
+    await wait_until(lambda: len(received) >= 1)
     assert received == [(show_id, own, b"{}")]
     assert reconnects == [1] and b.alive
     assert foreign_events("epoch") - dropped == 2  # those with an offset of another epoch

@@ -23,8 +23,7 @@ from app.realtime.broker_cluster import RedisClusterBroker, connect_redis
 from app.realtime.broker_memory import MemoryBroker, MemoryBus
 from app.realtime.broker_redis import RedisBroker
 from app.realtime.keys import RedisKeys, database_number
-from tests.realtime.watch import eventually
-from tests.support import Services, require_tool
+from tests.support import Services, require_tool, wait_until
 
 
 @dataclass
@@ -115,7 +114,7 @@ async def test_an_event_reaches_every_subscribed_instance_with_the_publishers_of
     second = await b.broker.publish(show, b'{"n":2}', invalidate_availability=True)
     assert second == Position(first.epoch, first.n + 1)
     for instance in (a, b):
-        await eventually(lambda i=instance: len(i.events(show)) == 2)  # type: ignore[misc]
+        await wait_until(lambda i=instance: len(i.events(show)) == 2)  # type: ignore[misc]
         assert instance.events(show) == [(first, b'{"n":1}'), (second, b'{"n":2}')]
 
 
@@ -129,7 +128,7 @@ async def test_publish_many_gives_each_event_its_own_offset_in_order_per_show(
     events = [(show, b'{"i":%d}' % i) for i in range(4) for show in shows]
     await a.broker.publish_many([])  # the relay's empty batch
     await a.broker.publish_many(events)
-    await eventually(lambda: len(a.received) == len(events))
+    await wait_until(lambda: len(a.received) == len(events))
     for show in shows:
         got = a.events(show)
         assert [e for _, e in got] == [b'{"i":%d}' % i for i in range(4)]
@@ -181,7 +180,7 @@ async def test_an_instance_that_unsubscribed_gets_nothing_more(new_instance: New
     await b.broker.unsubscribe(show)
     await a.broker.publish(show, b'{"n":1}', invalidate_availability=False)
     await a.broker.publish(other, b'{"n":2}', invalidate_availability=False)
-    await eventually(lambda: len(a.events(show)) == 1 and len(b.events(other)) == 1)
+    await wait_until(lambda: len(a.events(show)) == 1 and len(b.events(other)) == 1)
     assert b.events(show) == []  # b heard `other`, published after: `show` would be there
     assert a.events(other) == []  # never subscribed
 

@@ -29,6 +29,7 @@ from tests.support import (
     auth,
     create_show,
     metric,
+    wait_until,
 )
 
 COUNT_OUTBOX = "SELECT count(*) FROM outbox WHERE show_id = $1"
@@ -56,15 +57,23 @@ async def private_servers(
         server.stop()
 
 
+async def subscribed(server: ServerProcess, count: int) -> bool:
+    """The server holds `count` show subscriptions (a server of the test's own: no other
+    test's watchers are counted)."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        return metric((await client.get("/metrics")).text, "ws_watchers") == count
+
+
 async def outbox_drains(cluster: Cluster, show: dict[str, Any], within: float = 5.0) -> None:
     """Every outbox row of the show is published and deleted (the relay commits after
     publishing, so watchers may see an event a moment before its row is gone)."""
     shard = await cluster.connect_shard(show["shard"])
     try:
-        deadline = time.monotonic() + within
-        while await shard.fetchval(COUNT_OUTBOX, show["id"]):
-            assert time.monotonic() < deadline, "outbox rows left behind"
-            await asyncio.sleep(0.1)
+
+        async def drained() -> bool:
+            return not await shard.fetchval(COUNT_OUTBOX, show["id"])
+
+        await wait_until(drained, within, "the outbox rows to go", every=0.1)
     finally:
         await shard.close()
 
@@ -121,13 +130,11 @@ async def test_every_watcher_converges_after_redis_restarts_empty(
             # while Redis is away, PostgreSQL still takes holds; their outbox rows wait
             await hold(client_a, show_id, user, ["B1", "B2"])
             await hold(client_b, show_id, user, ["C1"])
-            ready = await client_a.get("/ready")
-            for _ in range(40):
-                if ready.status_code == 503:
-                    break
-                await asyncio.sleep(0.1)
-                ready = await client_a.get("/ready")
-            assert ready.status_code == 503
+
+            async def not_ready() -> bool:
+                return (await client_a.get("/ready")).status_code == 503
+
+            await wait_until(not_ready, 4, "/ready to say Redis is away", every=0.1)
             # the seat map stays readable, without an offset
             away = await client_b.get(f"/shows/{show_id}/seats")
             assert away.status_code == 200 and away.json()["offset"] == ""
@@ -229,7 +236,7 @@ async def test_a_client_that_never_reads_does_not_grow_server_memory(
 
         async with Watcher(server.ws_url) as healthy:
             await healthy.subscribe(show_id, order)
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: subscribed(server, 2), what="both subscriptions")
             rss_before = process.memory_info().rss
 
             # 32 MiB of announcements through the real publish script
@@ -292,7 +299,7 @@ async def test_a_client_that_falls_behind_once_gets_a_fresh_snapshot_instead_of_
             order = await seat_order(own, show_id)
             lagging = await non_reading_client(server.port, server.ws_url)
             await lagging.send(f'{{"type":"subscribe","show_id":{show_id}}}')
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: subscribed(server, 1), what="the subscription")
 
             # it stops reading; announcements pile up until its queue overflows once
             publisher = await publisher_of(cluster, redis)

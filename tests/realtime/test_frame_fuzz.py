@@ -8,7 +8,6 @@ its memory has not grown with them."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.realtime.apply import check_schema
-from tests.support import Cluster, ServerProcess, auth, metric
+from tests.support import Cluster, ServerProcess, auth, metric, wait_until_blocking
 
 # error codes a bad frame may get ("internal" is a bug: it is not among them)
 CLIENT_ERRORS = {
@@ -193,10 +192,11 @@ def fuzz(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
 
 def settles(server: ServerProcess, before: tuple[float, float], within: float = 10.0) -> None:
     """The sockets are closed: the server's watcher and connection counts come back."""
-    deadline = time.monotonic() + within
-    while (now := watchers(server)) != before:
-        assert time.monotonic() < deadline, f"watchers, connections: {now}, were {before}"
-        time.sleep(0.05)
+    try:
+        wait_until_blocking(lambda: watchers(server) == before, within)
+    except AssertionError:
+        now = watchers(server)
+        raise AssertionError(f"watchers, connections: {now}, were {before}") from None
 
 
 def test_fuzzed_frames_are_answered_and_leave_nothing_behind(

@@ -1,23 +1,24 @@
 """Zulip's verify_action for the seat map: for every action, take a snapshot, run the
-action, capture the frames it produced, apply them to the stale snapshot with the client's
-apply logic and compare with a fresh snapshot. Frames that arrive before a snapshot taken
-later must change nothing when applied to it."""
+action, capture the frames it produced, apply them to the stale snapshot with the
+browser's own seat store (static/js/live.js, run by Node) and compare with a fresh
+snapshot. Frames that arrive before a snapshot taken later must change nothing when
+applied to it."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.realtime.apply import ShowState, apply, apply_all, diff
-from tests.realtime.watch import Watcher, client_state, hold, seat_order, server_state
-from tests.support import ServerProcess, auth, create_show
+from tests.realtime.apply import diff
+from tests.realtime.live_store import LiveStore
+from tests.realtime.watch import Watcher, client_state, hold, server_state
+from tests.support import Cluster, ServerProcess, auth, create_show, wait_until
 
 Action = Callable[[], Awaitable[Any]]
+SEAT_STATUS = "SELECT status = 'AVAILABLE' FROM seats WHERE show_id = $1 AND label = $2"
 
 
 async def verify_action(
@@ -30,36 +31,45 @@ async def verify_action(
     within: float = 5.0,
 ) -> list[dict[str, Any]]:
     show_id = show["id"]
-    order = await seat_order(client, show_id)
-    async with Watcher(server.ws_url) as watcher:
-        state = await watcher.subscribe(show_id, order, encoding=encoding)
-        stale = state.copy()
+    response = await client.get(f"/shows/{show_id}/seats")
+    assert response.status_code == 200, response.text
+    layout: list[dict[str, Any]] = response.json()["seats"]
+    order = [seat["label"] for seat in layout]
+    async with LiveStore() as store, Watcher(server.ws_url) as watcher:
+        await watcher.subscribe(show_id, order, encoding=encoding)
         mark = len(watcher.frames)
+        stale = [f for f in watcher.frames_of(show_id) if f["type"] == "snapshot"]
         await action()
 
-        deadline = time.monotonic() + within
-        while True:
+        captured: list[dict[str, Any]] = []
+        difference = ""
+
+        async def caught_up() -> bool:
+            nonlocal captured, difference
             captured = [f for f in watcher.frames_of(show_id, mark) if f["type"] != "presence"]
-            applied = apply_all(stale, captured)
-            difference = diff(client_state(applied, show), await server_state(client, show_id))
-            if not difference:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"frames {captured} applied to the snapshot differ:\n{difference}"
-                )
-            await asyncio.sleep(0.05)
+            applied = await store.state(layout, stale + captured)
+            truth = await server_state(client, show_id)
+            difference = diff(client_state(applied, show), truth)
+            return not difference
 
-    # a fresh snapshot over the WebSocket says the same
-    async with Watcher(server.ws_url) as fresh:
-        snapshot = await fresh.subscribe(show_id, order, encoding=encoding)
-        assert snapshot.seats == applied.seats
+        try:
+            await wait_until(caught_up, within, "the frames to bring the snapshot up to date")
+        except AssertionError:
+            raise AssertionError(
+                f"frames {captured} applied to the snapshot differ:\n{difference}"
+            ) from None
+        applied = await store.state(layout, stale + captured)
 
-    # the frames arrived before that snapshot: applied after it they change nothing
-    late = ShowState(order)
-    apply(late, next(f for f in fresh.frames if f["type"] == "snapshot"))
-    replayed = apply_all(late, [f for f in captured if f["type"] == "seats"])
-    assert replayed.seats == late.seats
+        # a fresh snapshot over the WebSocket says the same
+        async with Watcher(server.ws_url) as fresh:
+            await fresh.subscribe(show_id, order, encoding=encoding)
+            snapshot = [f for f in fresh.frames if f["type"] == "snapshot"]
+        late = await store.state(layout, snapshot)
+        assert late.seats == applied.seats
+
+        # the frames arrived before that snapshot: applied after it they change nothing
+        seat_frames = [f for f in captured if f["type"] == "seats"]
+        assert (await store.state(layout, snapshot + seat_frames)).seats == late.seats
     return captured
 
 
@@ -112,15 +122,25 @@ async def test_release(
 
 
 async def test_expiry_by_the_sweeper(
-    client: httpx.AsyncClient, server: ServerProcess, user: str
+    client: httpx.AsyncClient, server: ServerProcess, cluster: Cluster, user: str
 ) -> None:
-    show = await create_show(client, rows=2, seats_per_row=4, hold_seconds=5)
+    show = await create_show(client, rows=2, seats_per_row=4, hold_seconds=5)  # the least
     await hold(client, show["id"], user, ["A1"])
 
     async def expire() -> None:
-        await asyncio.sleep(5.2)  # the hold lapses; the sweeper releases and broadcasts it
+        # the hold lapses and the sweeper releases it (a map read would already say
+        # AVAILABLE at the deadline, before any frame: wait for the sweeper's own write)
+        shard = await cluster.connect_shard(show["shard"])
+        try:
+            await wait_until(
+                lambda: shard.fetchval(SEAT_STATUS, show["id"], "A1"),
+                within=12,
+                what="the sweeper to release A1",
+            )
+        finally:
+            await shard.close()
 
-    frames = await verify_action(client, server, show, expire, within=12)
+    frames = await verify_action(client, server, show, expire)
     assert seat_changes(frames) == {"A1": "AVAILABLE"}
 
 

@@ -27,8 +27,8 @@ from app.realtime.broker_redis import RedisBroker
 from app.realtime.hub import Hub
 from app.realtime.protocol import Connection, FrameBudget
 from app.realtime.sync import Sync
-from tests.realtime.watch import Watcher, eventually, seat_order
-from tests.support import Cluster, ServerProcess, free_port
+from tests.realtime.watch import Watcher, seat_order
+from tests.support import Cluster, ServerProcess, free_port, wait_until
 
 # "²".isdigit() is True and int("²") raises: this frame used to kill the socket after its
 # watcher was counted
@@ -123,7 +123,7 @@ async def inprocess(
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
         try:
-            await eventually(lambda: server.started or serving.done(), within=30)
+            await wait_until(lambda: server.started or serving.done(), within=30)
             assert server.started, serving
             yield InProcessServer(created, port)
         finally:
@@ -286,7 +286,7 @@ async def test_a_failure_at_any_step_ends_in_a_frame_and_leaves_no_watcher_behin
         else:  # a failure the step answers itself: a snapshot instead of a replay
             await w.wait_for(lambda f: f["type"] == "snapshot", since=mark)
         faults.undo()
-    await eventually(lambda: inprocess.watchers(show_id) == before)
+    await wait_until(lambda: inprocess.watchers(show_id) == before)
     async with Watcher(inprocess.ws_url) as w:  # nothing the failure left breaks the show
         await w.subscribe(show_id, order)
-    await eventually(lambda: inprocess.watchers(show_id) == before)
+    await wait_until(lambda: inprocess.watchers(show_id) == before)

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.realtime.apply import SHOW_FIELDS, ShowState, apply, check_schema, diff
-from tests.support import auth
+from tests.support import auth, wait_until
 
 
 async def seat_order(client: httpx.AsyncClient, show_id: int) -> list[str]:
@@ -181,18 +181,23 @@ async def converge(
     it took. Fails with the difference when it does not happen within `timeout`."""
     started = time.monotonic()
     show_id = show["id"]
-    while True:
+    wrong: list[tuple[int, str]] = []
+
+    async def converged() -> bool:
+        nonlocal wrong
         truth = await server_state(client, show_id)
         differences = [
             (i, diff(client_state(w.states[show_id], show), truth)) for i, w in enumerate(watchers)
         ]
         wrong = [(i, d) for i, d in differences if d]
-        if not wrong:
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
-            report = "\n".join(f"watcher {i}:\n{d}" for i, d in wrong)
-            raise AssertionError(f"watchers did not converge in {within}s:\n{report}")
-        await asyncio.sleep(0.05)
+        return not wrong
+
+    try:
+        await wait_until(converged, within, "the watchers to converge", every=0.05)
+    except AssertionError:
+        report = "\n".join(f"watcher {i}:\n{d}" for i, d in wrong)
+        raise AssertionError(f"watchers did not converge in {within}s:\n{report}") from None
+    return time.monotonic() - started
 
 
 async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[str]) -> str:
@@ -203,12 +208,3 @@ async def hold(client: httpx.AsyncClient, show_id: int, user: str, seats: list[s
     assert response.status_code == 201, response.text
     hold_id: str = response.json()["hold_id"]
     return hold_id
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll until `predicate()` holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
