@@ -19,7 +19,14 @@ import tests.test_concurrency as concurrency
 from app.cluster import processes
 from app.cluster.pgbouncer import Backend, PgBouncer
 from app.shards import SESSION_SETTINGS
-from tests.support import Cluster, ServerProcess, create_show, free_port, require_tool
+from tests.support import (
+    Cluster,
+    ServerProcess,
+    ShowOn,
+    create_show,
+    free_port,
+    require_tool,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -91,8 +98,8 @@ async def test_booking_flow_through_pgbouncer(bounced_client: httpx.AsyncClient)
 
 @pytest.mark.slow
 async def test_hold_storm_through_pgbouncer_never_oversells(
-    bounced_servers: list[ServerProcess], cluster: Cluster
+    bounced_servers: list[ServerProcess], cluster: Cluster, show_on: ShowOn
 ) -> None:
     await concurrency.test_hold_storm_across_two_servers_and_two_shards_never_oversells(
-        bounced_servers, cluster
+        bounced_servers, cluster, show_on
     )
