@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -22,6 +22,7 @@ from app.holds import SWEEP_BATCH, BoxOffice
 from app.http.api import api_routes
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.headers import SecurityHeaders
+from app.http.pages import with_preloads
 from app.ops.limits import RateLimits
 from app.ops.logs import configure_logging
 from app.ops.metrics import worker_exiting, worker_starting
@@ -164,10 +165,11 @@ def page(name: str) -> Route:
         "me": "/me",
         "queue": "/queue/{show_id}",
     }[name]
-    file = project_dir("static") / f"{name}.html"
+    static = project_dir("static")
+    html = with_preloads((static / f"{name}.html").read_text(), static)
 
     async def serve(request: Request) -> Response:
-        return FileResponse(file, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     return Route(path, serve, methods=["GET"], name=f"page_{name}")
 
