@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -213,6 +213,30 @@ class Signal:
                 await self._event.wait()
 
 
+class HubWorld(NamedTuple):
+    """What a hub test works with: the session's databases, Redis and servers, a show of its
+    own on them, and a customer."""
+
+    router: ShardRouter
+    services: Services
+    redis_keys: RedisKeys
+    client: httpx.AsyncClient
+    show: dict[str, Any]
+    user: str
+
+
+@pytest.fixture
+def world(
+    router: ShardRouter,
+    services: Services,
+    redis_keys: RedisKeys,
+    client: httpx.AsyncClient,
+    show: dict[str, Any],
+    user: str,
+) -> HubWorld:
+    return HubWorld(router, services, redis_keys, client, show, user)
+
+
 class Collect:
     def __init__(self, changed: Signal) -> None:
         self.frames: list[dict[str, Any]] = []
@@ -275,13 +299,9 @@ def snapshot_reader(router: ShardRouter) -> Callable[[int], Awaitable[list[tuple
 
 
 async def test_events_between_subscribe_and_snapshot_are_kept_unless_the_snapshot_has_them(
-    router: ShardRouter,
-    services: Services,
-    redis_keys: RedisKeys,
-    client: httpx.AsyncClient,
-    show: dict[str, Any],
-    user: str,
+    world: HubWorld,
 ) -> None:
+    router, services, redis_keys, client, show, user = world
     show_id = show["id"]
     before_read, read_done, after_read = asyncio.Event(), asyncio.Event(), asyncio.Event()
     changed = Signal()
@@ -351,13 +371,9 @@ class Texts:
 
 
 async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_watcher_in_order(
-    router: ShardRouter,
-    services: Services,
-    redis_keys: RedisKeys,
-    client: httpx.AsyncClient,
-    show: dict[str, Any],
-    user: str,
+    world: HubWorld,
 ) -> None:
+    router, services, redis_keys, client, show, user = world
     show_id = show["id"]
     changed = Signal()
     reader = snapshot_reader(router)
@@ -388,16 +404,12 @@ async def test_a_big_fan_out_yields_to_the_loop_between_chunks_and_keeps_every_w
 
 
 async def test_the_check_leaves_watchers_that_resumed_by_offset_alone_and_still_finds_a_loss(
-    router: ShardRouter,
-    services: Services,
-    redis_keys: RedisKeys,
-    client: httpx.AsyncClient,
-    show: dict[str, Any],
-    user: str,
+    world: HubWorld,
 ) -> None:
     """A watcher that resumed by offset got no snapshot, so the hub knows only the versions
     of the seats events changed since; the check used to take every other seat for a lost
     change and resync the show once. A change nobody published is still found."""
+    router, services, redis_keys, client, show, user = world
     show_id = show["id"]
     changed = Signal()
     await hold(client, show_id, user, ["E1"])  # every seat's version is 1 but this one's
